@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian/Ubuntu machine.
+#
+#   ./bootstrap.sh run spotify      install what broadcaster needs, then run it
+#   ./bootstrap.sh test [ARGS]      install what the tests need, then run them
+#   ./bootstrap.sh ARGS...          any other broadcaster command (status, ...)
+#
+# Debian packages are installed with apt-get (through sudo unless root), only
+# when missing; Python packages go into .venv beside this script.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+RUN_PACKAGES=(snapserver snapclient pipewire pipewire-bin wireplumber pipewire-pulse
+              pulseaudio-utils dbus python3 python3-venv python3-pip)
+TEST_PACKAGES=(dbus-daemon ffmpeg sox iproute2 util-linux chromium nodejs procps)
+
+say() { printf 'bootstrap: %s\n' "$*" >&2; }
+
+apt_install() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    say "installing Debian packages: ${missing[*]}"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    # Don't let the packaged system snapserver service grab the default ports
+    # before the tests (it is started by the package on systemd machines).
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        "${missing[@]}"
+}
+
+venv() {
+    local extra="$1" stamp=".venv/.installed-$1"
+    if [ ! -x .venv/bin/python ]; then
+        say "creating .venv"
+        python3 -m venv .venv
+    fi
+    if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+        say "installing broadcaster into .venv"
+        .venv/bin/python -m pip install -q --upgrade pip
+        if [ "$extra" = test ]; then
+            .venv/bin/python -m pip install -q -e '.[test]'
+        else
+            .venv/bin/python -m pip install -q -e .
+        fi
+        touch "$stamp"
+    fi
+}
+
+case "${1:-}" in
+    test)
+        shift
+        apt_install "${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+        venv test
+        export PATH="$PWD/.venv/bin:$PATH"
+        say "ruff"
+        ruff check broadcaster tests bench
+        ruff format --check broadcaster tests bench
+        say "mypy (strict)"
+        mypy
+        say "pytest"
+        exec pytest "$@"
+        ;;
+    "" | -h | --help)
+        sed -n '2,9p' "$0"
+        exit 0
+        ;;
+    *)
+        apt_install "${RUN_PACKAGES[@]}"
+        venv run
+        exec .venv/bin/broadcaster "$@"
+        ;;
+esac

@@ -1,0 +1,5 @@
+"""``python -m broadcaster`` runs the command line."""
+
+from .cli import run
+
+run()

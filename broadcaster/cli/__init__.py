@@ -1,0 +1,86 @@
+"""The ``broadcaster`` command line: a thin layer over the library.
+
+Each command group lives in its own module with a ``register(subparsers)``
+function that adds its sub-commands; a sub-command stores an ``async`` handler
+in ``args.handler`` taking the parsed namespace and returning an exit status.
+Handlers import heavy modules (numpy, soxr, aiohttp, zeroconf) inside their
+body, so ``broadcaster --help`` and ``broadcaster status`` start fast.
+
+Every :class:`~broadcaster.errors.BroadcasterError` is turned into one line on
+stderr and exit status 1 here, in one place; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from ..errors import BroadcasterError
+
+# Modules that contribute sub-commands, in the order they appear in --help.
+COMMAND_MODULES: tuple[str, ...] = ("broadcaster.cli.pipeline",)
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="broadcaster",
+        description="Play one application's audio in every Snapcast room, and manage the rooms.",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="debug logging and full tracebacks on errors"
+    )
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="configuration file (default: $BROADCASTER_CONFIG or "
+        "~/.config/broadcaster/config.toml)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def _setup_logging(verbose: int, debug: bool) -> None:
+    level = logging.DEBUG if debug or verbose >= 2 else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, run the chosen command, and return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose, args.debug)
+    try:
+        result: int = asyncio.run(args.handler(args))
+    except BroadcasterError as err:
+        if args.debug:
+            logging.getLogger("broadcaster").exception("command failed")
+        print(f"broadcaster: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return result
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""``broadcaster run``: broadcast one application's audio to every room."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from typing import Any
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "run",
+        help="broadcast one application's audio to every room",
+        description="Capture one application's audio on PipeWire and play it in every "
+        "Snapcast room. Without --pipe/--tcp/--server, a snapserver on this machine is used, "
+        "or one is started.",
+    )
+    parser.add_argument(
+        "app",
+        nargs="?",
+        help="the application: process name, binary name or PipeWire application.name",
+    )
+    parser.add_argument("--pid", type=int, help="the application's process id instead of a name")
+    parser.add_argument(
+        "--sink",
+        help="isolate the app on this existing sink (e.g. the snd-aloop one) "
+        "instead of a virtual sink",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--pipe", metavar="PATH", help="snapserver's named pipe to write into")
+    where.add_argument(
+        "--tcp", metavar="URL", help="a snapserver tcp source in server mode: tcp://HOST:PORT"
+    )
+    parser.add_argument("--server", metavar="HOST[:PORT]", help="snapserver's control address")
+    parser.add_argument("--stream", help="the snapserver stream (name or id) to feed")
+    parser.add_argument(
+        "--embedded",
+        choices=("auto", "always", "never"),
+        help="start a snapserver of our own: auto (if none answers), always, never",
+    )
+    parser.add_argument("--capture-format", metavar="RATE:SAMPLE:CH", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-restore", action="store_true", help="leave the app on the capture sink at exit"
+    )
+    parser.set_defaults(handler=_run)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from ..config import load
+    from ..errors import ConfigError
+    from ..pipeline import Broadcast
+    from ..pipewire import TargetApp
+
+    if (args.app is None) == (args.pid is None):
+        raise ConfigError("name the application to broadcast, or give --pid (not both)")
+    if args.pid is not None and args.pid <= 0:
+        raise ConfigError(f"--pid {args.pid} is not a process id")
+    config = load(
+        args.config,
+        overrides={
+            "server": args.server,
+            "capture.sink": args.sink,
+            "capture.format": args.capture_format,
+            "capture.restore": False if args.no_restore else None,
+            "delivery.pipe": args.pipe,
+            "delivery.tcp": args.tcp,
+            "delivery.stream": args.stream,
+            "snapserver.mode": args.embedded,
+        },
+    )
+    broadcast = Broadcast(TargetApp(name=args.app or "", pid=args.pid), config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await broadcast.run(stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    _LOGGER.info("stopped")
+    return 0

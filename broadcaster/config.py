@@ -1,0 +1,306 @@
+"""Configuration: a TOML file, environment variables and command-line flags.
+
+Precedence, lowest first: built-in defaults, the TOML file, environment
+variables, command-line flags.  Every value is checked against the type of its
+dataclass field, unknown keys are refused (a typo must not be ignored
+silently), and each section validates its own ranges; every problem raises
+:class:`~broadcaster.errors.ConfigError` naming the file/variable/flag and key.
+
+File: ``--config FILE``, else ``$BROADCASTER_CONFIG``, else
+``$XDG_CONFIG_HOME/broadcaster/config.toml`` (``~/.config/...``) if it exists.
+
+Environment: top-level keys are ``BROADCASTER_<KEY>`` (``BROADCASTER_SERVER``),
+section keys ``BROADCASTER_<SECTION>_<KEY>`` (``BROADCASTER_DELIVERY_PIPE``).
+
+To add a setting, add a field to a section dataclass (and a check to its
+``validate``); loading, env variables and error messages follow from the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+ENV_PREFIX = "BROADCASTER_"
+DEFAULT_CONTROL_PORT = 1705
+
+
+def _check_port(value: int, key: str) -> None:
+    if not 0 < value < 65536:
+        raise ConfigError(f"{key} = {value} is not a TCP port (1-65535)")
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    """Where and how the application's audio is captured."""
+
+    sink: str = ""
+    """An existing sink to isolate the app on (e.g. the snd-aloop one); empty: a
+    virtual null sink created for the run and removed after it."""
+    format: str = "48000:s16:2"
+    """What to ask PipeWire to deliver from the sink monitor (RATE:SAMPLE:CH).
+    The default lets PipeWire do the cheap conversion; any other format is
+    normalized by soxr/numpy."""
+    restore: bool = True
+    """Move the app's streams back where they were when the run ends."""
+
+    def validate(self) -> None:
+        from .audio import AudioFormat
+        from .errors import AudioFormatError
+
+        try:
+            AudioFormat.parse(self.format)
+        except AudioFormatError as err:
+            raise ConfigError(f"capture.format: {err}") from None
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """Where the normalized audio goes."""
+
+    pipe: str = ""
+    """snapserver's named pipe; empty: the server's pipe stream, else the
+    embedded snapserver's."""
+    tcp: str = ""
+    """``tcp://HOST:PORT`` of a snapserver tcp source in server mode."""
+    stream: str = ""
+    """Name (or id) of the stream to feed on the server; empty: the first pipe stream."""
+    buffer_ms: int = 100
+    """Most audio held between capture and snapserver (pipe fill + queue)."""
+
+    def validate(self) -> None:
+        if self.pipe and self.tcp:
+            raise ConfigError("delivery.pipe and delivery.tcp are exclusive: set one of them")
+        if self.tcp:
+            parse_tcp_url(self.tcp)
+        if not 20 <= self.buffer_ms <= 5000:
+            raise ConfigError(f"delivery.buffer_ms = {self.buffer_ms} is out of range (20-5000)")
+
+
+@dataclass(frozen=True)
+class SnapserverConfig:
+    """The embedded snapserver ``run`` starts when no other one is configured or reachable."""
+
+    mode: str = "auto"
+    """auto: start one only if none answers on the control port; always; never."""
+    bind: str = "0.0.0.0"
+    """Address the rooms connect to (stream and http ports); control stays on loopback."""
+    stream_port: int = 1704
+    control_port: int = DEFAULT_CONTROL_PORT
+    http_port: int = 1780
+    codec: str = "flac"
+    """flac (less bandwidth) or pcm (needed for the browser room)."""
+    fifo: str = ""
+    """Pipe path; empty: $XDG_RUNTIME_DIR/broadcaster/snapfifo."""
+    datadir: str = ""
+    """snapserver's state (client names, groups); empty: ~/.local/state/broadcaster/snapserver."""
+    stream_name: str = "broadcaster"
+
+    def validate(self) -> None:
+        if self.mode not in ("auto", "always", "never"):
+            raise ConfigError(f"snapserver.mode = {self.mode!r} is not auto, always or never")
+        for key in ("stream_port", "control_port", "http_port"):
+            _check_port(getattr(self, key), f"snapserver.{key}")
+        if self.codec not in ("flac", "pcm", "ogg", "opus"):
+            raise ConfigError(f"snapserver.codec = {self.codec!r} is not flac, pcm, ogg or opus")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.stream_name):
+            raise ConfigError(
+                f"snapserver.stream_name = {self.stream_name!r}: use letters, digits, _ . -"
+            )
+
+
+@dataclass(frozen=True)
+class Config:
+    """All of broadcaster's settings."""
+
+    server: str = ""
+    """snapserver control address HOST[:PORT]; empty: localhost, else discovery."""
+    timeout: float = 5.0
+    """Deadline in seconds for every request to snapserver."""
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    snapserver: SnapserverConfig = field(default_factory=SnapserverConfig)
+
+    def validate(self) -> None:
+        if not 0.1 <= self.timeout <= 300:
+            raise ConfigError(f"timeout = {self.timeout} is out of range (0.1-300 seconds)")
+        if self.server:
+            parse_address(self.server, DEFAULT_CONTROL_PORT)
+        for section in (self.capture, self.delivery, self.snapserver):
+            section.validate()
+
+
+def parse_address(text: str, default_port: int) -> tuple[str, int]:
+    """Split ``HOST[:PORT]`` (``[v6]:PORT`` for IPv6) into host and port."""
+    match = re.fullmatch(r"\s*(?:\[([^\]]+)\]|([^:\s]+))(?::(\d+))?\s*", text)
+    if not match:
+        raise ConfigError(f"{text!r} is not HOST or HOST:PORT")
+    host = match.group(1) or match.group(2)
+    port = int(match.group(3)) if match.group(3) else default_port
+    _check_port(port, text)
+    return host, port
+
+
+def parse_tcp_url(text: str) -> tuple[str, int]:
+    """Split ``tcp://HOST:PORT`` into host and port."""
+    if not text.startswith("tcp://"):
+        raise ConfigError(f"{text!r} is not a tcp://HOST:PORT address")
+    return parse_address(text[len("tcp://") :], 4953)
+
+
+# --- loading -----------------------------------------------------------------
+
+_T = TypeVar("_T")
+
+
+def default_path(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME", "~"), ".config")
+    return Path(base).expanduser() / "broadcaster" / "config.toml"
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the effective configuration.
+
+    ``overrides`` maps dotted keys (``"delivery.pipe"``) to values from
+    command-line flags; ``None`` values are ignored (flag not given).
+    """
+    env = os.environ if env is None else env
+    explicit = path is not None or bool(env.get(ENV_PREFIX + "CONFIG"))
+    file = Path(path) if path is not None else Path(env.get(ENV_PREFIX + "CONFIG") or "")
+    if not explicit:
+        file = default_path(env)
+    data: dict[str, Any] = {}
+    if explicit or file.exists():
+        data = _read_toml(file)
+    config = _build(Config, data, origin=str(file), prefix="")
+    config = _apply_env(config, env)
+    if overrides:
+        config = apply_overrides(config, overrides, origin="command line")
+    config.validate()
+    return config
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    try:
+        with file.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {file} does not exist") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {file}: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {file} is not valid TOML: {err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {file} is not UTF-8 text") from None
+
+
+def _build(cls: type[_T], data: Mapping[str, Any], *, origin: str, prefix: str) -> _T:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        known = ", ".join(sorted(names))
+        raise ConfigError(f"{origin}: unknown key '{prefix}{unknown[0]}' (known: {known})")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{origin}: [{prefix}{name}] must be a table")
+            kwargs[name] = _build(hint, value, origin=origin, prefix=f"{prefix}{name}.")  # type: ignore[arg-type]
+        else:
+            kwargs[name] = _coerce(value, hint, f"{origin}: {prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check ``value`` against a field type; accept ints for floats."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for option in options:
+        if option is type(None) and value is None:
+            return None
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+    names = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise ConfigError(f"{where} must be {names}, not {value!r}")
+
+
+def _parse_env_value(text: str, hint: Any, where: str) -> Any:
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if bool in options:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where} must be true or false, not {text!r}")
+    for kind in (int, float):
+        if kind in options:
+            try:
+                return kind(text)
+            except ValueError:
+                raise ConfigError(f"{where} must be a number, not {text!r}") from None
+    return text
+
+
+def _apply_env(config: Config, env: Mapping[str, str]) -> Config:
+    overrides: dict[str, Any] = {}
+    for key, hint, prefix in _walk(Config, ""):
+        var = ENV_PREFIX + (prefix + key).replace(".", "_").upper()
+        if var in env and var != ENV_PREFIX + "CONFIG":
+            overrides[prefix + key] = _parse_env_value(env[var], hint, f"${var}")
+    return apply_overrides(config, overrides, origin="environment") if overrides else config
+
+
+def _walk(cls: type[Any], prefix: str) -> list[tuple[str, Any, str]]:
+    out: list[tuple[str, Any, str]] = []
+    for name, hint in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(hint):
+            out += _walk(hint, f"{prefix}{name}.")  # type: ignore[arg-type]
+        else:
+            out.append((name, hint, prefix))
+    return out
+
+
+def apply_overrides(config: Config, overrides: Mapping[str, Any], *, origin: str) -> Config:
+    """Return ``config`` with dotted keys replaced (``None`` values skipped)."""
+    result: Any = config
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        result = _replace_path(result, dotted.split("."), value, origin, dotted)
+    return typing.cast(Config, result)
+
+
+def _replace_path(obj: Any, path: list[str], value: Any, origin: str, dotted: str) -> Any:
+    hints = typing.get_type_hints(type(obj))
+    head = path[0]
+    if head not in hints:
+        raise ConfigError(f"{origin}: unknown setting {dotted!r}")
+    if len(path) == 1:
+        return dataclasses.replace(
+            obj, **{head: _coerce(value, hints[head], f"{origin}: {dotted}")}
+        )
+    inner = _replace_path(getattr(obj, head), path[1:], value, origin, dotted)
+    return dataclasses.replace(obj, **{head: inner})

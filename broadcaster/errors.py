@@ -1,0 +1,65 @@
+"""The one exception hierarchy of broadcaster.
+
+Every error a user can meet derives from :class:`BroadcasterError` and carries a
+message that says what went wrong and what to do about it; the CLI prints that
+message on one line and exits non-zero.  Subclasses name the phase that failed,
+so callers (and retry logic) decide on the class, never on the message text.
+"""
+
+from __future__ import annotations
+
+
+class BroadcasterError(Exception):
+    """Root of every error broadcaster raises on purpose."""
+
+
+class ConfigError(BroadcasterError):
+    """The configuration file, a flag or an environment variable is invalid."""
+
+
+class PipeWireError(BroadcasterError):
+    """PipeWire (or its pulse server) is unreachable or refused a request."""
+
+
+class CaptureError(BroadcasterError):
+    """Capturing the application's audio failed."""
+
+
+class AudioFormatError(BroadcasterError):
+    """An audio format is unsupported or malformed."""
+
+
+class DeliveryError(BroadcasterError):
+    """Audio could not be delivered to snapserver (pipe or TCP source)."""
+
+
+class SnapserverError(BroadcasterError):
+    """The embedded snapserver could not be started or kept running."""
+
+
+class ControlError(BroadcasterError):
+    """Talking to snapserver's JSON-RPC control API failed."""
+
+
+class ControlConnectionError(ControlError):
+    """snapserver's control port could not be reached, or the connection dropped."""
+
+
+class ControlTimeoutError(ControlError, TimeoutError):
+    """snapserver did not answer within the deadline (hung or overloaded)."""
+
+
+class ServerReplyError(ControlError):
+    """snapserver answered a request with a JSON-RPC error."""
+
+
+class NotFoundError(ControlError, LookupError):
+    """A room, group, stream or scene named by the user does not exist."""
+
+
+class AmbiguousNameError(ControlError, LookupError):
+    """A name matches more than one room, group or stream."""
+
+
+class DiscoveryError(BroadcasterError):
+    """No snapserver could be found with mDNS."""

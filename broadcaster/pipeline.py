@@ -1,0 +1,213 @@
+"""One broadcast: an application's audio, captured, normalized and delivered.
+
+:class:`Broadcast` wires the steps together and owns every task and child they
+need::
+
+    app streams --Router--> capture sink --Recorder (pw-record)--> Converter
+        --> Delivery (snapserver pipe / tcp source)
+
+and, when no snapserver is configured or reachable, an
+:class:`~broadcaster.snapserver.EmbeddedSnapserver`.  ``run()`` returns when
+``stop`` is set; on the way out it moves the app back where it played, removes
+the virtual sink and stops the children, in that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .audio import SNAPCAST_FORMAT, AudioFormat, Converter
+from .capture import CaptureStats, Recorder
+from .config import Config, parse_address, parse_tcp_url
+from .control import StreamInfo, fetch_streams
+from .delivery import Delivery, DeliveryStats, PipeDelivery, TcpDelivery
+from .errors import BroadcasterError, ControlError, DeliveryError, PipeWireError
+from .pipewire import PipeWire, TargetApp
+from .routing import Router, VirtualSink, sink_name_for
+from .snapserver import EmbeddedSnapserver
+
+_LOGGER = logging.getLogger(__name__)
+
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
+
+
+@dataclass
+class BroadcastStatus:
+    """A snapshot of one broadcast for status output and the API."""
+
+    target: str
+    state: str = "starting"
+    """starting, waiting (for the app to play), playing, stopped."""
+    sink: str = ""
+    destination: str = ""
+    streams: list[str] = field(default_factory=list)
+    capture: CaptureStats = field(default_factory=CaptureStats)
+    delivery: DeliveryStats = field(default_factory=DeliveryStats)
+    embedded_server: bool = False
+
+
+def pick_stream(streams: list[StreamInfo], wanted: str) -> StreamInfo:
+    """The pipe stream to feed: the one named ``wanted``, else the first pipe stream."""
+    pipes = [s for s in streams if s.scheme == "pipe"]
+    if wanted:
+        for stream in streams:
+            if wanted in (stream.id, stream.query.get("name")):
+                if stream.scheme != "pipe":
+                    raise DeliveryError(
+                        f"stream {wanted!r} is a {stream.scheme}:// source, not a pipe; "
+                        "use --tcp for tcp sources"
+                    )
+                return stream
+        names = ", ".join(s.id for s in streams) or "none"
+        raise DeliveryError(f"snapserver has no stream {wanted!r} (streams: {names})")
+    if not pipes:
+        names = ", ".join(f"{s.id} ({s.scheme})" for s in streams) or "none"
+        raise DeliveryError(
+            f"snapserver has no pipe:// stream to feed (streams: {names}); "
+            "add one to snapserver.conf or use --tcp"
+        )
+    return pipes[0]
+
+
+class Broadcast:
+    """Captures ``target`` and plays it on snapserver until stopped."""
+
+    def __init__(
+        self,
+        target: TargetApp,
+        config: Config,
+        *,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.target = target
+        self.config = config
+        self._env = env
+        self._pw = PipeWire(env=env, timeout=config.timeout)
+        self.status = BroadcastStatus(target=target.describe())
+        self._router: Router | None = None
+        self._embedded: EmbeddedSnapserver | None = None
+        self.ready = asyncio.Event()
+        """Set once capture and delivery are running."""
+
+    # --- destination -------------------------------------------------------
+
+    async def _destination(self, stack: contextlib.AsyncExitStack) -> Delivery:
+        cfg = self.config
+        buffer_ms = cfg.delivery.buffer_ms
+        if cfg.delivery.tcp:
+            host, port = parse_tcp_url(cfg.delivery.tcp)
+            return TcpDelivery(host, port, buffer_ms=buffer_ms, connect_timeout=cfg.timeout)
+        if cfg.delivery.pipe:
+            return PipeDelivery(cfg.delivery.pipe, buffer_ms=buffer_ms)
+        mode = cfg.snapserver.mode
+        if mode != "always":
+            host, port = parse_address(cfg.server or "127.0.0.1", cfg.snapserver.control_port)
+            try:
+                streams = await fetch_streams(host, port, cfg.timeout)
+            except ControlError as err:
+                if cfg.server or mode == "never":
+                    raise DeliveryError(f"{err}; cannot find its pipe to feed") from None
+                _LOGGER.info("no snapserver answers on %s:%d; starting one", host, port)
+            else:
+                stream = pick_stream(streams, cfg.delivery.stream)
+                if host not in _LOCAL_HOSTS:
+                    raise DeliveryError(
+                        f"snapserver at {host} runs on another machine, so its pipe "
+                        f"{stream.path} cannot be written from here; give it a tcp source "
+                        "in server mode and use --tcp tcp://HOST:PORT"
+                    )
+                _LOGGER.info("feeding stream %s of the snapserver at %s:%d", stream.id, host, port)
+                return PipeDelivery(stream.path, buffer_ms=buffer_ms)
+        server = EmbeddedSnapserver(cfg.snapserver)
+        await stack.enter_async_context(server)
+        self._embedded = server
+        self.status.embedded_server = True
+        return PipeDelivery(str(server.fifo), buffer_ms=buffer_ms)
+
+    # --- the run -----------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Broadcast until ``stop`` is set; raise a :class:`BroadcasterError` on failure."""
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                await self._run(stack, stop)
+        except* BroadcasterError as group:
+            raise group.exceptions[0] from None
+        finally:
+            self.status.state = "stopped"
+
+    async def _run(self, stack: contextlib.AsyncExitStack, stop: asyncio.Event) -> None:
+        cfg = self.config
+        await self._pw.check()
+        delivery = await self._destination(stack)
+        self.status.destination = delivery.target
+        self.status.delivery = delivery.stats
+
+        if cfg.capture.sink:
+            sink_name = cfg.capture.sink
+            graph = await self._pw.graph()
+            if graph.sink(sink_name) is None:
+                names = ", ".join(s.name for s in graph.sinks) or "none"
+                raise PipeWireError(f"there is no sink {sink_name!r} (sinks: {names})")
+        else:
+            sink_name = sink_name_for(self.target)
+            await stack.enter_async_context(
+                VirtualSink(self._pw, sink_name, f"broadcaster: {self.target.describe()}")
+            )
+        self.status.sink = sink_name
+
+        router = Router(self._pw, self.target, sink_name)
+        self._router = router
+        if cfg.capture.restore:
+            # Runs before the virtual sink is removed (the exit stack is LIFO).
+            stack.push_async_callback(router.restore)
+
+        capture_format = AudioFormat.parse(cfg.capture.format)
+        recorder = Recorder(sink_name, capture_format, env=self._env)
+        self.status.capture = recorder.stats
+        converter = Converter(capture_format, SNAPCAST_FORMAT)
+
+        async with asyncio.TaskGroup() as tasks:
+            owned = [
+                tasks.create_task(router.follow(), name="router"),
+                tasks.create_task(delivery.run(), name="delivery"),
+                tasks.create_task(self._pump(recorder, converter, delivery), name="pump"),
+            ]
+            if self._embedded is not None:
+                owned.append(tasks.create_task(self._embedded.supervise(), name="snapserver"))
+            self.status.state = "waiting"
+            self.ready.set()
+            _LOGGER.info(
+                "broadcasting %s from sink %s into %s",
+                self.target.describe(),
+                sink_name,
+                delivery.target,
+            )
+            await stop.wait()
+            for task in owned:
+                task.cancel()
+
+    async def _pump(self, recorder: Recorder, converter: Converter, delivery: Delivery) -> None:
+        router = self._router
+        assert router is not None
+        waiting_logged = False
+        async for block in recorder.blocks():
+            chunks = converter.push(block)
+            if not router.streams:
+                # The app is not playing: let snapserver go idle instead of sending silence.
+                if not waiting_logged:
+                    _LOGGER.info("waiting for %s to play", self.target.describe())
+                    waiting_logged = True
+                self.status.state = "waiting"
+                continue
+            if waiting_logged or self.status.state != "playing":
+                _LOGGER.info("%s is playing", self.target.describe())
+                waiting_logged = False
+                self.status.state = "playing"
+                self.status.streams = [s.describe() for s in router.streams]
+            for chunk in chunks:
+                delivery.write(chunk)

@@ -1,0 +1,368 @@
+"""PipeWire: reading the audio graph and changing it.
+
+broadcaster talks to the user's PipeWire session with its standard tools,
+started with argument lists and a deadline each:
+
+* ``pw-dump`` gives one snapshot of the graph; :func:`parse_dump` turns it into
+  a :class:`Graph` of output streams and sinks (pure, unit-tested).  The process
+  that owns a stream is found on the node for pulse clients and on the node's
+  Client object for native PipeWire clients (node ``client.id``).
+* ``pactl`` (pipewire-pulse) creates and removes null sinks, moves streams and
+  reports graph changes (``pactl subscribe``).  Streams are addressed by their
+  pulse index, which pipewire-pulse takes from the node's ``object.serial``.
+
+:class:`PipeWire` is the one place that runs these tools.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import PipeWireError
+from .process import ChildProcess, CommandResult, run_command
+
+_LOGGER = logging.getLogger(__name__)
+
+STREAM_OUTPUT = "Stream/Output/Audio"
+AUDIO_SINK = "Audio/Sink"
+
+
+@dataclass(frozen=True)
+class AppStream:
+    """One audio output stream of an application (a sink-input, in pulse terms)."""
+
+    node_id: int
+    serial: int
+    name: str
+    app_name: str = ""
+    binary: str = ""
+    pid: int | None = None
+    sink_ids: tuple[int, ...] = ()
+    """The sink nodes this stream's output is linked to now (two while it moves)."""
+    target: str = ""
+    """Where the session manager was told to route it (``target.object``/``target.node``)."""
+    dont_move: bool = False
+
+    def describe(self) -> str:
+        who = self.app_name or self.binary or self.name
+        return f"{who} (stream {self.serial}{f', pid {self.pid}' if self.pid else ''})"
+
+
+@dataclass(frozen=True)
+class Sink:
+    node_id: int
+    serial: int
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A snapshot of the audio graph: output streams, sinks, the default sink."""
+
+    streams: tuple[AppStream, ...] = ()
+    sinks: tuple[Sink, ...] = ()
+    default_sink: str = ""
+    _by_id: Mapping[int, Sink] = field(default_factory=dict, compare=False, repr=False)
+
+    def sink(self, key: int | str | None) -> Sink | None:
+        """The sink with this node id, serial or node name."""
+        if key is None or key == "":
+            return None
+        for sink in self.sinks:
+            if key in (sink.node_id, sink.name) or (isinstance(key, int) and key == sink.serial):
+                return sink
+            if isinstance(key, str) and key.isdigit() and int(key) in (sink.node_id, sink.serial):
+                return sink
+        return None
+
+    def sinks_of(self, stream: AppStream) -> list[Sink]:
+        """Where ``stream`` plays now: its linked sinks, else its routing target."""
+        linked = [s for s in map(self.sink, stream.sink_ids) if s is not None]
+        if linked:
+            return linked
+        target = self.sink(stream.target or None)
+        return [target] if target is not None else []
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def merge_dump(text: str) -> list[Mapping[str, Any]]:
+    """The objects of ``pw-dump`` output.
+
+    pw-dump may print more than one JSON array when the graph changes while it
+    runs: later arrays update objects by id, and ``"info": null`` removes one.
+    """
+    decoder = json.JSONDecoder()
+    objects: dict[Any, Mapping[str, Any]] = {}
+    pos, end = 0, len(text)
+    while True:
+        while pos < end and text[pos].isspace():
+            pos += 1
+        if pos >= end:
+            break
+        try:
+            chunk, pos = decoder.raw_decode(text, pos)
+        except ValueError as err:
+            raise PipeWireError(f"pw-dump printed something that is not JSON: {err}") from None
+        if not isinstance(chunk, list):
+            raise PipeWireError("pw-dump printed JSON that is not a list of objects")
+        for obj in chunk:
+            if not isinstance(obj, Mapping) or "id" not in obj:
+                continue
+            if obj.get("info", True) is None and "type" not in obj:
+                objects.pop(obj["id"], None)
+            else:
+                objects[obj["id"]] = obj
+    return list(objects.values())
+
+
+def parse_dump(objects: Sequence[Mapping[str, Any]]) -> Graph:
+    """Build a :class:`Graph` from ``pw-dump``'s JSON array."""
+    clients: dict[int, Mapping[str, Any]] = {}
+    nodes: list[tuple[int, Mapping[str, Any]]] = []
+    links: dict[int, list[int]] = {}  # output node id -> input node ids
+    targets: dict[int, str] = {}
+    default_sink = ""
+    for obj in objects:
+        kind = obj.get("type", "")
+        info = obj.get("info") or {}
+        props = info.get("props") or obj.get("props") or {}
+        oid = _int(obj.get("id"))
+        if oid is None:
+            continue
+        if kind == "PipeWire:Interface:Client":
+            clients[oid] = props
+        elif kind == "PipeWire:Interface:Node":
+            nodes.append((oid, props))
+        elif kind == "PipeWire:Interface:Link":
+            out_node, in_node = _int(info.get("output-node-id")), _int(info.get("input-node-id"))
+            if out_node is not None and in_node is not None:
+                targets_of = links.setdefault(out_node, [])
+                if in_node not in targets_of:
+                    targets_of.append(in_node)
+        elif kind == "PipeWire:Interface:Metadata" and props.get("metadata.name") == "default":
+            for entry in obj.get("metadata") or []:
+                key, subject, value = entry.get("key"), entry.get("subject"), entry.get("value")
+                if key == "default.audio.sink" and subject == 0:
+                    default_sink = _metadata_name(value)
+                elif key in ("target.object", "target.node") and _int(subject) is not None:
+                    text = value if isinstance(value, str) else json.dumps(value)
+                    if text not in ("", "-1"):
+                        targets[int(subject)] = text
+
+    sinks: list[Sink] = []
+    streams: list[AppStream] = []
+    for oid, props in nodes:
+        media_class = props.get("media.class", "")
+        serial = _int(props.get("object.serial"))
+        serial = oid if serial is None else serial
+        if media_class == AUDIO_SINK:
+            sinks.append(
+                Sink(
+                    oid,
+                    serial,
+                    str(props.get("node.name", "")),
+                    str(props.get("node.description", "")),
+                )
+            )
+        elif media_class == STREAM_OUTPUT:
+            client = clients.get(_int(props.get("client.id")) or -1, {})
+
+            def prop(
+                key: str, props: Mapping[str, Any] = props, client: Mapping[str, Any] = client
+            ) -> str:
+                value = props.get(key)
+                if value in (None, ""):
+                    value = client.get(key)
+                return "" if value is None else str(value)
+
+            streams.append(
+                AppStream(
+                    node_id=oid,
+                    serial=serial,
+                    name=str(props.get("node.name", "")),
+                    app_name=prop("application.name"),
+                    binary=prop("application.process.binary"),
+                    pid=_int(prop("application.process.id")),
+                    sink_ids=tuple(links.get(oid, ())),
+                    target=targets.get(oid, "") or str(props.get("target.object", "") or ""),
+                    dont_move=str(props.get("node.dont-reconnect", "")).lower() == "true"
+                    or str(props.get("node.dont-move", "")).lower() == "true",
+                )
+            )
+    return Graph(tuple(streams), tuple(sinks), default_sink)
+
+
+def _metadata_name(value: Any) -> str:
+    """``{"name": "alsa_output..."}`` (as JSON text or object) -> the name."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return str(value)
+    if isinstance(value, Mapping):
+        return str(value.get("name", ""))
+    return ""
+
+
+# --- identifying the target application ---------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetApp:
+    """Which application to capture: by name (process, binary or application.name) or PID."""
+
+    name: str = ""
+    pid: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name and self.pid is None:
+            raise ValueError("a target needs a name or a pid")
+
+    def describe(self) -> str:
+        return f"pid {self.pid}" if self.pid is not None else repr(self.name)
+
+    def matches(self, stream: AppStream, procfs: str = "/proc") -> bool:
+        if self.pid is not None:
+            return stream.pid is not None and self.pid in process_lineage(stream.pid, procfs)
+        wanted = self.name.casefold()
+        candidates = {stream.app_name, stream.binary, os.path.basename(stream.binary)}
+        if stream.pid is not None:
+            candidates.add(process_name(stream.pid, procfs))
+        return wanted in {c.casefold() for c in candidates if c}
+
+
+def process_name(pid: int, procfs: str = "/proc") -> str:
+    """The kernel's name for a process (``comm``), or "" if it is gone."""
+    try:
+        with open(f"{procfs}/{pid}/comm", encoding="utf-8", errors="replace") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def process_lineage(pid: int, procfs: str = "/proc", limit: int = 64) -> list[int]:
+    """``pid`` and its ancestors (a browser plays from a child of the PID the user knows)."""
+    chain = [pid]
+    while len(chain) < limit:
+        try:
+            with open(f"{procfs}/{chain[-1]}/stat", encoding="utf-8", errors="replace") as handle:
+                stat = handle.read()
+        except OSError:
+            break
+        # Field 4 (ppid) comes after the parenthesised command name, which may hold spaces.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        parent = _int(fields[1]) if len(fields) > 1 else None
+        if not parent or parent in chain:
+            break
+        chain.append(parent)
+    return chain
+
+
+# --- the session -------------------------------------------------------------
+
+_MODULE_LINE = re.compile(r"^(\d+)\t(\S+)\t?(.*)$")
+
+
+class PipeWire:
+    """The user's PipeWire session, reached through pw-dump and pactl."""
+
+    def __init__(self, *, env: Mapping[str, str] | None = None, timeout: float = 5.0) -> None:
+        self._env = dict(env) if env is not None else None
+        self._timeout = timeout
+
+    async def _run(self, *argv: str) -> CommandResult:
+        try:
+            result = await run_command(argv, timeout=self._timeout, env=self._env)
+        except FileNotFoundError:
+            package = "pulseaudio-utils" if argv[0] == "pactl" else "pipewire-bin"
+            raise PipeWireError(
+                f"{argv[0]} is not installed (sudo apt-get install {package})"
+            ) from None
+        except TimeoutError:
+            raise PipeWireError(
+                f"{argv[0]} did not answer within {self._timeout:.0f} s; is PipeWire hung?"
+            ) from None
+        return result
+
+    async def _pactl(self, *args: str) -> str:
+        result = await self._run("pactl", *args)
+        if not result.ok:
+            raise PipeWireError(result.describe_failure())
+        return result.stdout
+
+    async def check(self) -> str:
+        """Raise a clear :class:`PipeWireError` unless a PipeWire session answers."""
+        result = await self._run("pactl", "info")
+        if not result.ok:
+            raise PipeWireError(
+                "cannot reach PipeWire's pulse server (is pipewire-pulse running in this "
+                f"user session? XDG_RUNTIME_DIR={os.environ.get('XDG_RUNTIME_DIR', 'unset')}): "
+                f"{result.describe_failure()}"
+            )
+        server = re.search(r"^Server Name:\s*(.*)$", result.stdout, re.MULTILINE)
+        name = server.group(1) if server else ""
+        if "PipeWire" not in name:
+            raise PipeWireError(
+                f"the sound server is {name or 'unknown'}, not PipeWire; broadcaster needs PipeWire"
+            )
+        return name
+
+    async def graph(self) -> Graph:
+        result = await self._run("pw-dump")
+        if not result.ok:
+            raise PipeWireError(result.describe_failure())
+        return parse_dump(merge_dump(result.stdout))
+
+    async def load_null_sink(self, name: str, description: str) -> int:
+        """Create a 48 kHz stereo null sink; return its pulse module index."""
+        props = f"device.description={shlex.quote(description)}"
+        out = await self._pactl(
+            "load-module",
+            "module-null-sink",
+            f"sink_name={name}",
+            "rate=48000",
+            "channels=2",
+            "channel_map=front-left,front-right",
+            f"sink_properties={props}",
+        )
+        index = _int(out.strip())
+        if index is None:
+            raise PipeWireError(f"pactl load-module printed no module index: {out.strip()!r}")
+        return index
+
+    async def unload_module(self, index: int) -> None:
+        await self._pactl("unload-module", str(index))
+
+    async def modules(self) -> list[tuple[int, str, str]]:
+        """Loaded pulse modules as (index, name, arguments)."""
+        out = await self._pactl("list", "short", "modules")
+        found = []
+        for line in out.splitlines():
+            match = _MODULE_LINE.match(line)
+            if match:
+                found.append((int(match.group(1)), match.group(2), match.group(3)))
+        return found
+
+    async def move(self, stream: AppStream, sink_name: str) -> None:
+        """Ask pipewire-pulse to route ``stream`` to ``sink_name``."""
+        await self._pactl("move-sink-input", str(stream.serial), sink_name)
+
+    def subscribe(self) -> ChildProcess:
+        """A ``pactl subscribe`` child whose stdout reports graph changes, one per line."""
+        return ChildProcess(
+            ["pactl", "subscribe"], name="pactl-subscribe", env=self._env, read_stdout=True
+        )

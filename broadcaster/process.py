@@ -1,0 +1,215 @@
+"""Child processes: started with argument lists, watched, and always reaped.
+
+Two shapes cover every child broadcaster starts:
+
+* :func:`run_command` runs a short command (``pactl ...``, ``pw-dump``) with a
+  deadline and returns its output; on timeout the child is killed and reaped.
+* :class:`ChildProcess` is an async context manager for a long-lived child
+  (``pw-record``, ``pactl subscribe``, ``snapserver``).  It keeps the last lines
+  of the child's stderr for error messages, and on exit terminates, then kills,
+  and always waits for the child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a finished short command printed, and how it exited."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def describe_failure(self) -> str:
+        """One line naming the command and the last thing it said."""
+        said = (self.stderr.strip() or self.stdout.strip()).splitlines()
+        tail = said[-1] if said else f"exit status {self.returncode}"
+        return f"{' '.join(self.argv[:3])} failed: {tail}"
+
+
+async def run_command(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+) -> CommandResult:
+    """Run ``argv`` to completion within ``timeout`` seconds.
+
+    Raises :class:`FileNotFoundError` when the program is not installed and
+    :class:`TimeoutError` when it did not finish in time (it is killed first).
+    """
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(env) if env is not None else None,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    except BaseException:
+        await _kill_and_reap(proc)
+        raise
+    assert proc.returncode is not None
+    return CommandResult(
+        tuple(argv),
+        proc.returncode,
+        out.decode("utf-8", "replace"),
+        err.decode("utf-8", "replace"),
+    )
+
+
+async def _kill_and_reap(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    with contextlib.suppress(Exception):
+        await proc.wait()
+
+
+class ChildProcess:
+    """A long-lived child process owned by an ``async with`` block.
+
+    ``stdout`` is a pipe the owner reads (``read_stdout=True``) or discarded.
+    stderr is drained by a task of this object into the log at DEBUG level; its
+    last lines are kept in :attr:`stderr_tail` for error messages.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        read_stdout: bool = False,
+        stop_timeout: float = 3.0,
+        tail_lines: int = 20,
+    ) -> None:
+        self.argv = tuple(argv)
+        self.name = name or os.path.basename(self.argv[0])
+        self._env = dict(env) if env is not None else None
+        self._read_stdout = read_stdout
+        self._stop_timeout = stop_timeout
+        self._proc: asyncio.subprocess.Process | None = None
+        self._stderr_task: asyncio.Task[None] | None = None
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode if self._proc else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    @property
+    def stdout(self) -> asyncio.StreamReader:
+        if self._proc is None or self._proc.stdout is None:
+            raise RuntimeError(f"{self.name}: stdout is not captured")
+        return self._proc.stdout
+
+    def last_words(self) -> str:
+        """The child's last stderr line, for an error message."""
+        return self.stderr_tail[-1] if self.stderr_tail else "(it printed nothing)"
+
+    async def start(self) -> None:
+        """Start the child.  Raises :class:`FileNotFoundError` if it is not installed."""
+        if self._proc is not None:
+            raise RuntimeError(f"{self.name} already started")
+        self._proc = await asyncio.create_subprocess_exec(
+            *self.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE if self._read_stdout else asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env=self._env,
+            # Own process group: a Ctrl-C in the terminal reaches broadcaster, which
+            # then stops its children in order (restoring routing needs them alive).
+            start_new_session=True,
+        )
+        _LOGGER.debug("started %s (pid %d): %s", self.name, self._proc.pid, " ".join(self.argv))
+        assert self._proc.stderr is not None
+        self._stderr_task = asyncio.create_task(
+            self._drain_stderr(self._proc.stderr), name=f"{self.name}-stderr"
+        )
+
+    async def _drain_stderr(self, stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            text = line.decode("utf-8", "replace").rstrip()
+            if text:
+                self.stderr_tail.append(text)
+                _LOGGER.debug("%s: %s", self.name, text)
+
+    def terminate(self) -> None:
+        """Send SIGTERM without waiting; the owner still calls :meth:`stop`."""
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.send_signal(signal.SIGTERM)
+
+    async def wait(self) -> int:
+        """Wait for the child to exit by itself; return its exit status."""
+        if self._proc is None:
+            raise RuntimeError(f"{self.name} was never started")
+        code = await self._proc.wait()
+        if self._stderr_task is not None:
+            # Let the last stderr lines land in stderr_tail before reporting.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._stderr_task), 1.0)
+        return code
+
+    async def stop(self) -> None:
+        """Terminate (SIGTERM, then SIGKILL after ``stop_timeout``) and reap."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(proc.wait()), self._stop_timeout)
+            except TimeoutError:
+                _LOGGER.warning("%s did not stop on SIGTERM; killing it", self.name)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        else:
+            await proc.wait()
+        if self._stderr_task is not None:
+            self._stderr_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stderr_task
+            self._stderr_task = None
+
+    async def __aenter__(self) -> ChildProcess:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.shield(self.stop())

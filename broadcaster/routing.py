@@ -1,0 +1,260 @@
+"""Isolating one application on a sink of its own, and putting it back.
+
+* :class:`VirtualSink` owns the null sink a run creates (no root needed):
+  created on enter (after removing a stale one a crashed run left behind),
+  removed on exit.
+* :class:`Router` moves every output stream of the target application to the
+  capture sink, follows the streams it opens later (players open one per
+  track), and on :meth:`Router.restore` moves them back where they were.  It
+  reacts to ``pactl subscribe`` events and re-checks the graph shortly after
+  each move, because WirePlumber 0.4 sometimes undoes a fresh move when another
+  stream starts right after it; a slow periodic re-check covers lost events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable, Set
+from dataclasses import dataclass
+from types import TracebackType
+
+from .errors import PipeWireError
+from .pipewire import AppStream, Graph, PipeWire, TargetApp
+
+_LOGGER = logging.getLogger(__name__)
+
+SINK_PREFIX = "broadcaster."
+
+
+def sink_name_for(target: TargetApp) -> str:
+    """A node name for the capture sink of ``target`` (``broadcaster.spotify``)."""
+    base = target.name or f"pid{target.pid}"
+    return SINK_PREFIX + (re.sub(r"[^A-Za-z0-9_-]+", "_", base).strip("_").lower() or "app")
+
+
+class VirtualSink:
+    """A PipeWire null sink that lives as long as the ``async with`` block."""
+
+    def __init__(self, pipewire: PipeWire, name: str, description: str) -> None:
+        self._pw = pipewire
+        self.name = name
+        self.description = description
+        self.module: int | None = None
+
+    async def create(self) -> None:
+        for index, module, args in await self._pw.modules():
+            if module == "module-null-sink" and f"sink_name={self.name} " in f"{args} ":
+                _LOGGER.info("removing stale sink %s left by an earlier run", self.name)
+                with contextlib.suppress(PipeWireError):
+                    await self._pw.unload_module(index)
+        self.module = await self._pw.load_null_sink(self.name, self.description)
+        _LOGGER.info("created virtual sink %s", self.name)
+
+    async def exists(self) -> bool:
+        return (await self._pw.graph()).sink(self.name) is not None
+
+    async def remove(self) -> None:
+        if self.module is None:
+            return
+        module, self.module = self.module, None
+        try:
+            await self._pw.unload_module(module)
+            _LOGGER.info("removed virtual sink %s", self.name)
+        except PipeWireError as err:
+            _LOGGER.warning("could not remove virtual sink %s: %s", self.name, err)
+
+    async def __aenter__(self) -> VirtualSink:
+        await self.create()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.remove()
+
+
+@dataclass(frozen=True)
+class Move:
+    stream: AppStream
+    to: str
+
+
+def plan(
+    graph: Graph,
+    target: TargetApp,
+    sink_name: str,
+    origins: dict[int, str],
+    app_origin: str = "",
+    pending: Set[int] = frozenset(),
+    matches: Callable[[TargetApp, AppStream], bool] = TargetApp.matches,
+) -> list[Move]:
+    """The moves that put every stream of ``target`` on ``sink_name``.
+
+    Records in ``origins`` (serial -> sink name) where each newly seen stream
+    played before, for :meth:`Router.restore`; streams that are gone are
+    forgotten.  A stream found unrouted, or already on ``sink_name`` (the
+    session manager remembers the app's last sink), gets ``app_origin``: where
+    the app played before broadcaster touched it.  Streams in ``pending`` (serials
+    moved a moment ago) are left alone while the move takes effect.  Pure apart
+    from that bookkeeping.
+    """
+    present: set[int] = set()
+    moves: list[Move] = []
+    for stream in graph.streams:
+        if not matches(target, stream):
+            continue
+        present.add(stream.serial)
+        names = [sink.name for sink in graph.sinks_of(stream)]
+        elsewhere = [name for name in names if name != sink_name]
+        if stream.serial not in origins:
+            # Unrouted, or routed to us by the session manager's memory: app_origin.
+            origins[stream.serial] = elsewhere[0] if elsewhere else app_origin or graph.default_sink
+        on_sink = sink_name in names and not elsewhere
+        if not on_sink and not stream.dont_move and stream.serial not in pending:
+            moves.append(Move(stream, sink_name))
+    for serial in list(origins):
+        if serial not in present:
+            del origins[serial]
+    return moves
+
+
+class Router:
+    """Keeps one application's streams on the capture sink."""
+
+    def __init__(
+        self,
+        pipewire: PipeWire,
+        target: TargetApp,
+        sink_name: str,
+        *,
+        recheck_delay: float = 1.0,
+        resync_interval: float = 5.0,
+    ) -> None:
+        self._pw = pipewire
+        self.target = target
+        self.sink_name = sink_name
+        self._origins: dict[int, str] = {}
+        self._app_origin = ""
+        self._recheck_delay = recheck_delay
+        self._resync_interval = resync_interval
+        self._warned_dont_move: set[int] = set()
+        self._moved_at: dict[int, float] = {}
+        self.streams: tuple[AppStream, ...] = ()
+        """The target's streams at the last check."""
+        self.moves = 0
+        self.found = asyncio.Event()
+        """Set once the target has been seen playing."""
+
+    async def reconcile(self) -> int:
+        """Check the graph once and move what needs moving; return the number of moves."""
+        graph = await self._pw.graph()
+        now = time.monotonic()
+        pending = {k for k, at in self._moved_at.items() if now - at < self._recheck_delay * 0.8}
+        moves = plan(graph, self.target, self.sink_name, self._origins, self._app_origin, pending)
+        self._moved_at = {k: at for k, at in self._moved_at.items() if k in pending}
+        self.streams = tuple(s for s in graph.streams if s.serial in self._origins)
+        if self.streams:
+            self.found.set()
+        if not self._app_origin:
+            self._app_origin = next(
+                (o for o in self._origins.values() if o and o != self.sink_name), ""
+            )
+        done = 0
+        for move in moves:
+            try:
+                await self._pw.move(move.stream, move.to)
+                self._moved_at[move.stream.serial] = time.monotonic()
+                done += 1
+                _LOGGER.info("moved %s to %s", move.stream.describe(), move.to)
+            except PipeWireError as err:  # the stream may have ended meanwhile
+                _LOGGER.debug("could not move %s: %s", move.stream.describe(), err)
+        for stream in self.streams:
+            if stream.dont_move and stream.serial not in self._warned_dont_move:
+                self._warned_dont_move.add(stream.serial)
+                _LOGGER.warning("%s refuses to be moved (node.dont-move)", stream.describe())
+        self.moves += done
+        return done
+
+    async def follow(self) -> None:
+        """React to graph changes until cancelled."""
+        while True:
+            subscription = self._pw.subscribe()
+            try:
+                async with subscription:
+                    await self._follow_events(subscription.stdout)
+            except (PipeWireError, OSError) as err:
+                _LOGGER.warning("watching PipeWire failed: %s", err)
+            _LOGGER.debug("pactl subscribe ended; restarting it")
+            await asyncio.sleep(1.0)
+
+    async def _follow_events(self, events: asyncio.StreamReader) -> None:
+        await self._check()
+        while True:
+            try:
+                line = await asyncio.wait_for(events.readline(), self._resync_interval)
+            except TimeoutError:
+                await self._check()
+                continue
+            if not line:
+                return
+            if not _relevant(line):
+                continue
+            # Let a burst of events (a new stream is several) settle, then look once.
+            await _drain(events, 0.05)
+            await self._check()
+
+    async def _check(self) -> None:
+        try:
+            if await self.reconcile():
+                # WirePlumber may undo a fresh move: look again shortly after.
+                await asyncio.sleep(self._recheck_delay)
+                await self.reconcile()
+        except PipeWireError as err:
+            _LOGGER.warning("checking the app's streams failed: %s", err)
+
+    async def restore(self) -> None:
+        """Move the target's streams that are on the capture sink back where they were."""
+        try:
+            graph = await self._pw.graph()
+        except PipeWireError as err:
+            _LOGGER.warning("cannot restore routing: %s", err)
+            return
+        fallback = self._app_origin or graph.default_sink
+        for stream in graph.streams:
+            if not self.target.matches(stream):
+                continue
+            if self.sink_name not in {sink.name for sink in graph.sinks_of(stream)}:
+                continue
+            origin = self._origins.get(stream.serial) or fallback
+            if not origin or origin == self.sink_name or graph.sink(origin) is None:
+                origin = graph.default_sink if graph.default_sink != self.sink_name else ""
+            if not origin:
+                continue
+            try:
+                await self._pw.move(stream, origin)
+                _LOGGER.info("moved %s back to %s", stream.describe(), origin)
+            except PipeWireError as err:
+                _LOGGER.warning("could not move %s back: %s", stream.describe(), err)
+
+
+_EVENT = re.compile(rb"Event '\w+' on ([\w-]+)")
+
+
+def _relevant(line: bytes) -> bool:
+    """Streams, sinks and the default sink matter; sources, cards, clients do not."""
+    match = _EVENT.search(line)
+    return match is not None and match.group(1) in (b"sink-input", b"sink", b"server")
+
+
+async def _drain(events: asyncio.StreamReader, quiet: float) -> None:
+    """Consume lines until none arrives for ``quiet`` seconds."""
+    with contextlib.suppress(TimeoutError):
+        while await asyncio.wait_for(events.readline(), quiet):
+            pass

@@ -1,0 +1,222 @@
+"""The embedded snapserver: started and supervised by ``broadcaster run``.
+
+When no snapserver is configured or reachable, broadcaster runs its own from
+the template ``snapcast/embedded.conf.in``: a pipe source in ``mode=create``
+(snapserver makes the fifo), the control port on loopback, state in
+broadcaster's own state directory.  :class:`EmbeddedSnapserver` is an async
+context manager that returns once the server really answers (control port
+accepts, fifo exists) and stops and reaps it on exit; :meth:`supervise`
+restarts it with capped backoff if it dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import string
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from types import TracebackType
+
+from .config import SnapserverConfig
+from .errors import SnapserverError
+from .process import ChildProcess
+
+_LOGGER = logging.getLogger(__name__)
+
+TEMPLATE_NAME = "embedded.conf.in"
+
+
+def runtime_dir() -> Path:
+    """broadcaster's per-user runtime directory (fifo, generated config)."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    path = Path(base) / "broadcaster" if base else Path(f"/tmp/broadcaster-{os.getuid()}")
+    return path
+
+
+def state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return Path(base) / "broadcaster"
+
+
+def read_template(name: str = TEMPLATE_NAME) -> str:
+    """A config template from ``snapcast/``.
+
+    In a checkout (or an editable install) that is the top-level ``snapcast/``
+    folder; a wheel carries the same files as ``broadcaster._snapcast_conf``.
+    """
+    checkout = Path(__file__).resolve().parent.parent / "snapcast" / name
+    try:
+        if checkout.is_file():
+            return checkout.read_text("utf-8")
+        return resources.files("broadcaster._snapcast_conf").joinpath(name).read_text("utf-8")
+    except (OSError, ModuleNotFoundError) as err:
+        raise SnapserverError(f"snapserver config template {name} is missing: {err}") from None
+
+
+@dataclass(frozen=True)
+class EmbeddedPaths:
+    fifo: Path
+    datadir: Path
+    config_file: Path
+
+
+def resolve_paths(settings: SnapserverConfig) -> EmbeddedPaths:
+    run_dir = runtime_dir()
+    fifo = Path(settings.fifo) if settings.fifo else run_dir / "snapfifo"
+    datadir = Path(settings.datadir) if settings.datadir else state_dir() / "snapserver"
+    return EmbeddedPaths(fifo, datadir, run_dir / "snapserver.conf")
+
+
+def render_config(settings: SnapserverConfig, paths: EmbeddedPaths, template: str) -> str:
+    """Fill the template's ``${...}`` fields from the settings."""
+    fields = {
+        "datadir": str(paths.datadir),
+        "fifo": str(paths.fifo),
+        "bind": settings.bind,
+        "control_bind": "127.0.0.1",
+        "stream_port": str(settings.stream_port),
+        "control_port": str(settings.control_port),
+        "http_port": str(settings.http_port),
+        "codec": settings.codec,
+        "stream_name": settings.stream_name,
+        "doc_root": "/usr/share/snapserver/snapweb"
+        if Path("/usr/share/snapserver/snapweb").is_dir()
+        else "/usr/share/snapserver",
+    }
+    try:
+        return string.Template(template).substitute(fields)
+    except (KeyError, ValueError) as err:
+        raise SnapserverError(f"snapserver config template has a bad field: {err}") from None
+
+
+async def port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True if something accepts TCP connections on ``host:port``."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+class EmbeddedSnapserver:
+    """A snapserver child process configured for broadcaster."""
+
+    def __init__(
+        self,
+        settings: SnapserverConfig,
+        *,
+        ready_timeout: float = 10.0,
+        executable: str = "snapserver",
+    ) -> None:
+        self.settings = settings
+        self.paths = resolve_paths(settings)
+        self._ready_timeout = ready_timeout
+        self._executable = executable
+        self._child: ChildProcess | None = None
+        self.restarts = 0
+
+    @property
+    def control_address(self) -> tuple[str, int]:
+        return "127.0.0.1", self.settings.control_port
+
+    @property
+    def fifo(self) -> Path:
+        return self.paths.fifo
+
+    def _write_config(self) -> None:
+        text = render_config(self.settings, self.paths, read_template())
+        self.paths.config_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.paths.datadir.mkdir(parents=True, exist_ok=True)
+        self.paths.fifo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.paths.config_file.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, self.paths.config_file)
+
+    async def start(self) -> None:
+        """Start snapserver and wait until it serves; raise :class:`SnapserverError` if not."""
+        if shutil.which(self._executable) is None:
+            raise SnapserverError(
+                "snapserver is not installed; install it (sudo apt-get install snapserver) "
+                "or point broadcaster at a running one with --server"
+            )
+        host, port = self.control_address
+        if await port_answers(host, port):
+            raise SnapserverError(
+                f"port {port} is already in use, but not by a snapserver that answers; "
+                "set snapserver.control_port to a free port"
+            )
+        self._write_config()
+        child = ChildProcess(
+            [self._executable, "-c", str(self.paths.config_file)], name="snapserver"
+        )
+        await child.start()
+        self._child = child
+        deadline = time.monotonic() + self._ready_timeout
+        while not (self.paths.fifo.exists() and await port_answers(host, port)):
+            if not child.running:
+                await child.wait()
+                raise SnapserverError(
+                    f"snapserver exited at start (status {child.returncode}): {child.last_words()}"
+                )
+            if time.monotonic() > deadline:
+                await child.stop()
+                raise SnapserverError(
+                    f"snapserver did not start serving within {self._ready_timeout:.0f} s: "
+                    f"{child.last_words()}"
+                )
+            await asyncio.sleep(0.05)
+        _LOGGER.info(
+            "started snapserver (pid %s): rooms connect to port %d, pipe %s",
+            child.pid,
+            self.settings.stream_port,
+            self.paths.fifo,
+        )
+
+    async def supervise(self, *, first_delay: float = 0.5, max_delay: float = 10.0) -> None:
+        """Restart snapserver whenever it exits, until cancelled."""
+        delay = first_delay
+        while True:
+            child = self._child
+            if child is not None:
+                started = time.monotonic()
+                code = await child.wait()
+                _LOGGER.warning("snapserver exited (status %s): %s", code, child.last_words())
+                await child.stop()
+                if time.monotonic() - started > 30:
+                    delay = first_delay
+            self._child = None
+            await asyncio.sleep(delay)
+            delay = min(max_delay, delay * 2)
+            try:
+                await self.start()
+                self.restarts += 1
+            except SnapserverError as err:
+                _LOGGER.error("%s; retrying", err)
+
+    async def stop(self) -> None:
+        if self._child is not None:
+            await self._child.stop()
+            self._child = None
+
+    async def __aenter__(self) -> EmbeddedSnapserver:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

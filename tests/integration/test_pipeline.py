@@ -1,0 +1,178 @@
+"""The whole pipeline with real parts: PipeWire, apps, snapserver, two rooms.
+
+A target app plays 440 Hz and another app 1000 Hz on the default sink.
+``broadcaster run`` (the real CLI, as a child process) must put the target's
+tone, and only it, into both rooms; keep following the app when it restarts;
+keep delivering across a snapserver restart; and leave everything as it found
+it when stopped.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.pipewire import PipeWireSession
+from tests.support.procs import Proc, wait_until
+from tests.support.signal import band_energy, rms, s16_stereo_to_float
+from tests.support.snapserver import SnapClient, SnapServer, StreamSpec
+
+pytestmark = pytest.mark.integration
+
+TARGET_HZ = 440.0
+OTHER_HZ = 1000.0
+SECOND = 48000 * 4  # bytes of 48 kHz S16LE stereo
+
+
+def make_tone(path: Path, freq: float, rate: int, seconds: int = 300) -> Path:
+    subprocess.run(
+        [
+            "sox",
+            "-n",
+            "-r",
+            str(rate),
+            "-c",
+            "2",
+            "-b",
+            "16",
+            str(path),
+            "synth",
+            str(seconds),
+            "sine",
+            str(freq),
+            "vol",
+            "0.5",
+        ],
+        check=True,
+    )
+    return path
+
+
+def tone_in(data: bytes, freq: float) -> bool:
+    """The last half second of ``data`` is mostly ``freq`` (not silence, not the other tone)."""
+    samples = s16_stereo_to_float(data[-SECOND // 2 :])
+    if len(samples) < 12000:
+        return False
+    left = samples[:, 0]
+    return rms(left) > 0.05 and band_energy(left, 48000, freq) > 0.9
+
+
+def fresh_audio(room: SnapClient, seconds: float = 0.6) -> bytes:
+    """Audio a room wrote from now on, once there is ``seconds`` of it."""
+    start = room.size()
+    wait_until(lambda: room.size() - start >= seconds * SECOND, 20, f"{room.host_id} to play")
+    return room.read_from(start)
+
+
+def wait_for_tone(room: SnapClient, freq: float, timeout: float = 20) -> bytes:
+    """Wait until the room plays ``freq``; return that audio."""
+    heard: list[bytes] = []
+
+    def playing() -> bool:
+        audio = fresh_audio(room, 0.6)
+        heard.append(audio)
+        return tone_in(audio, freq)
+
+    wait_until(playing, timeout, f"{room.host_id} to play {freq:g} Hz")
+    return heard[-1]
+
+
+@pytest.fixture
+def house(
+    tmp_path: Path, pw_session: PipeWireSession, snap_tools: None
+) -> Iterator[tuple[SnapServer, list[SnapClient]]]:
+    server = SnapServer(tmp_path / "snap", [StreamSpec("Main", path=tmp_path / "snap" / "fifo")])
+    server.start()
+    rooms = [SnapClient(server, f"room{i}", tmp_path / f"room{i}.raw") for i in (1, 2)]
+    try:
+        for room in rooms:
+            room.start()
+        wait_until(lambda: len(server.clients()) == 2, 15, "both rooms to connect")
+        yield server, rooms
+    finally:
+        for room in rooms:
+            room.stop()
+        server.stop()
+
+
+def start_broadcaster(session: PipeWireSession, *args: str) -> Proc:
+    env = {k: v for k, v in session.env.items() if not k.startswith("BROADCASTER_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return Proc(
+        [sys.executable, "-m", "broadcaster", "-vv", *args],
+        session.logs / "broadcaster.log",
+        env,
+    )
+
+
+def test_one_app_plays_in_every_room_and_everything_is_restored(
+    tmp_path: Path,
+    pw_session: PipeWireSession,
+    house: tuple[SnapServer, list[SnapClient]],
+) -> None:
+    server, rooms = house
+    target_wav = make_tone(tmp_path / "target.wav", TARGET_HZ, 44100)
+    other_wav = make_tone(tmp_path / "other.wav", OTHER_HZ, 48000)
+    pw_session.play(other_wav, "OtherApp")
+    target = pw_session.play(target_wav, "TargetApp")
+    wait_until(lambda: pw_session.stream_sinks("TargetApp") == ["speakers"], 10, "target playing")
+    wait_until(lambda: pw_session.stream_sinks("OtherApp") == ["speakers"], 10, "other playing")
+
+    broadcaster = start_broadcaster(
+        pw_session, "run", "TargetApp", "--server", f"127.0.0.1:{server.control_port}"
+    )
+    try:
+        wait_until(
+            lambda: pw_session.stream_sinks("TargetApp") == ["broadcaster.targetapp"],
+            15,
+            "the target to be moved to the capture sink",
+        )
+        # Both rooms play the target's tone, not the other app's.
+        for room in rooms:
+            audio = wait_for_tone(room, TARGET_HZ)
+            assert band_energy(s16_stereo_to_float(audio)[:, 0], 48000, OTHER_HZ) < 0.01
+        # The other app still plays where it was.
+        assert pw_session.stream_sinks("OtherApp") == ["speakers"]
+
+        # The app restarts (a new stream): it is followed and capture resumes.
+        target.stop()
+        wait_until(lambda: pw_session.stream_sinks("TargetApp") == [], 10, "the target to stop")
+        wait_until(lambda: not tone_in(fresh_audio(rooms[0]), TARGET_HZ), 10, "rooms to go quiet")
+        pw_session.play(target_wav, "TargetApp")
+        wait_until(
+            lambda: pw_session.stream_sinks("TargetApp") == ["broadcaster.targetapp"],
+            15,
+            "the restarted target to be moved",
+        )
+        for room in rooms:
+            wait_for_tone(room, TARGET_HZ)
+
+        # snapserver is killed and restarted: audio comes back, broadcaster untouched.
+        server.kill()
+        server.start()
+        for room in rooms:
+            wait_for_tone(room, TARGET_HZ, timeout=30)
+        assert broadcaster.alive(), broadcaster.log_tail()
+    finally:
+        broadcaster.signal(signal.SIGTERM)
+        try:
+            code = broadcaster.popen.wait(15)
+        except subprocess.TimeoutExpired:
+            broadcaster.kill()
+            raise AssertionError("broadcaster did not stop on SIGTERM") from None
+        broadcaster.stop()
+    assert code == 0, broadcaster.log_tail()
+    # Routing restored, virtual sink gone, other app untouched.
+    wait_until(
+        lambda: pw_session.stream_sinks("TargetApp") == ["speakers"],
+        10,
+        "the target to be restored",
+    )
+    assert "broadcaster.targetapp" not in pw_session.sinks()
+    assert pw_session.stream_sinks("OtherApp") == ["speakers"]
+    assert "Traceback" not in broadcaster.log_path.read_text()

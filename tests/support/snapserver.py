@@ -1,0 +1,193 @@
+"""Real snapserver and snapclient processes for integration tests.
+
+:class:`SnapServer` writes a config file on loopback with free ports and its
+own datadir, starts ``snapserver -c``, and waits until the control port
+answers.  :class:`SnapClient` is a room with no sound card: ``snapclient
+--player file:filename=...`` writes what it plays (48 kHz S16LE stereo) to a
+file the test reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .procs import Proc, free_ports, port_open, wait_until
+
+
+def missing_tools() -> list[str]:
+    return [tool for tool in ("snapserver", "snapclient") if shutil.which(tool) is None]
+
+
+@dataclass
+class StreamSpec:
+    """One ``source =`` line: a pipe (created by snapserver) or a tcp server source."""
+
+    name: str
+    path: Path | None = None
+    tcp_port: int | None = None
+    codec: str = "pcm"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def source(self) -> str:
+        query = {"name": self.name, "sampleformat": "48000:16:2", "codec": self.codec, **self.extra}
+        args = "&".join(f"{k}={v}" for k, v in query.items())
+        if self.path is not None:
+            return f"pipe://{self.path}?mode=create&{args}"
+        return f"tcp://127.0.0.1:{self.tcp_port}?mode=server&{args}"
+
+
+class SnapServer:
+    def __init__(self, base: Path, streams: list[StreamSpec], *, buffer_ms: int = 400) -> None:
+        self.base = base
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.streams = streams
+        self.stream_port, self.control_port, self.http_port = free_ports(3)
+        self.config = base / "snapserver.conf"
+        sources = "\n".join(f"source = {s.source()}" for s in streams)
+        (base / "data").mkdir(exist_ok=True)
+        self.config.write_text(
+            f"""[server]
+datadir = {base / "data"}
+threads = 2
+
+[stream]
+bind_to_address = 127.0.0.1
+port = {self.stream_port}
+{sources}
+buffer = {buffer_ms}
+chunk_ms = 20
+
+[tcp]
+enabled = true
+bind_to_address = 127.0.0.1
+port = {self.control_port}
+
+[http]
+enabled = true
+bind_to_address = 127.0.0.1
+port = {self.http_port}
+doc_root =
+
+[logging]
+filter = *:info
+""",
+            encoding="utf-8",
+        )
+        self.proc: Proc | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        self.proc = Proc(
+            ["snapserver", "-c", str(self.config)], self.base / f"snapserver-{self.starts}.log"
+        )
+        wait_until(
+            lambda: port_open(self.control_port) or not self._alive(),
+            15,
+            "snapserver's control port",
+        )
+        if not self._alive():
+            raise AssertionError(f"snapserver died at start:\n{self.proc.log_tail()}")
+
+    def _alive(self) -> bool:
+        return self.proc is not None and self.proc.alive()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc = None
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.signal(signal.SIGCONT)
+
+    def rpc(self, method: str, params: dict[str, Any] | None = None, timeout: float = 5) -> Any:
+        """One JSON-RPC call over the control port (a test's independent view)."""
+        with socket.create_connection(("127.0.0.1", self.control_port), timeout=timeout) as sock:
+            request = {"id": 1, "jsonrpc": "2.0", "method": method, "params": params or {}}
+            sock.sendall(json.dumps(request).encode() + b"\r\n")
+            buffer = b""
+            with sock.makefile("rb") as stream:
+                while True:
+                    line = stream.readline()
+                    if not line:
+                        raise AssertionError(f"snapserver closed the connection ({buffer!r})")
+                    message = json.loads(line)
+                    if message.get("id") == 1:
+                        if "error" in message:
+                            raise AssertionError(f"{method} failed: {message['error']}")
+                        return message["result"]
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.rpc("Server.GetStatus")["server"])
+
+    def clients(self) -> dict[str, dict[str, Any]]:
+        """Clients by host id (``--hostID``)."""
+        found = {}
+        for group in self.status()["groups"]:
+            for client in group["clients"]:
+                found[client["host"]["name"] if not client.get("id") else client["id"]] = client
+        return found
+
+    def stream_status(self, name: str) -> str:
+        for stream in self.status()["streams"]:
+            if stream["id"] == name:
+                return str(stream["status"])
+        raise AssertionError(f"no stream {name}")
+
+
+class SnapClient:
+    def __init__(self, server: SnapServer, host_id: str, out: Path) -> None:
+        self.server = server
+        self.host_id = host_id
+        self.out = out
+        self.proc: Proc | None = None
+
+    def start(self) -> None:
+        self.proc = Proc(
+            [
+                "snapclient",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.server.stream_port),
+                "--hostID",
+                self.host_id,
+                "--player",
+                f"file:filename={self.out}",
+                "--logsink",
+                "stderr",
+            ],
+            self.out.with_suffix(".log"),
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
+
+    def size(self) -> int:
+        with contextlib.suppress(OSError):
+            return self.out.stat().st_size
+        return 0
+
+    def read_from(self, offset: int) -> bytes:
+        with self.out.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read()
