@@ -328,12 +328,12 @@ class TcpDelivery:
                 finally:
                     self._writer = None
                     self.stats.connected = False
-                    writer.close()
-                    with contextlib.suppress(OSError):
-                        await writer.wait_closed()
+                    # abort, not close: unsent audio is stale, and a stalled peer
+                    # would make a graceful close wait forever.
+                    writer.transport.abort()
                 self._last_problem = f"{self.target} closed the connection"
                 _LOGGER.warning("%s; reconnecting", self._last_problem)
         finally:
             if self._writer is not None:
-                self._writer.close()
+                self._writer.transport.abort()
                 self._writer = None

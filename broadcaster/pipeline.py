@@ -155,20 +155,31 @@ class Broadcast:
                 raise PipeWireError(f"there is no sink {sink_name!r} (sinks: {names})")
         else:
             sink_name = sink_name_for(self.target)
-            await stack.enter_async_context(
-                VirtualSink(self._pw, sink_name, f"broadcaster: {self.target.describe()}")
-            )
+            virtual = VirtualSink(self._pw, sink_name, f"broadcaster: {self.target.describe()}")
+            await stack.enter_async_context(virtual)
         self.status.sink = sink_name
 
-        router = Router(self._pw, self.target, sink_name)
+        capture_format = AudioFormat.parse(cfg.capture.format)
+        recorder = Recorder(sink_name, capture_format, env=self._env)
+        self.status.capture = recorder.stats
+
+        async def recreate_sink() -> None:
+            # PipeWire (pipewire-pulse) restarted and took the virtual sink with it.
+            await virtual.create()
+
+        router = Router(
+            self._pw,
+            self.target,
+            sink_name,
+            on_sink_missing=None if cfg.capture.sink else recreate_sink,
+            # pw-record does not re-link by itself (node.dont-reconnect): restart it.
+            on_sink_back=recorder.restart,
+        )
         self._router = router
         if cfg.capture.restore:
             # Runs before the virtual sink is removed (the exit stack is LIFO).
             stack.push_async_callback(router.restore)
 
-        capture_format = AudioFormat.parse(cfg.capture.format)
-        recorder = Recorder(sink_name, capture_format, env=self._env)
-        self.status.capture = recorder.stats
         converter = Converter(capture_format, SNAPCAST_FORMAT)
 
         async with asyncio.TaskGroup() as tasks:

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import re
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -329,7 +328,10 @@ class PipeWire:
 
     async def load_null_sink(self, name: str, description: str) -> int:
         """Create a 48 kHz stereo null sink; return its pulse module index."""
-        props = f"device.description={shlex.quote(description)}"
+        # pipewire-pulse splits module arguments on spaces unless the whole
+        # value is quoted, with the inner value quoted the other way.
+        safe = re.sub(r"[\"'\\]", "", description)
+        props = f"'device.description=\"{safe}\"'"
         out = await self._pactl(
             "load-module",
             "module-null-sink",

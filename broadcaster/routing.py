@@ -18,7 +18,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Set
+from collections.abc import Awaitable, Callable, Set
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -136,6 +136,8 @@ class Router:
         *,
         recheck_delay: float = 1.0,
         resync_interval: float = 5.0,
+        on_sink_missing: Callable[[], Awaitable[None]] | None = None,
+        on_sink_back: Callable[[], None] | None = None,
     ) -> None:
         self._pw = pipewire
         self.target = target
@@ -144,6 +146,9 @@ class Router:
         self._app_origin = ""
         self._recheck_delay = recheck_delay
         self._resync_interval = resync_interval
+        self._on_sink_missing = on_sink_missing
+        self._on_sink_back = on_sink_back
+        self._sink_missing = False
         self._warned_dont_move: set[int] = set()
         self._moved_at: dict[int, float] = {}
         self.streams: tuple[AppStream, ...] = ()
@@ -155,6 +160,22 @@ class Router:
     async def reconcile(self) -> int:
         """Check the graph once and move what needs moving; return the number of moves."""
         graph = await self._pw.graph()
+        if graph.sink(self.sink_name) is None:
+            # PipeWire restarted (or someone removed the sink): nothing to move to.
+            self.streams = ()
+            if not self._sink_missing:
+                _LOGGER.warning("sink %s is gone", self.sink_name)
+            self._sink_missing = True
+            if self._on_sink_missing is not None:
+                await self._on_sink_missing()
+                graph = await self._pw.graph()
+            if graph.sink(self.sink_name) is None:
+                return 0
+        if self._sink_missing:
+            _LOGGER.info("sink %s is back", self.sink_name)
+            self._sink_missing = False
+            if self._on_sink_back is not None:
+                self._on_sink_back()
         now = time.monotonic()
         pending = {k for k, at in self._moved_at.items() if now - at < self._recheck_delay * 0.8}
         moves = plan(graph, self.target, self.sink_name, self._origins, self._app_origin, pending)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.pipewire import PipeWireSession
-from tests.support.procs import Proc, wait_until
+from tests.support.procs import Proc, free_ports, port_open, wait_until
 from tests.support.signal import band_energy, rms, s16_stereo_to_float
 from tests.support.snapserver import SnapClient, SnapServer, StreamSpec
 
@@ -100,14 +100,30 @@ def house(
         server.stop()
 
 
-def start_broadcaster(session: PipeWireSession, *args: str) -> Proc:
+def start_broadcaster(
+    session: PipeWireSession, *args: str, extra_env: dict[str, str] | None = None
+) -> Proc:
+    """The real CLI as a child process, inside the private PipeWire session."""
     env = {k: v for k, v in session.env.items() if not k.startswith("BROADCASTER_")}
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra_env or {})
     return Proc(
         [sys.executable, "-m", "broadcaster", "-vv", *args],
         session.logs / "broadcaster.log",
         env,
     )
+
+
+def stop_broadcaster(broadcaster: Proc, timeout: float = 15) -> int:
+    """SIGTERM, as systemd or Ctrl-C would; return the exit status."""
+    broadcaster.signal(signal.SIGTERM)
+    try:
+        code = broadcaster.popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        broadcaster.kill()
+        raise AssertionError("broadcaster did not stop on SIGTERM") from None
+    broadcaster.stop()
+    return code
 
 
 def test_one_app_plays_in_every_room_and_everything_is_restored(
@@ -159,13 +175,7 @@ def test_one_app_plays_in_every_room_and_everything_is_restored(
             wait_for_tone(room, TARGET_HZ, timeout=30)
         assert broadcaster.alive(), broadcaster.log_tail()
     finally:
-        broadcaster.signal(signal.SIGTERM)
-        try:
-            code = broadcaster.popen.wait(15)
-        except subprocess.TimeoutExpired:
-            broadcaster.kill()
-            raise AssertionError("broadcaster did not stop on SIGTERM") from None
-        broadcaster.stop()
+        code = stop_broadcaster(broadcaster)
     assert code == 0, broadcaster.log_tail()
     # Routing restored, virtual sink gone, other app untouched.
     wait_until(
@@ -175,4 +185,42 @@ def test_one_app_plays_in_every_room_and_everything_is_restored(
     )
     assert "broadcaster.targetapp" not in pw_session.sinks()
     assert pw_session.stream_sinks("OtherApp") == ["speakers"]
+    assert "Traceback" not in broadcaster.log_path.read_text()
+
+
+def test_with_no_snapserver_anywhere_run_starts_its_own(
+    tmp_path: Path, pw_session: PipeWireSession, snap_tools: None
+) -> None:
+    """The main job on a fresh machine: no server configured or answering."""
+    stream_port, control_port, http_port = free_ports(3)
+    target_wav = make_tone(tmp_path / "target.wav", TARGET_HZ, 48000)
+    pw_session.play(target_wav, "TargetApp")
+    runtime = Path(pw_session.env["XDG_RUNTIME_DIR"])
+    broadcaster = start_broadcaster(
+        pw_session,
+        "run",
+        "TargetApp",
+        extra_env={
+            "BROADCASTER_SNAPSERVER_BIND": "127.0.0.1",
+            "BROADCASTER_SNAPSERVER_STREAM_PORT": str(stream_port),
+            "BROADCASTER_SNAPSERVER_CONTROL_PORT": str(control_port),
+            "BROADCASTER_SNAPSERVER_HTTP_PORT": str(http_port),
+        },
+    )
+    room = None
+    try:
+        wait_until(
+            lambda: port_open(control_port) or not broadcaster.alive(), 20, "embedded snapserver"
+        )
+        assert broadcaster.alive(), broadcaster.log_tail()
+        assert (runtime / "broadcaster" / "snapfifo").exists()
+        room = SnapClient.for_port(stream_port, "kitchen", tmp_path / "kitchen.raw")
+        room.start()
+        wait_for_tone(room, TARGET_HZ, timeout=30)
+    finally:
+        if room is not None:
+            room.stop()
+        code = stop_broadcaster(broadcaster)
+    assert code == 0, broadcaster.log_tail()
+    wait_until(lambda: not port_open(control_port), 10, "the embedded snapserver to stop")
     assert "Traceback" not in broadcaster.log_path.read_text()

@@ -153,11 +153,19 @@ filter = *:info
 
 
 class SnapClient:
-    def __init__(self, server: SnapServer, host_id: str, out: Path) -> None:
+    def __init__(self, server: SnapServer | None, host_id: str, out: Path) -> None:
         self.server = server
+        self.stream_port = server.stream_port if server is not None else 0
         self.host_id = host_id
         self.out = out
         self.proc: Proc | None = None
+
+    @classmethod
+    def for_port(cls, stream_port: int, host_id: str, out: Path) -> SnapClient:
+        """A room for a snapserver this harness did not start (e.g. broadcaster's own)."""
+        client = cls(None, host_id, out)
+        client.stream_port = stream_port
+        return client
 
     def start(self) -> None:
         self.proc = Proc(
@@ -166,7 +174,7 @@ class SnapClient:
                 "-h",
                 "127.0.0.1",
                 "-p",
-                str(self.server.stream_port),
+                str(self.stream_port),
                 "--hostID",
                 self.host_id,
                 "--player",
