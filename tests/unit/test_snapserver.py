@@ -21,7 +21,7 @@ def test_template_renders_every_field(tmp_path: Path) -> None:
         f"source = pipe://{tmp_path}/fifo?name=broadcaster&mode=create"
         "&sampleformat=48000:16:2&codec=pcm"
     ) in lines
-    assert "port = 1804" in lines and "port = 1805" in lines and "port = 1880" in lines
+    assert {"port = 1804", "port = 1805", "port = 1880"} <= lines
     # Control stays on loopback whatever the rooms bind to.
     tcp_section = text.split("[tcp]")[1].split("[http]")[0]
     assert "bind_to_address = 127.0.0.1" in tcp_section
