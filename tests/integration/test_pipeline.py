@@ -224,3 +224,40 @@ def test_with_no_snapserver_anywhere_run_starts_its_own(
     assert code == 0, broadcaster.log_tail()
     wait_until(lambda: not port_open(control_port), 10, "the embedded snapserver to stop")
     assert "Traceback" not in broadcaster.log_path.read_text()
+
+
+def test_by_pid_onto_an_existing_sink_over_tcp(
+    tmp_path: Path, pw_session: PipeWireSession, snap_tools: None
+) -> None:
+    """--pid, --sink (an existing sink, as the snd-aloop one would be) and --tcp together."""
+    tcp_port = free_ports(1)[0]
+    server = SnapServer(tmp_path / "snap", [StreamSpec("Net", tcp_port=tcp_port)])
+    server.start()
+    room = SnapClient(server, "study", tmp_path / "study.raw")
+    pw_session.load_null_sink("aloop")
+    app = pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 22050), "SomeApp")
+    other = pw_session.play(make_tone(tmp_path / "o.wav", OTHER_HZ, 48000), "OtherApp")
+    wait_until(lambda: pw_session.stream_sinks("SomeApp") == ["speakers"], 10, "app playing")
+    broadcaster = start_broadcaster(
+        pw_session,
+        "run",
+        "--pid",
+        str(app.pid),
+        "--sink",
+        "aloop",
+        "--tcp",
+        f"tcp://127.0.0.1:{tcp_port}",
+    )
+    try:
+        room.start()
+        wait_until(lambda: pw_session.stream_sinks("SomeApp") == ["aloop"], 15, "app on aloop")
+        wait_for_tone(room, TARGET_HZ, timeout=30)
+        assert pw_session.stream_sinks("OtherApp") == ["speakers"]
+    finally:
+        code = stop_broadcaster(broadcaster)
+        room.stop()
+        server.stop()
+        other.stop()
+    assert code == 0, broadcaster.log_tail()
+    wait_until(lambda: pw_session.stream_sinks("SomeApp") == ["speakers"], 10, "app restored")
+    assert "aloop" in pw_session.sinks()  # an existing sink is not ours to remove
