@@ -67,7 +67,7 @@ class Recorder:
         sink: str,
         audio_format: AudioFormat,
         *,
-        latency_ms: int = 20,
+        latency_ms: int = 40,
         env: Mapping[str, str] | None = None,
         block_bytes: int = 16384,
         restart_first: float = 0.2,

@@ -53,10 +53,17 @@ class CaptureConfig:
     normalized by soxr/numpy."""
     restore: bool = True
     """Move the app's streams back where they were when the run ends."""
+    latency_ms: int = 40
+    """pw-record's node latency: how much audio each wakeup hands over.  Lower
+    means more wakeups of PipeWire and broadcaster (CPU); 40 ms keeps the graph
+    near PipeWire's default quantum."""
 
     def validate(self) -> None:
         from .audio import AudioFormat
         from .errors import AudioFormatError
+
+        if not 5 <= self.latency_ms <= 200:
+            raise ConfigError(f"capture.latency_ms = {self.latency_ms} is out of range (5-200)")
 
         try:
             AudioFormat.parse(self.format)

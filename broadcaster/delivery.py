@@ -114,7 +114,8 @@ class PipeDelivery:
         limit = audio_format.bytes_in(buffer_ms)
         self._pipe_size = pipe_capacity_for(limit)
         chunk_bytes = audio_format.bytes_in(chunk_ms)
-        self._max_queue = max(1, -(-(limit - self._pipe_size) // chunk_bytes))
+        # Capture hands over a few chunks per wakeup: let one such burst queue.
+        self._max_queue = max(2, -(-(limit - self._pipe_size) // chunk_bytes))
         self._queue: collections.deque[memoryview] = collections.deque()
         self._fd: int | None = None
         self._waiting_writable = False

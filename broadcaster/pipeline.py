@@ -160,7 +160,9 @@ class Broadcast:
         self.status.sink = sink_name
 
         capture_format = AudioFormat.parse(cfg.capture.format)
-        recorder = Recorder(sink_name, capture_format, env=self._env)
+        recorder = Recorder(
+            sink_name, capture_format, latency_ms=cfg.capture.latency_ms, env=self._env
+        )
         self.status.capture = recorder.stats
 
         async def recreate_sink() -> None:
