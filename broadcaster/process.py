@@ -78,10 +78,20 @@ async def run_command(
     )
 
 
-async def _kill_and_reap(proc: asyncio.subprocess.Process) -> None:
+def _signal(proc: asyncio.subprocess.Process, sig: int) -> None:
+    """Signal a child that asyncio has not seen exit.
+
+    ``os.kill``, not ``Process.send_signal``: the latter polls (and so reaps) a
+    child that just exited, stealing it from asyncio's child watcher, which
+    then reports "Unknown child process" and a made-up exit status.
+    """
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+            os.kill(proc.pid, sig)
+
+
+async def _kill_and_reap(proc: asyncio.subprocess.Process) -> None:
+    _signal(proc, signal.SIGKILL)
     with contextlib.suppress(Exception):
         await proc.wait()
 
@@ -164,9 +174,8 @@ class ChildProcess:
 
     def terminate(self) -> None:
         """Send SIGTERM without waiting; the owner still calls :meth:`stop`."""
-        if self._proc is not None and self._proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._proc.send_signal(signal.SIGTERM)
+        if self._proc is not None:
+            _signal(self._proc, signal.SIGTERM)
 
     async def wait(self) -> int:
         """Wait for the child to exit by itself; return its exit status."""
@@ -185,14 +194,12 @@ class ChildProcess:
         if proc is None:
             return
         if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
+            _signal(proc, signal.SIGTERM)
             try:
                 await asyncio.wait_for(asyncio.shield(proc.wait()), self._stop_timeout)
             except TimeoutError:
                 _LOGGER.warning("%s did not stop on SIGTERM; killing it", self.name)
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
+                _signal(proc, signal.SIGKILL)
                 await proc.wait()
         else:
             await proc.wait()

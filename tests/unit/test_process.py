@@ -1,0 +1,62 @@
+"""Children are started with argument lists, stopped in order and always reaped."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import pytest
+
+from broadcaster.process import ChildProcess, run_command
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists, zombies included (a reaped child is gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_run_command_returns_output_and_status() -> None:
+    result = await run_command(
+        [sys.executable, "-c", "import sys; print('hi'); sys.exit(3)"], timeout=10
+    )
+    assert (result.returncode, result.stdout.strip(), result.ok) == (3, "hi", False)
+    assert "failed" in result.describe_failure()
+
+
+async def test_run_command_kills_on_timeout() -> None:
+    with pytest.raises(TimeoutError):
+        await run_command(["sleep", "30"], timeout=0.2)
+
+
+async def test_stop_escalates_to_sigkill_and_reaps() -> None:
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(60)"
+    )
+    child = ChildProcess([sys.executable, "-c", stubborn], read_stdout=True, stop_timeout=0.3)
+    async with child:
+        assert await asyncio.wait_for(child.stdout.readline(), 10) == b"ready\n"
+        pid = child.pid
+        assert pid is not None
+    assert child.returncode == -9
+    assert not alive(pid)
+
+
+async def test_stderr_tail_keeps_the_last_words() -> None:
+    child = ChildProcess(
+        [sys.executable, "-c", "import sys; sys.stderr.write('a\\nboom\\n'); sys.exit(2)"]
+    )
+    await child.start()
+    assert await child.wait() == 2
+    assert child.last_words() == "boom"
+    await child.stop()
+
+
+async def test_missing_program_is_file_not_found() -> None:
+    with pytest.raises(FileNotFoundError):
+        await ChildProcess(["no-such-program-xyz"]).start()
