@@ -58,8 +58,8 @@ case "${1:-}" in
         venv test
         export PATH="$PWD/.venv/bin:$PATH"
         say "ruff"
-        ruff check broadcaster tests bench
-        ruff format --check broadcaster tests bench
+        ruff check .
+        ruff format --check .
         say "mypy (strict)"
         mypy
         say "pytest"
