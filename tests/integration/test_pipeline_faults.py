@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import fcntl
 import os
+import signal
 import termios
 import time
 from collections.abc import Iterator
@@ -167,3 +168,37 @@ def test_a_hung_snapserver_costs_audio_not_the_capture(
     finally:
         code = stop_broadcaster(broadcaster)
     assert code == 0, broadcaster.log_tail()
+
+
+def test_a_killed_recorder_is_restarted(
+    tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
+) -> None:
+    server, room = one_room
+    pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 48000), "TargetApp")
+    broadcaster = start_broadcaster(pw_session, *run_against(pw_session, server))
+    try:
+        wait_for_tone(room, TARGET_HZ)
+        recorder = recorder_pid(broadcaster.pid)
+        os.kill(recorder, signal.SIGKILL)
+        wait_until(lambda: recorder_pid(broadcaster.pid) not in (0, recorder), 10, "a new one")
+        wait_for_tone(room, TARGET_HZ)
+    finally:
+        code = stop_broadcaster(broadcaster)
+    assert code == 0, broadcaster.log_tail()
+    assert "pw-record stopped (status -9)" in broadcaster.log_path.read_text()
+
+
+def recorder_pid(parent: int) -> int:
+    """The pw-record child of ``parent`` (0 if none)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
+        if ppid == parent and cmdline[0].endswith(b"pw-record"):
+            return int(entry.name)
+    return 0
