@@ -60,7 +60,13 @@ class CaptureStats:
 
 
 class Recorder:
-    """Yields raw PCM blocks from the capture sink, restarting pw-record if it dies."""
+    """Yields raw PCM blocks from the capture sink, restarting pw-record if it dies.
+
+    pw-record runs only while capture is *wanted* (the app has a stream on the
+    sink): :meth:`set_wanted` starts it at once, and stops it ``idle_stop``
+    seconds after the app's last stream went away.  An idle broadcaster thus
+    keeps neither the capture sink nor PipeWire's graph awake.
+    """
 
     def __init__(
         self,
@@ -72,6 +78,7 @@ class Recorder:
         block_bytes: int = 16384,
         restart_first: float = 0.2,
         restart_cap: float = 5.0,
+        idle_stop: float = 10.0,
     ) -> None:
         self.sink = sink
         self.format = audio_format
@@ -81,8 +88,29 @@ class Recorder:
         self._block = block_bytes
         self._restart_first = restart_first
         self._restart_cap = restart_cap
+        self._idle_stop = idle_stop
         self._child: ChildProcess | None = None
         self._restart_now = False
+        self._wanted = asyncio.Event()
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    def set_wanted(self, wanted: bool) -> None:
+        """Capture while ``wanted``; stop pw-record once it has been unwanted a while."""
+        if wanted:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+                self._idle_timer = None
+            self._wanted.set()
+        elif self._wanted.is_set() and self._idle_timer is None:
+            loop = asyncio.get_running_loop()
+            self._idle_timer = loop.call_later(self._idle_stop, self._go_idle)
+
+    def _go_idle(self) -> None:
+        self._idle_timer = None
+        self._wanted.clear()
+        if self._child is not None:
+            _LOGGER.info("the app stopped playing; pausing capture")
+            self._child.terminate()
 
     def restart(self) -> None:
         """Restart pw-record now (e.g. after the capture sink was recreated)."""
@@ -93,40 +121,46 @@ class Recorder:
     async def blocks(self) -> AsyncIterator[bytes]:
         """Raw PCM in :attr:`format`, in blocks of at most ``block_bytes``, forever."""
         delay = self._restart_first
-        first = True
-        while True:
-            child = ChildProcess(self._argv, name="pw-record", env=self._env, read_stdout=True)
-            try:
-                await child.start()
-            except FileNotFoundError:
-                raise CaptureError(
-                    "pw-record is not installed (sudo apt-get install pipewire-bin)"
-                ) from None
-            if not first:
-                self.stats.restarts += 1
-            first = False
-            started = time.monotonic()
-            self._child = child
-            self._restart_now = False
-            self.stats.running = True
-            try:
-                while data := await child.stdout.read(self._block):
-                    self.stats.bytes_captured += len(data)
-                    yield data
-            finally:
-                self.stats.running = False
-                self._child = None
-                await child.stop()
-            if self._restart_now:
-                delay = self._restart_first
-                continue
-            if time.monotonic() - started > 10:
-                delay = self._restart_first
-            _LOGGER.warning(
-                "pw-record stopped (status %s): %s; restarting in %.1f s",
-                child.returncode,
-                child.last_words(),
-                delay,
-            )
-            await asyncio.sleep(delay)
-            delay = min(self._restart_cap, delay * 2)
+        started_once = False
+        try:
+            while True:
+                await self._wanted.wait()
+                child = ChildProcess(self._argv, name="pw-record", env=self._env, read_stdout=True)
+                try:
+                    await child.start()
+                except FileNotFoundError:
+                    raise CaptureError(
+                        "pw-record is not installed (sudo apt-get install pipewire-bin)"
+                    ) from None
+                if started_once:
+                    self.stats.restarts += 1
+                started_once = True
+                started = time.monotonic()
+                self._child = child
+                self._restart_now = False
+                self.stats.running = True
+                try:
+                    while data := await child.stdout.read(self._block):
+                        self.stats.bytes_captured += len(data)
+                        yield data
+                finally:
+                    self.stats.running = False
+                    self._child = None
+                    await child.stop()
+                if self._restart_now or not self._wanted.is_set():
+                    delay = self._restart_first
+                    continue
+                if time.monotonic() - started > 10:
+                    delay = self._restart_first
+                _LOGGER.warning(
+                    "pw-record stopped (status %s): %s; restarting in %.1f s",
+                    child.returncode,
+                    child.last_words(),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(self._restart_cap, delay * 2)
+        finally:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+                self._idle_timer = None

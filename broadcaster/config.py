@@ -58,10 +58,16 @@ class CaptureConfig:
     means more wakeups of PipeWire and broadcaster (CPU); 40 ms keeps the graph
     near PipeWire's default quantum."""
 
+    idle_stop: float = 10.0
+    """Seconds after the app's last stream ends before pw-record is stopped
+    (an idle broadcaster keeps neither itself nor PipeWire awake)."""
+
     def validate(self) -> None:
         from .audio import AudioFormat
         from .errors import AudioFormatError
 
+        if not 0 <= self.idle_stop <= 3600:
+            raise ConfigError(f"capture.idle_stop = {self.idle_stop} is out of range (0-3600 s)")
         if not 5 <= self.latency_ms <= 200:
             raise ConfigError(f"capture.latency_ms = {self.latency_ms} is out of range (5-200)")
 

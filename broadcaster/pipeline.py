@@ -161,7 +161,11 @@ class Broadcast:
 
         capture_format = AudioFormat.parse(cfg.capture.format)
         recorder = Recorder(
-            sink_name, capture_format, latency_ms=cfg.capture.latency_ms, env=self._env
+            sink_name,
+            capture_format,
+            latency_ms=cfg.capture.latency_ms,
+            idle_stop=cfg.capture.idle_stop,
+            env=self._env,
         )
         self.status.capture = recorder.stats
 
@@ -176,6 +180,7 @@ class Broadcast:
             on_sink_missing=None if cfg.capture.sink else recreate_sink,
             # pw-record does not re-link by itself (node.dont-reconnect): restart it.
             on_sink_back=recorder.restart,
+            on_playing=lambda playing: self._playing(playing, recorder),
         )
         self._router = router
         if cfg.capture.restore:
@@ -192,7 +197,6 @@ class Broadcast:
             ]
             if self._embedded is not None:
                 owned.append(tasks.create_task(self._embedded.supervise(), name="snapserver"))
-            self.status.state = "waiting"
             self.ready.set()
             _LOGGER.info(
                 "broadcasting %s from sink %s into %s",
@@ -204,23 +208,26 @@ class Broadcast:
             for task in owned:
                 task.cancel()
 
-    async def _pump(self, recorder: Recorder, converter: Converter, delivery: Delivery) -> None:
+    def _playing(self, playing: bool, recorder: Recorder) -> None:
+        """The Router saw the app start or stop having streams on the sink."""
+        # Record only while the app plays: idle, neither we nor PipeWire wake up.
+        recorder.set_wanted(playing)
         router = self._router
-        assert router is not None
-        waiting_logged = False
+        if playing and router is not None:
+            self.status.streams = [s.describe() for s in router.streams]
+        if playing and self.status.state != "playing":
+            _LOGGER.info("%s is playing", self.target.describe())
+            self.status.state = "playing"
+        elif not playing and self.status.state != "waiting":
+            _LOGGER.info("waiting for %s to play", self.target.describe())
+            self.status.state = "waiting"
+            self.status.streams = []
+
+    async def _pump(self, recorder: Recorder, converter: Converter, delivery: Delivery) -> None:
         async for block in recorder.blocks():
             chunks = converter.push(block)
-            if not router.streams:
-                # The app is not playing: let snapserver go idle instead of sending silence.
-                if not waiting_logged:
-                    _LOGGER.info("waiting for %s to play", self.target.describe())
-                    waiting_logged = True
-                self.status.state = "waiting"
-                continue
-            if waiting_logged or self.status.state != "playing":
-                _LOGGER.info("%s is playing", self.target.describe())
-                waiting_logged = False
-                self.status.state = "playing"
-                self.status.streams = [s.describe() for s in router.streams]
-            for chunk in chunks:
-                delivery.write(chunk)
+            # While the app has no stream (pw-record lingers a few seconds), send
+            # nothing: snapserver marks the stream idle instead of playing silence.
+            if self.status.state == "playing":
+                for chunk in chunks:
+                    delivery.write(chunk)

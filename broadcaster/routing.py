@@ -138,6 +138,7 @@ class Router:
         resync_interval: float = 5.0,
         on_sink_missing: Callable[[], Awaitable[None]] | None = None,
         on_sink_back: Callable[[], None] | None = None,
+        on_playing: Callable[[bool], None] | None = None,
     ) -> None:
         self._pw = pipewire
         self.target = target
@@ -148,6 +149,7 @@ class Router:
         self._resync_interval = resync_interval
         self._on_sink_missing = on_sink_missing
         self._on_sink_back = on_sink_back
+        self._on_playing = on_playing
         self._sink_missing = False
         self._warned_dont_move: set[int] = set()
         self._moved_at: dict[int, float] = {}
@@ -163,6 +165,8 @@ class Router:
         if graph.sink(self.sink_name) is None:
             # PipeWire restarted (or someone removed the sink): nothing to move to.
             self.streams = ()
+            if self._on_playing is not None:
+                self._on_playing(False)
             if not self._sink_missing:
                 _LOGGER.warning("sink %s is gone", self.sink_name)
             self._sink_missing = True
@@ -183,6 +187,8 @@ class Router:
         self.streams = tuple(s for s in graph.streams if s.serial in self._origins)
         if self.streams:
             self.found.set()
+        if self._on_playing is not None:
+            self._on_playing(bool(self.streams))
         if not self._app_origin:
             self._app_origin = next(
                 (o for o in self._origins.values() if o and o != self.sink_name), ""

@@ -134,6 +134,7 @@ def test_an_app_that_never_plays_sends_nothing_and_stops_cleanly(
         )
         assert not tone_in(fresh_audio(room, 1.0), TARGET_HZ)
         assert server.stream_status("Main") == "idle"
+        assert recorder_pid(broadcaster.pid) == 0  # nothing recorded, nothing woken up
     finally:
         code = stop_broadcaster(broadcaster)
     assert code == 0, broadcaster.log_tail()
@@ -202,3 +203,26 @@ def recorder_pid(parent: int) -> int:
         if ppid == parent and cmdline[0].endswith(b"pw-record"):
             return int(entry.name)
     return 0
+
+
+def test_capture_pauses_while_the_app_is_idle_and_resumes(
+    tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
+) -> None:
+    server, room = one_room
+    wav = make_tone(tmp_path / "t.wav", TARGET_HZ, 48000)
+    app = pw_session.play(wav, "TargetApp")
+    broadcaster = start_broadcaster(
+        pw_session,
+        *run_against(pw_session, server),
+        extra_env={"BROADCASTER_CAPTURE_IDLE_STOP": "0.5"},
+    )
+    try:
+        wait_for_tone(room, TARGET_HZ)
+        assert recorder_pid(broadcaster.pid) != 0
+        app.stop()
+        wait_until(lambda: recorder_pid(broadcaster.pid) == 0, 10, "capture to pause")
+        pw_session.play(wav, "TargetApp")
+        wait_for_tone(room, TARGET_HZ)
+    finally:
+        code = stop_broadcaster(broadcaster)
+    assert code == 0, broadcaster.log_tail()
