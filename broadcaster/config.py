@@ -133,6 +133,33 @@ class SnapserverConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """``broadcaster serve``: the HTTP API and web page, captures, zeroconf."""
+
+    bind: str = "127.0.0.1"
+    """Address the API and page listen on; anything but loopback needs ``token``."""
+    port: int = 1788
+    token: str = ""
+    """Shared secret for state-changing requests and live updates (Bearer or ?token=)."""
+    slots: int = 4
+    """Pipe streams the managed snapserver gets: how many apps can be captured at once."""
+    publish: bool = True
+    """Announce the service (and the managed snapserver) with zeroconf."""
+
+    def validate(self) -> None:
+        _check_port(self.port, "web.port")
+        if not 1 <= self.slots <= 32:
+            raise ConfigError(f"web.slots = {self.slots} is out of range (1-32)")
+        if self.token and not re.fullmatch(r"[\x21-\x7e]{8,256}", self.token):
+            raise ConfigError("web.token must be 8-256 printable characters without spaces")
+        if not self.token and self.bind not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(
+                f"web.bind = {self.bind!r} is not loopback, so a token is required: "
+                "set web.token (or $BROADCASTER_WEB_TOKEN, or --token)"
+            )
+
+
+@dataclass(frozen=True)
 class Config:
     """All of broadcaster's settings."""
 
@@ -143,13 +170,14 @@ class Config:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     snapserver: SnapserverConfig = field(default_factory=SnapserverConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     def validate(self) -> None:
         if not 0.1 <= self.timeout <= 300:
             raise ConfigError(f"timeout = {self.timeout} is out of range (0.1-300 seconds)")
         if self.server:
             parse_address(self.server, DEFAULT_CONTROL_PORT)
-        for section in (self.capture, self.delivery, self.snapserver):
+        for section in (self.capture, self.delivery, self.snapserver, self.web):
             section.validate()
 
 
