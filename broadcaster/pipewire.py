@@ -21,7 +21,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import PipeWireError
@@ -46,7 +46,8 @@ class AppStream:
     sink_ids: tuple[int, ...] = ()
     """The sink nodes this stream's output is linked to now (two while it moves)."""
     target: str = ""
-    """Where the session manager was told to route it (``target.object``/``target.node``)."""
+    """The sink the session manager was told to route it to (``target.object`` or
+    ``target.node``, resolved to a node name), if any."""
     dont_move: bool = False
 
     def describe(self) -> str:
@@ -69,25 +70,20 @@ class Graph:
     streams: tuple[AppStream, ...] = ()
     sinks: tuple[Sink, ...] = ()
     default_sink: str = ""
-    _by_id: Mapping[int, Sink] = field(default_factory=dict, compare=False, repr=False)
 
-    def sink(self, key: int | str | None) -> Sink | None:
-        """The sink with this node id, serial or node name."""
-        if key is None or key == "":
-            return None
-        for sink in self.sinks:
-            if key in (sink.node_id, sink.name) or (isinstance(key, int) and key == sink.serial):
-                return sink
-            if isinstance(key, str) and key.isdigit() and int(key) in (sink.node_id, sink.serial):
-                return sink
-        return None
+    def sink(self, name: str) -> Sink | None:
+        """The sink with this node name."""
+        return next((s for s in self.sinks if s.name == name), None) if name else None
+
+    def sink_by_id(self, node_id: int) -> Sink | None:
+        return next((s for s in self.sinks if s.node_id == node_id), None)
 
     def sinks_of(self, stream: AppStream) -> list[Sink]:
         """Where ``stream`` plays now: its linked sinks, else its routing target."""
-        linked = [s for s in map(self.sink, stream.sink_ids) if s is not None]
+        linked = [s for s in map(self.sink_by_id, stream.sink_ids) if s is not None]
         if linked:
             return linked
-        target = self.sink(stream.target or None)
+        target = self.sink(stream.target)
         return [target] if target is not None else []
 
 
@@ -133,7 +129,7 @@ def parse_dump(objects: Sequence[Mapping[str, Any]]) -> Graph:
     clients: dict[int, Mapping[str, Any]] = {}
     nodes: list[tuple[int, Mapping[str, Any]]] = []
     links: dict[int, list[int]] = {}  # output node id -> input node ids
-    targets: dict[int, str] = {}
+    targets: dict[int, tuple[str, str]] = {}  # node id -> (metadata key, value)
     default_sink = ""
     for obj in objects:
         kind = obj.get("type", "")
@@ -160,10 +156,10 @@ def parse_dump(objects: Sequence[Mapping[str, Any]]) -> Graph:
                 elif key in ("target.object", "target.node") and _int(subject) is not None:
                     text = value if isinstance(value, str) else json.dumps(value)
                     if text not in ("", "-1"):
-                        targets[int(subject)] = text
+                        targets[int(subject)] = (key, text)
 
     sinks: list[Sink] = []
-    streams: list[AppStream] = []
+    stream_nodes: list[tuple[int, Mapping[str, Any]]] = []
     for oid, props in nodes:
         media_class = props.get("media.class", "")
         serial = _int(props.get("object.serial"))
@@ -178,30 +174,52 @@ def parse_dump(objects: Sequence[Mapping[str, Any]]) -> Graph:
                 )
             )
         elif media_class == STREAM_OUTPUT:
-            client = clients.get(_int(props.get("client.id")) or -1, {})
+            stream_nodes.append((oid, props))
 
-            def prop(
-                key: str, props: Mapping[str, Any] = props, client: Mapping[str, Any] = client
-            ) -> str:
-                value = props.get(key)
-                if value in (None, ""):
-                    value = client.get(key)
-                return "" if value is None else str(value)
+    def resolve(key: str, value: str) -> str:
+        """A routing target (node id for target.node; serial or name for target.object)."""
+        number = _int(value)
+        for sink in sinks:
+            if number is None and sink.name == value:
+                return sink.name
+            if number is not None and number == (
+                sink.node_id if key == "target.node" else sink.serial
+            ):
+                return sink.name
+        return ""
 
-            streams.append(
-                AppStream(
-                    node_id=oid,
-                    serial=serial,
-                    name=str(props.get("node.name", "")),
-                    app_name=prop("application.name"),
-                    binary=prop("application.process.binary"),
-                    pid=_int(prop("application.process.id")),
-                    sink_ids=tuple(links.get(oid, ())),
-                    target=targets.get(oid, "") or str(props.get("target.object", "") or ""),
-                    dont_move=str(props.get("node.dont-reconnect", "")).lower() == "true"
-                    or str(props.get("node.dont-move", "")).lower() == "true",
-                )
+    streams: list[AppStream] = []
+    for oid, props in stream_nodes:
+        client = clients.get(_int(props.get("client.id")) or -1, {})
+
+        def prop(
+            key: str, props: Mapping[str, Any] = props, client: Mapping[str, Any] = client
+        ) -> str:
+            # Pulse clients carry the process on the node, native ones on their Client.
+            value = props.get(key)
+            if value in (None, ""):
+                value = client.get(key)
+            return "" if value is None else str(value)
+
+        serial = _int(props.get("object.serial"))
+        if oid in targets:
+            target = resolve(*targets[oid])
+        else:
+            target = resolve("target.object", str(props.get("target.object") or ""))
+        streams.append(
+            AppStream(
+                node_id=oid,
+                serial=oid if serial is None else serial,
+                name=str(props.get("node.name", "")),
+                app_name=prop("application.name"),
+                binary=prop("application.process.binary"),
+                pid=_int(prop("application.process.id")),
+                sink_ids=tuple(links.get(oid, ())),
+                target=target,
+                dont_move=str(props.get("node.dont-reconnect", "")).lower() == "true"
+                or str(props.get("node.dont-move", "")).lower() == "true",
             )
+        )
     return Graph(tuple(streams), tuple(sinks), default_sink)
 
 

@@ -184,6 +184,13 @@ class Router:
         pending = {k for k, at in self._moved_at.items() if now - at < self._recheck_delay * 0.8}
         moves = plan(graph, self.target, self.sink_name, self._origins, self._app_origin, pending)
         self._moved_at = {k: at for k, at in self._moved_at.items() if k in pending}
+        _LOGGER.debug(
+            "graph: %s",
+            "; ".join(
+                f"{s.serial}->{','.join(x.name for x in graph.sinks_of(s)) or '?'}"
+                for s in graph.streams
+            ),
+        )
         self.streams = tuple(s for s in graph.streams if s.serial in self._origins)
         if self.streams:
             self.found.set()
@@ -223,37 +230,82 @@ class Router:
 
     async def _follow_events(self, events: asyncio.StreamReader) -> None:
         await self._check()
+        next_resync = time.monotonic() + self._resync_interval
         while True:
+            # The periodic re-check runs on its own clock: a steady trickle of
+            # unrelated events (clients, sources) must not keep postponing it.
+            wait = max(0.0, next_resync - time.monotonic())
             try:
-                line = await asyncio.wait_for(events.readline(), self._resync_interval)
+                line = await asyncio.wait_for(events.readline(), wait)
             except TimeoutError:
-                await self._check()
-                continue
-            if not line:
-                return
-            if not _relevant(line):
-                continue
-            # Let a burst of events (a new stream is several) settle, then look once.
-            await _drain(events, 0.05)
+                line = b"resync"
+            else:
+                if not line:
+                    return
+                if not _relevant(line):
+                    continue
+                # Let a burst of events (a new stream is several) settle, then look once.
+                await _drain(events, 0.05)
             await self._check()
+            next_resync = time.monotonic() + self._resync_interval
 
-    async def _check(self) -> None:
+    async def _check(self, rounds: int = 5) -> None:
+        """Reconcile; after moves, look again (and move again) until nothing moves.
+
+        WirePlumber 0.4 sometimes undoes a fresh move when another stream
+        starts right after it (the stream goes back, its target cleared), and
+        a repeated move can meet the same fate: keep re-asserting, a bounded
+        number of rounds, ``recheck_delay`` apart.
+        """
         try:
-            if await self.reconcile():
-                # WirePlumber may undo a fresh move: look again shortly after.
+            for _ in range(rounds):
+                if not await self.reconcile():
+                    return
                 await asyncio.sleep(self._recheck_delay)
-                await self.reconcile()
         except PipeWireError as err:
             _LOGGER.warning("checking the app's streams failed: %s", err)
 
-    async def restore(self) -> None:
-        """Move the target's streams that are on the capture sink back where they were."""
-        try:
-            graph = await self._pw.graph()
-        except PipeWireError as err:
-            _LOGGER.warning("cannot restore routing: %s", err)
-            return
+    async def restore(
+        self, *, settle: float = 4.0, quiet: float = 1.0, interval: float = 0.25
+    ) -> None:
+        """Move the target's streams that are on the capture sink back where they were.
+
+        Like every move, a move back can be undone by WirePlumber when it comes
+        right after another, so the graph is watched until the streams have
+        stayed put for ``quiet`` seconds after the last move (at most ``settle``).
+        """
+        deadline = time.monotonic() + settle
+        last_move = 0.0
+        moved: set[int] = set()
+        while True:
+            try:
+                graph = await self._pw.graph()
+            except PipeWireError as err:
+                _LOGGER.warning("cannot restore routing: %s", err)
+                return
+            pending = self._restore_moves(graph)
+            now = time.monotonic()
+            if now > deadline or (not pending and now - last_move >= quiet):
+                for stream, _ in pending:
+                    _LOGGER.warning("%s did not go back to its sink", stream.describe())
+                return
+            if pending:
+                last_move = now
+            for stream, origin in pending:
+                try:
+                    await self._pw.move(stream, origin)
+                except PipeWireError as err:
+                    _LOGGER.debug("could not move %s back: %s", stream.describe(), err)
+                    continue
+                if stream.serial not in moved:
+                    moved.add(stream.serial)
+                    _LOGGER.info("moved %s back to %s", stream.describe(), origin)
+            await asyncio.sleep(interval)
+
+    def _restore_moves(self, graph: Graph) -> list[tuple[AppStream, str]]:
+        """The target's streams still on the capture sink, with where each goes back to."""
         fallback = self._app_origin or graph.default_sink
+        moves = []
         for stream in graph.streams:
             if not self.target.matches(stream):
                 continue
@@ -262,13 +314,9 @@ class Router:
             origin = self._origins.get(stream.serial) or fallback
             if not origin or origin == self.sink_name or graph.sink(origin) is None:
                 origin = graph.default_sink if graph.default_sink != self.sink_name else ""
-            if not origin:
-                continue
-            try:
-                await self._pw.move(stream, origin)
-                _LOGGER.info("moved %s back to %s", stream.describe(), origin)
-            except PipeWireError as err:
-                _LOGGER.warning("could not move %s back: %s", stream.describe(), err)
+            if origin:
+                moves.append((stream, origin))
+        return moves
 
 
 _EVENT = re.compile(rb"Event '\w+' on ([\w-]+)")
@@ -280,8 +328,14 @@ def _relevant(line: bytes) -> bool:
     return match is not None and match.group(1) in (b"sink-input", b"sink", b"server")
 
 
-async def _drain(events: asyncio.StreamReader, quiet: float) -> None:
-    """Consume lines until none arrives for ``quiet`` seconds."""
+async def _drain(events: asyncio.StreamReader, quiet: float, most: float = 0.25) -> None:
+    """Consume lines until none arrives for ``quiet`` seconds, or ``most`` seconds pass.
+
+    The bound matters: while streams play, pipewire-pulse can report changes
+    more often than ``quiet``, and an unbounded drain would never let the
+    Router look at the graph again.
+    """
     with contextlib.suppress(TimeoutError):
-        while await asyncio.wait_for(events.readline(), quiet):
-            pass
+        async with asyncio.timeout(most):
+            while await asyncio.wait_for(events.readline(), quiet):
+                pass

@@ -99,11 +99,14 @@ def test_several_streams_opened_at_once_all_move_and_stay(
         for _ in range(3):
             pw_session.play(wav, "TargetApp")
         everything_moved = [CAPTURE_SINK] * 3
-        wait_until(
-            lambda: pw_session.stream_sinks("TargetApp") == everything_moved,
-            20,
-            "all three streams on the capture sink",
-        )
+        try:
+            wait_until(
+                lambda: pw_session.stream_sinks("TargetApp") == everything_moved,
+                20,
+                "all three streams on the capture sink",
+            )
+        except AssertionError as err:
+            raise AssertionError(f"{err}: {pw_session.stream_sinks('TargetApp')}") from None
         # WirePlumber 0.4 may undo a fresh move when another stream starts right
         # after it: watch the streams for a while; broadcaster must put them back.
         deadline = time.monotonic() + 3

@@ -180,3 +180,15 @@ def test_target_by_name_matches_app_name_binary_or_process_name(tmp_path: Path, 
 def test_sink_names_are_safe_node_names() -> None:
     assert sink_name_for(TargetApp("Spotify Premium!")) == "broadcaster.spotify_premium"
     assert sink_name_for(TargetApp(pid=42)) == "broadcaster.pid42"
+
+
+def test_node_ids_and_serials_are_never_confused() -> None:
+    # Node ids and serials are separate number spaces: here a sink's serial equals
+    # the speakers' node id.  A link to node 30 is a link to the speakers.
+    clash = node(32, 30, "Audio/Sink", "clash")
+    graph = parse_dump([clash, SPEAKERS, CAPTURE, *stream(60, "Spotify", 30)])
+    (s,) = graph.streams
+    assert [sink.name for sink in graph.sinks_of(s)] == ["speakers"]
+    # target.object holds a serial (or a name); target.node holds a node id.
+    graph = parse_dump([clash, SPEAKERS, *stream(61, "A", None), default_metadata("x", {61: "30"})])
+    assert [sink.name for sink in graph.sinks_of(graph.streams[0])] == ["clash"]
