@@ -63,3 +63,7 @@ class AmbiguousNameError(ControlError, LookupError):
 
 class DiscoveryError(BroadcasterError):
     """No snapserver could be found with mDNS."""
+
+
+class BusyError(BroadcasterError):
+    """What was asked for is in use (every capture slot is taken, the app is already captured)."""

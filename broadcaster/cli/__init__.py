@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from ..errors import BroadcasterError
 
 # Modules that contribute sub-commands, in the order they appear in --help.
-COMMAND_MODULES: tuple[str, ...] = ("broadcaster.cli.pipeline",)
+COMMAND_MODULES: tuple[str, ...] = ("broadcaster.cli.pipeline", "broadcaster.cli.serve")
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

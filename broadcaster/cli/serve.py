@@ -1,0 +1,98 @@
+"""``broadcaster serve``: the service with its HTTP API and web page."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from typing import Any
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve",
+        help="run the service: captures, rooms, HTTP API and web page",
+        description="Run broadcaster as a service: start and stop captures of apps at run "
+        "time, control the rooms, and serve the HTTP API and web page. Without --server, a "
+        "snapserver on this machine is used, or one is started with a pipe stream per slot.",
+    )
+    parser.add_argument("--bind", metavar="ADDRESS", help="listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listen port (default 1788)")
+    parser.add_argument(
+        "--token",
+        help="token required for changes when listening beyond loopback "
+        "(better: $BROADCASTER_WEB_TOKEN or web.token in the config file)",
+    )
+    parser.add_argument("--slots", type=int, help="pipe streams of the managed snapserver")
+    parser.add_argument("--server", metavar="HOST[:PORT]", help="snapserver's control address")
+    parser.add_argument(
+        "--embedded",
+        choices=("auto", "always", "never"),
+        help="start a snapserver of our own: auto (if none answers), always, never",
+    )
+    parser.add_argument(
+        "--no-publish", action="store_true", help="do not announce the service with zeroconf"
+    )
+    parser.add_argument(
+        "--print-snapserver-conf",
+        action="store_true",
+        help="print the managed snapserver's configuration (for a snapserver run by its own "
+        "unit) and exit",
+    )
+    parser.set_defaults(handler=_serve)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from ..config import load
+    from ..service import check_serving, render_multi_config
+
+    config = load(
+        args.config,
+        overrides={
+            "server": args.server,
+            "snapserver.mode": args.embedded,
+            "web.bind": args.bind,
+            "web.port": args.port,
+            "web.token": args.token,
+            "web.slots": args.slots,
+            "web.publish": False if args.no_publish else None,
+        },
+    )
+    if args.print_snapserver_conf:
+        print(render_multi_config(config), end="")
+        return 0
+    check_serving(config)
+
+    from aiohttp import web
+
+    from ..errors import BroadcasterError
+    from ..service import Service
+    from ..web.app import make_app
+
+    service = Service(config)
+    runner = web.AppRunner(make_app(service), handle_signals=False, access_log=None)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, config.web.bind, config.web.port)
+        try:
+            await site.start()
+        except OSError as err:
+            raise BroadcasterError(
+                f"cannot listen on {config.web.bind}:{config.web.port}: {err.strerror}; "
+                "set web.port (or --port) to a free port"
+            ) from None
+        print(f"broadcaster: serving on http://{config.web.bind}:{config.web.port}/", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    _LOGGER.info("stopped")
+    return 0

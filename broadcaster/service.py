@@ -1,0 +1,456 @@
+"""The long-running broadcaster service behind ``broadcaster serve``.
+
+:class:`Service` owns, for the life of the process:
+
+* the **captures**: any number of :class:`~broadcaster.pipeline.Broadcast`
+  runs, started and stopped at run time, each feeding its own snapserver pipe
+  stream (a *slot*), so each group of rooms can listen to a different app;
+* the **snapserver**: a managed one with one pipe stream per slot
+  (``snapcast/multi.conf.in``, ``web.slots`` of them) when none answers on the
+  control port (``snapserver.mode``), else the running one, whose local
+  ``pipe://`` streams are the slots;
+* the **control plane**: a :class:`~broadcaster.web.snapstate.SnapState`
+  connection that follows snapserver's notifications;
+* a once-a-second **sampler** that turns capture counters into change events,
+  level meters and underrun counts for the page and the metrics.
+
+Changes of any of these call ``on_change(topic)`` (``"server"`` or
+``"captures"``) so the web layer can push them to browsers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .config import Config, parse_address
+from .control import StreamInfo
+from .delivery import Delivery, DeliveryStats, PipeDelivery
+from .errors import BusyError, ConfigError, NotFoundError
+from .pipeline import Broadcast, BroadcastStatus
+from .pipewire import TargetApp
+from .snapserver import (
+    EmbeddedSnapserver,
+    port_answers,
+    read_template,
+    render_config,
+    resolve_paths,
+)
+from .web.snapstate import SnapState
+
+_LOGGER = logging.getLogger(__name__)
+
+MULTI_TEMPLATE = "multi.conf.in"
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A snapserver pipe stream a capture can feed."""
+
+    stream: str
+    fifo: Path
+
+
+def managed_slots(config: Config) -> list[Slot]:
+    """The pipe streams of the managed snapserver: ``stream_name``, ``stream_name-2``, ..."""
+    base = resolve_paths(config.snapserver).fifo
+    name = config.snapserver.stream_name
+    slots = [Slot(name, base)]
+    for index in range(2, config.web.slots + 1):
+        slots.append(Slot(f"{name}-{index}", base.with_name(f"{base.name}-{index}")))
+    return slots
+
+
+def render_multi_config(config: Config, template: str | None = None) -> str:
+    """snapserver.conf for the managed snapserver: one pipe source per slot."""
+    codec = config.snapserver.codec
+    sources = "\n".join(
+        f"source = pipe://{slot.fifo}?name={slot.stream}&mode=create"
+        f"&sampleformat=48000:16:2&codec={codec}"
+        for slot in managed_slots(config)
+    )
+    text = read_template(MULTI_TEMPLATE) if template is None else template
+    text = text.replace("${sources}", sources.replace("$", "$$"))
+    settings = config.snapserver
+    return render_config(settings, resolve_paths(settings), text)
+
+
+class ManagedSnapserver(EmbeddedSnapserver):
+    """The embedded snapserver with a pipe stream per capture slot."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config.snapserver)
+        self._config = config
+        self.slots = managed_slots(config)
+        self.paths = dataclasses.replace(self.paths, fifo=self.slots[0].fifo)
+
+    def _write_config(self) -> None:
+        text = render_multi_config(self._config)
+        self.paths.config_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.paths.datadir.mkdir(parents=True, exist_ok=True)
+        self.paths.fifo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.paths.config_file.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(self.paths.config_file)
+
+
+# --- one capture --------------------------------------------------------------
+
+
+@dataclass
+class Level:
+    """Signal level of the last second of a capture, in dBFS (-inf when silent)."""
+
+    rms_db: float = -math.inf
+    peak_db: float = -math.inf
+
+
+class MeteredDelivery:
+    """A :class:`Delivery` that also measures the level of what passes through."""
+
+    def __init__(self, inner: Delivery) -> None:
+        self._inner = inner
+        self.stats: DeliveryStats = inner.stats
+        self._sum_squares = 0.0
+        self._samples = 0
+        self._peak = 0
+        self.level = Level()
+
+    @property
+    def target(self) -> str:
+        return self._inner.target
+
+    def write(self, chunk: bytes) -> None:
+        import numpy as np
+
+        samples = np.frombuffer(chunk, dtype="<i2")
+        if samples.size:
+            wide = samples.astype(np.float64)
+            self._sum_squares += float(np.dot(wide, wide))
+            self._samples += int(samples.size)
+            self._peak = max(self._peak, int(np.abs(samples.astype(np.int32)).max()))
+        self._inner.write(chunk)
+
+    async def run(self) -> None:
+        await self._inner.run()
+
+    def sample(self) -> Level:
+        """The level since the last call (the sampler calls this once a second)."""
+        if self._samples:
+            rms = math.sqrt(self._sum_squares / self._samples) / 32768
+            self.level = Level(_db(rms), _db(self._peak / 32768))
+        else:
+            self.level = Level()
+        self._sum_squares, self._samples, self._peak = 0.0, 0, 0
+        return self.level
+
+
+def _db(value: float) -> float:
+    return 20 * math.log10(value) if value > 0 else -math.inf
+
+
+class SlotBroadcast(Broadcast):
+    """A :class:`Broadcast` that feeds a given slot's pipe, metered."""
+
+    def __init__(
+        self, target: TargetApp, config: Config, *, env: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(target, config, env=env)
+        self.meter: MeteredDelivery | None = None
+
+    async def _destination(self, stack: contextlib.AsyncExitStack) -> Delivery:
+        inner = PipeDelivery(self.config.delivery.pipe, buffer_ms=self.config.delivery.buffer_ms)
+        self.meter = MeteredDelivery(inner)
+        return self.meter
+
+
+class Runner(Protocol):
+    """What the service needs of a broadcast (a :class:`SlotBroadcast`, or a test stand-in)."""
+
+    status: BroadcastStatus
+    ready: asyncio.Event
+    meter: MeteredDelivery | None
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+RunnerFactory = Callable[[TargetApp, Config, "Mapping[str, str] | None"], Runner]
+
+
+def _default_factory(
+    target: TargetApp, config: Config, env: Mapping[str, str] | None
+) -> SlotBroadcast:
+    return SlotBroadcast(target, config, env=env)
+
+
+@dataclass
+class Capture:
+    """One app being broadcast into one slot."""
+
+    id: str
+    target: TargetApp
+    slot: Slot
+    runner: Runner
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    error: str = ""
+    started: float = field(default_factory=time.time)
+    underruns: int = 0
+    last_written: int = 0
+    level: Level = field(default_factory=Level)
+
+    @property
+    def state(self) -> str:
+        if self.error:
+            return "failed"
+        return self.runner.status.state
+
+    def describe(self) -> dict[str, Any]:
+        status = self.runner.status
+        return {
+            "id": self.id,
+            "app": self.target.name,
+            "pid": self.target.pid,
+            "stream": self.slot.stream,
+            "state": self.state,
+            "error": self.error,
+            "sink": status.sink,
+            "app_streams": list(status.streams),
+            "level": {
+                "rms_db": _json_db(self.level.rms_db),
+                "peak_db": _json_db(self.level.peak_db),
+            },
+            "capture": dataclasses.asdict(status.capture),
+            "delivery": dataclasses.asdict(status.delivery),
+            "underruns": self.underruns,
+            "started": self.started,
+        }
+
+
+def _json_db(value: float) -> float | None:
+    return None if math.isinf(value) else round(value, 1)
+
+
+# --- the service -----------------------------------------------------------------
+
+
+class Service:
+    """Captures, the snapserver they feed, and the control connection to it."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        env: Mapping[str, str] | None = None,
+        runner_factory: RunnerFactory = _default_factory,
+        on_change: Callable[[str], None] = lambda topic: None,
+        sample_interval: float = 1.0,
+    ) -> None:
+        self.config = config
+        self._env = env
+        self._factory = runner_factory
+        self._on_change = on_change
+        self._interval = sample_interval
+        self.captures: dict[str, Capture] = {}
+        self._ids = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.managed: ManagedSnapserver | None = None
+        host, port = parse_address(config.server or "127.0.0.1", config.snapserver.control_port)
+        self.snap = SnapState(
+            host, port, timeout=config.timeout, on_change=lambda: self._on_change("server")
+        )
+        self.started = time.time()
+
+    def set_listener(self, on_change: Callable[[str], None]) -> None:
+        self._on_change = on_change
+
+    # --- life ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Find or start the snapserver and start following it."""
+        cfg = self.config
+        mode = cfg.snapserver.mode
+        if not cfg.server and (
+            mode == "always"
+            or (mode == "auto" and not await port_answers(self.snap.host, self.snap.port))
+        ):
+            managed = ManagedSnapserver(cfg)
+            await managed.start()
+            self.managed = managed
+            self._spawn(managed.supervise(), "snapserver")
+        self._spawn(self.snap.run(), "snapstate")
+        self._spawn(self._sample_loop(), "sampler")
+
+    async def stop(self) -> None:
+        """Stop every capture (restoring routing), then the control plane and snapserver."""
+        await asyncio.gather(
+            *(self.stop_capture(key) for key in list(self.captures)), return_exceptions=True
+        )
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.managed is not None:
+            await self.managed.stop()
+            self.managed = None
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _LOGGER.error("task %s failed: %s", task.get_name(), task.exception())
+
+    # --- slots -----------------------------------------------------------------
+
+    def slots(self) -> list[Slot]:
+        """Pipe streams captures can feed: the managed server's, else the server's local pipes."""
+        if self.managed is not None:
+            return list(self.managed.slots)
+        if self.snap.host not in _LOCAL_HOSTS:
+            return []
+        streams = [StreamInfo.from_status(s) for s in (self.snap.status or {}).get("streams", [])]
+        return [Slot(s.id, Path(s.path)) for s in streams if s.scheme == "pipe"]
+
+    def _free_slot(self, wanted: str | None) -> Slot:
+        slots = self.slots()
+        if not slots:
+            raise BusyError(
+                "snapserver has no pipe stream on this machine to capture into"
+                + ("" if self.snap.connected else " (it is not connected yet)")
+            )
+        used = {c.slot.stream for c in self.captures.values() if c.state not in ("stopped",)}
+        if wanted:
+            for slot in slots:
+                if slot.stream == wanted:
+                    if slot.stream in used:
+                        raise BusyError(f"stream {wanted!r} is already fed by another capture")
+                    return slot
+            raise NotFoundError(f"there is no pipe stream {wanted!r} to capture into")
+        for slot in slots:
+            if slot.stream not in used:
+                return slot
+        raise BusyError(
+            f"all {len(slots)} capture streams are in use; stop a capture "
+            "(or raise web.slots for the managed snapserver)"
+        )
+
+    # --- captures ------------------------------------------------------------------
+
+    def capture(self, key: str) -> Capture:
+        try:
+            return self.captures[key]
+        except KeyError:
+            raise NotFoundError(f"there is no capture {key!r}") from None
+
+    async def start_capture(
+        self, app: str = "", pid: int | None = None, stream: str | None = None
+    ) -> Capture:
+        """Start broadcasting ``app`` (or ``pid``) into a free slot (or ``stream``)."""
+        if bool(app) == (pid is not None):
+            raise ConfigError("name the application to capture, or give a pid (not both)")
+        if pid is not None and pid <= 0:
+            raise ConfigError(f"pid {pid} is not a process id")
+        target = TargetApp(name=app, pid=pid)
+        for other in self.captures.values():
+            if other.target == target and other.state not in ("stopped", "failed"):
+                raise BusyError(f"{target.describe()} is already captured ({other.id})")
+        slot = self._free_slot(stream)
+        cfg = self.config
+        config = dataclasses.replace(
+            cfg,
+            delivery=dataclasses.replace(cfg.delivery, pipe=str(slot.fifo), tcp="", stream=""),
+            snapserver=dataclasses.replace(cfg.snapserver, mode="never"),
+        )
+        self._ids += 1
+        key = str(self._ids)
+        capture = Capture(key, target, slot, self._factory(target, config, self._env))
+        self.captures[key] = capture
+        capture.task = self._spawn(self._run_capture(capture), f"capture-{key}")
+        _LOGGER.info("capture %s: %s into stream %s", key, target.describe(), slot.stream)
+        self._on_change("captures")
+        return capture
+
+    async def _run_capture(self, capture: Capture) -> None:
+        try:
+            await capture.runner.run(capture.stop_event)
+        except Exception as err:
+            capture.error = str(err) or type(err).__name__
+            _LOGGER.error("capture %s failed: %s", capture.id, capture.error)
+        finally:
+            self._on_change("captures")
+
+    async def stop_capture(self, key: str, *, timeout: float = 15.0) -> None:
+        """Stop a capture (its app goes back where it played) and forget it."""
+        capture = self.capture(key)
+        capture.stop_event.set()
+        if capture.task is not None:
+            try:
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(capture.task)
+            except TimeoutError:
+                capture.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await capture.task
+        self.captures.pop(key, None)
+        self._on_change("captures")
+
+    # --- sampling ------------------------------------------------------------------
+
+    async def _sample_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            if self.sample():
+                self._on_change("captures")
+
+    def sample(self) -> bool:
+        """Update levels and underruns; True if anything the page shows changed."""
+        changed = False
+        for capture in self.captures.values():
+            runner = capture.runner
+            written = runner.status.delivery.chunks_written
+            if capture.state == "playing" and written == capture.last_written:
+                capture.underruns += 1
+            capture.last_written = written
+            before = capture.level
+            capture.level = runner.meter.sample() if runner.meter is not None else Level()
+            if capture.state == "playing" or capture.level != before:
+                changed = True
+        return changed
+
+    def health(self) -> dict[str, Any]:
+        managed = self.managed
+        return {
+            "ok": self.snap.connected,
+            "snapserver": {
+                "address": self.snap.address,
+                "connected": self.snap.connected,
+                "managed": managed is not None,
+                "restarts": managed.restarts if managed is not None else 0,
+            },
+            "captures": {key: c.state for key, c in self.captures.items()},
+            "uptime": round(time.time() - self.started, 1),
+        }
+
+
+def check_serving(config: Config) -> None:
+    """Refuse settings ``serve`` cannot honour, before anything starts."""
+    if config.delivery.tcp or config.delivery.pipe:
+        raise ConfigError(
+            "serve gives each capture its own snapserver pipe stream; "
+            "unset delivery.pipe and delivery.tcp"
+        )
+    if config.capture.sink:
+        raise ConfigError("capture.sink cannot be shared by several captures; unset it for serve")

@@ -1,0 +1,247 @@
+"""The HTTP API: thin handlers over :class:`~broadcaster.service.Service`.
+
+Every body is JSON; every reply is JSON (``/metrics`` excepted).  Handlers
+validate their input and raise library errors; :mod:`.auth` turns those into
+``{"error": "..."}`` with 400 (bad input), 401 (token), 404 (unknown id),
+409 (busy), 502/503/504 (snapserver refused / unreachable / too slow).
+docs/api.md describes each route.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from aiohttp import web
+
+from ..service import Service
+from . import metrics
+from .auth import BadRequest
+from .events import EventHub
+
+SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
+HUB: web.AppKey[EventHub] = web.AppKey("hub", EventHub)
+
+routes = web.RouteTableDef()
+
+
+# --- input -----------------------------------------------------------------------
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object, or :class:`BadRequest`."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise BadRequest("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+def get_int(body: dict[str, Any], key: str, low: int, high: int) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadRequest(f"{key} must be an integer from {low} to {high}, not {value!r}")
+    return value
+
+
+def get_bool(body: dict[str, Any], key: str) -> bool | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise BadRequest(f"{key} must be true or false, not {value!r}")
+    return value
+
+
+def get_str(body: dict[str, Any], key: str, *, required: bool = True, limit: int = 200) -> str:
+    value = body.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise BadRequest(f"{key} must be a non-empty string of at most {limit} characters")
+    return value.strip()
+
+
+def require(body: dict[str, Any], *keys: str) -> None:
+    if not any(key in body for key in keys):
+        raise BadRequest(f"the body needs {' or '.join(keys)}")
+
+
+# --- views -----------------------------------------------------------------------
+
+
+def _asdicts(items: list[Any]) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(item) for item in items]
+
+
+def server_view(service: Service) -> dict[str, Any]:
+    view = service.snap.view()
+    fed = {c.slot.stream: c.id for c in service.captures.values()}
+    streams = _asdicts(view.streams)
+    for stream in streams:
+        stream["capture"] = fed.get(stream["id"])
+    return {
+        "connected": service.snap.connected,
+        "rooms": _asdicts(view.rooms),
+        "groups": _asdicts(view.groups),
+        "streams": streams,
+    }
+
+
+def captures_view(service: Service) -> dict[str, Any]:
+    return {
+        "captures": [c.describe() for c in service.captures.values()],
+        "slots": [slot.stream for slot in service.slots()],
+    }
+
+
+def snapshot(service: Service, topic: str) -> dict[str, Any]:
+    """The body of ``GET /api/state`` and of each live-update message."""
+    if topic == "server":
+        return {"type": "server", **server_view(service)}
+    if topic == "captures":
+        return {"type": "captures", **captures_view(service)}
+    return {"type": "state", **server_view(service), **captures_view(service)}
+
+
+# --- routes ----------------------------------------------------------------------
+
+
+@routes.get("/api/health")
+async def health(request: web.Request) -> web.Response:
+    report = request.app[SERVICE].health()
+    return web.json_response(report, status=200 if report["ok"] else 503)
+
+
+@routes.get("/api/state")
+async def state(request: web.Request) -> web.Response:
+    return web.json_response(snapshot(request.app[SERVICE], "state"))
+
+
+@routes.get("/api/events")
+async def events(request: web.Request) -> web.WebSocketResponse:
+    service = request.app[SERVICE]
+    return await request.app[HUB].serve(request, lambda topic: snapshot(service, topic))
+
+
+@routes.get("/metrics")
+async def get_metrics(request: web.Request) -> web.Response:
+    text = metrics.render(request.app[SERVICE])
+    return web.Response(body=text.encode(), headers={"Content-Type": metrics.CONTENT_TYPE})
+
+
+# rooms
+
+
+@routes.get("/api/rooms")
+async def list_rooms(request: web.Request) -> web.Response:
+    return web.json_response(server_view(request.app[SERVICE])["rooms"])
+
+
+@routes.get("/api/rooms/{room}")
+async def get_room(request: web.Request) -> web.Response:
+    room = request.app[SERVICE].snap.room(request.match_info["room"])
+    return web.json_response(dataclasses.asdict(room))
+
+
+@routes.put("/api/rooms/{room}/volume")
+async def set_volume(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    require(body, "percent", "muted")
+    percent = get_int(body, "percent", 0, 100)
+    muted = get_bool(body, "muted")
+    room = await request.app[SERVICE].snap.set_volume(request.match_info["room"], percent, muted)
+    return web.json_response(dataclasses.asdict(room))
+
+
+@routes.put("/api/rooms/{room}/mute")
+async def set_room_mute(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    require(body, "muted")
+    muted = get_bool(body, "muted")
+    room = await request.app[SERVICE].snap.set_volume(request.match_info["room"], None, muted)
+    return web.json_response(dataclasses.asdict(room))
+
+
+@routes.put("/api/rooms/{room}/name")
+async def set_room_name(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    name = get_str(body, "name")
+    room = await request.app[SERVICE].snap.set_room_name(request.match_info["room"], name)
+    return web.json_response(dataclasses.asdict(room))
+
+
+# groups
+
+
+@routes.get("/api/groups")
+async def list_groups(request: web.Request) -> web.Response:
+    return web.json_response(server_view(request.app[SERVICE])["groups"])
+
+
+@routes.put("/api/groups/{group}/stream")
+async def set_group_stream(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    stream = get_str(body, "stream")
+    group = await request.app[SERVICE].snap.set_group_stream(request.match_info["group"], stream)
+    return web.json_response(dataclasses.asdict(group))
+
+
+@routes.put("/api/groups/{group}/mute")
+async def set_group_mute(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    require(body, "muted")
+    muted = bool(get_bool(body, "muted"))
+    group = await request.app[SERVICE].snap.set_group_mute(request.match_info["group"], muted)
+    return web.json_response(dataclasses.asdict(group))
+
+
+@routes.put("/api/groups/{group}/rooms")
+async def set_group_rooms(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    rooms = body.get("rooms")
+    if not isinstance(rooms, list) or not all(isinstance(r, str) for r in rooms):
+        raise BadRequest("rooms must be a list of room ids or names")
+    group = await request.app[SERVICE].snap.set_group_rooms(request.match_info["group"], rooms)
+    return web.json_response(dataclasses.asdict(group))
+
+
+# streams
+
+
+@routes.get("/api/streams")
+async def list_streams(request: web.Request) -> web.Response:
+    return web.json_response(server_view(request.app[SERVICE])["streams"])
+
+
+# captures
+
+
+@routes.get("/api/captures")
+async def list_captures(request: web.Request) -> web.Response:
+    return web.json_response(captures_view(request.app[SERVICE]))
+
+
+@routes.get("/api/captures/{capture}")
+async def get_capture(request: web.Request) -> web.Response:
+    capture = request.app[SERVICE].capture(request.match_info["capture"])
+    return web.json_response(capture.describe())
+
+
+@routes.post("/api/captures")
+async def start_capture(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    require(body, "app", "pid")
+    app = get_str(body, "app", required=False)
+    pid = get_int(body, "pid", 1, 2**22)
+    stream = get_str(body, "stream", required=False) or None
+    capture = await request.app[SERVICE].start_capture(app, pid, stream)
+    return web.json_response(capture.describe(), status=201)
+
+
+@routes.delete("/api/captures/{capture}")
+async def stop_capture(request: web.Request) -> web.Response:
+    await request.app[SERVICE].stop_capture(request.match_info["capture"])
+    return web.json_response({"stopped": request.match_info["capture"]})

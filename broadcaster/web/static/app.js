@@ -1,0 +1,235 @@
+// broadcaster's web page: plain JavaScript, no build step.
+// State comes from GET /api/state and then the /api/events WebSocket; every
+// change is a small JSON request to the API (docs/api.md).
+"use strict";
+
+const state = { rooms: [], groups: [], streams: [], captures: [], slots: [], connected: false };
+const groupEls = new Map();
+const roomEls = new Map();
+const $ = (sel, root = document) => root.querySelector(sel);
+
+// --- token -------------------------------------------------------------------
+// A token given as #token=... is remembered; a 401 asks for it once.
+function token() {
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromHash) {
+    localStorage.setItem("broadcaster-token", fromHash);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return localStorage.getItem("broadcaster-token") || "";
+}
+
+async function api(method, path, body) {
+  const headers = { "Content-Type": "application/json" };
+  const t = token();
+  if (t) headers.Authorization = "Bearer " + t;
+  const reply = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = await reply.json().catch(() => ({}));
+  if (reply.status === 401) {
+    const given = prompt("This broadcaster needs its token:");
+    if (given) { localStorage.setItem("broadcaster-token", given); return api(method, path, body); }
+  }
+  if (!reply.ok) { showError(data.error || reply.statusText); throw new Error(data.error); }
+  showError("");
+  return data;
+}
+
+function showError(text) {
+  const el = $("#error");
+  el.textContent = text;
+  el.hidden = !text;
+}
+
+// --- live updates --------------------------------------------------------------
+let retry = 500;
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const t = token();
+  const ws = new WebSocket(`${scheme}//${location.host}/api/events${t ? "?token=" + encodeURIComponent(t) : ""}`);
+  ws.onopen = () => { retry = 500; };
+  ws.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    Object.assign(state, message);
+    if (message.type !== "captures") renderServer();
+    if (message.type !== "server") renderCaptures();
+    renderNow();
+    setLink(state.connected ? "up" : "down", state.connected ? "live" : "snapserver offline");
+  };
+  ws.onclose = () => {
+    setLink("down", "reconnecting…");
+    setTimeout(connect, retry);
+    retry = Math.min(retry * 2, 10000);
+  };
+}
+
+function setLink(kind, text) {
+  const el = $("#link");
+  el.dataset.state = kind;
+  el.textContent = text;
+}
+
+// --- rooms and groups ----------------------------------------------------------
+function streamLabel(stream) {
+  const capture = state.captures.find((c) => c.id === stream.capture);
+  return capture ? `${stream.id} — ${capture.app || "pid " + capture.pid}` : stream.id;
+}
+
+function fillSelect(select, options, value) {
+  const wanted = options.map(([v, label]) => v + "\u0000" + label).join("\u0001");
+  if (select.dataset.options !== wanted) {
+    select.replaceChildren(...options.map(([v, label]) => new Option(label, v)));
+    select.dataset.options = wanted;
+  }
+  if (document.activeElement !== select) select.value = value;
+}
+
+function groupEl(group) {
+  let el = groupEls.get(group.id);
+  if (!el) {
+    el = $("#group-template").content.firstElementChild.cloneNode(true);
+    el.dataset.group = group.id;
+    $(".group-stream", el).addEventListener("change", (e) =>
+      api("PUT", `/api/groups/${enc(el.dataset.group)}/stream`, { stream: e.target.value }));
+    $(".group-mute", el).addEventListener("click", (e) =>
+      api("PUT", `/api/groups/${enc(el.dataset.group)}/mute`, { muted: e.target.getAttribute("aria-pressed") !== "true" }));
+    groupEls.set(group.id, el);
+  }
+  return el;
+}
+
+function roomEl(room) {
+  let el = roomEls.get(room.id);
+  if (!el) {
+    el = $("#room-template").content.firstElementChild.cloneNode(true);
+    el.dataset.room = room.id;
+    const slider = $(".room-volume", el);
+    slider.addEventListener("input", () => sendVolume(el, Number(slider.value)));
+    slider.addEventListener("pointerdown", () => { el.dataset.dragging = "1"; });
+    slider.addEventListener("pointerup", () => { delete el.dataset.dragging; });
+    $(".room-mute", el).addEventListener("click", (e) =>
+      api("PUT", `/api/rooms/${enc(room.id)}/mute`, { muted: e.currentTarget.getAttribute("aria-pressed") !== "true" }));
+    $(".room-group", el).addEventListener("change", (e) => moveRoom(room.id, e.target.value));
+    roomEls.set(room.id, el);
+  }
+  return el;
+}
+
+// One volume request in flight per room; the latest value wins.
+function sendVolume(el, percent) {
+  $(".room-value", el).textContent = percent;
+  el.dataset.pending = String(percent);
+  if (el.dataset.sending) return;
+  const next = () => {
+    const value = el.dataset.pending;
+    if (value === undefined) { delete el.dataset.sending; return; }
+    delete el.dataset.pending;
+    el.dataset.sending = "1";
+    api("PUT", `/api/rooms/${enc(el.dataset.room)}/volume`, { percent: Number(value) })
+      .catch(() => {}).finally(next);
+  };
+  next();
+}
+
+function moveRoom(roomId, groupId) {
+  const group = state.groups.find((g) => g.id === groupId);
+  if (!group) return;
+  api("PUT", `/api/groups/${enc(groupId)}/rooms`, { rooms: [...group.rooms, roomId] });
+}
+
+function renderServer() {
+  const box = $("#groups");
+  const streamOptions = state.streams.map((s) => [s.id, streamLabel(s)]);
+  const seen = new Set();
+  const groupOptions = state.groups.map((g, i) => [g.id, g.name || `group ${i + 1}`]);
+  for (const group of state.groups) {
+    const el = groupEl(group);
+    seen.add(group.id);
+    fillSelect($(".group-stream", el), streamOptions, group.stream);
+    const allMuted = group.muted;
+    $(".group-mute", el).setAttribute("aria-pressed", String(allMuted));
+    $(".group-mute", el).textContent = allMuted ? "Unmute" : "Mute all";
+    const list = $(".rooms", el);
+    for (const roomId of group.rooms) {
+      const room = state.rooms.find((r) => r.id === roomId);
+      if (!room) continue;
+      const rel = roomEl(room);
+      rel.dataset.connected = String(room.connected);
+      $(".room-name", rel).textContent = room.name;
+      fillSelect($(".room-group", rel), groupOptions, group.id);
+      const mute = $(".room-mute", rel);
+      mute.setAttribute("aria-pressed", String(room.muted));
+      mute.textContent = room.muted ? "🔇" : "🔊";
+      if (!rel.dataset.dragging && !rel.dataset.sending && rel.dataset.pending === undefined) {
+        $(".room-volume", rel).value = room.volume;
+        $(".room-value", rel).textContent = room.volume;
+      }
+      if (rel.parentElement !== list || list.lastElementChild !== rel) list.appendChild(rel);
+    }
+    if (el.parentElement !== box) box.appendChild(el);
+  }
+  for (const [id, el] of groupEls) if (!seen.has(id)) { el.remove(); groupEls.delete(id); }
+  const known = new Set(state.rooms.map((r) => r.id));
+  for (const [id, el] of roomEls) if (!known.has(id)) { el.remove(); roomEls.delete(id); }
+  const empty = $(".empty", box);
+  if (empty) empty.hidden = state.groups.length > 0;
+  fillSelect($("#capture-stream"), [["", "any free stream"], ...state.slots.map((s) => [s, s])], $("#capture-stream").value);
+}
+
+// --- captures ------------------------------------------------------------------
+function meterWidth(db) {
+  if (db === null || db === undefined) return 0;
+  return Math.max(0, Math.min(100, (db + 60) * (100 / 60)));
+}
+
+function renderCaptures() {
+  const box = $("#captures");
+  const items = state.captures.map((c) => {
+    const el = document.createElement("div");
+    el.className = "capture";
+    el.dataset.capture = c.id;
+    const who = c.app || `pid ${c.pid}`;
+    el.innerHTML = `<div><strong></strong> <span class="state"></span>
+      <div class="meta"></div></div><button type="button">Stop</button>
+      <div class="meter"><div></div></div>`;
+    $("strong", el).textContent = who;
+    $(".state", el).textContent = c.state;
+    $(".state", el).dataset.state = c.state;
+    $(".meta", el).textContent = c.error || `→ ${c.stream}`;
+    $(".meter > div", el).style.width = meterWidth(c.level && c.level.rms_db) + "%";
+    $("button", el).addEventListener("click", () => api("DELETE", `/api/captures/${enc(c.id)}`));
+    return el;
+  });
+  box.replaceChildren(...items);
+  fillSelect($("#capture-stream"), [["", "any free stream"], ...state.slots.map((s) => [s, s])], $("#capture-stream").value);
+  renderServer();
+}
+
+$("#capture-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const app = $("#capture-app").value.trim();
+  const stream = $("#capture-stream").value;
+  const body = /^\d+$/.test(app) ? { pid: Number(app) } : { app };
+  if (stream) body.stream = stream;
+  api("POST", "/api/captures", body).then(() => { $("#capture-app").value = ""; }).catch(() => {});
+});
+
+// --- now playing ---------------------------------------------------------------
+function renderNow() {
+  const box = $("#now");
+  const playing = state.streams.filter((s) => s.status === "playing");
+  box.replaceChildren(...playing.map((s) => {
+    const el = document.createElement("div");
+    const capture = state.captures.find((c) => c.id === s.capture);
+    const title = s.title ? `${s.title}${s.artist ? " — " + s.artist : ""}` : (capture ? capture.app || `pid ${capture.pid}` : s.id);
+    el.innerHTML = `<div class="meta">Now playing on ${escapeHtml(s.id)}</div><div class="title"></div>`;
+    $(".title", el).textContent = title;
+    return el;
+  }));
+}
+
+function enc(text) { return encodeURIComponent(text); }
+function escapeHtml(text) {
+  return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+connect();

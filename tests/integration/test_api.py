@@ -1,0 +1,235 @@
+"""The HTTP API against a real snapserver 0.26 with two real snapclients.
+
+The service runs in-process behind aiohttp's test server; every change made
+through the API is checked on snapserver over its own control port (the
+test's independent view), and every change made on snapserver directly must
+reach the live-updates socket.  Captures run a real Broadcast in a private
+PipeWire session in ``test_capture_plays_app_into_its_stream``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from broadcaster.config import Config, SnapserverConfig, WebConfig
+from broadcaster.service import Service
+from broadcaster.web.app import make_app
+from tests.support.procs import await_until, wait_until
+from tests.support.snapserver import SnapClient, SnapServer, StreamSpec
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+def house(tmp_path: Path, snap_tools: None) -> Iterator[tuple[SnapServer, list[SnapClient]]]:
+    base = tmp_path / "snap"
+    server = SnapServer(
+        base,
+        [StreamSpec("Main", path=base / "fifo-main"), StreamSpec("Second", path=base / "fifo-2")],
+    )
+    server.start()
+    rooms = [SnapClient(server, f"room{i}", tmp_path / f"room{i}.raw") for i in (1, 2)]
+    try:
+        for room in rooms:
+            room.start()
+        wait_until(lambda: len(server.clients()) == 2, 20, "both rooms to connect")
+        yield server, rooms
+    finally:
+        for room in rooms:
+            room.stop()
+        server.stop()
+
+
+def service_config(server: SnapServer, token: str = "") -> Config:
+    return Config(
+        server=f"127.0.0.1:{server.control_port}",
+        timeout=5.0,
+        snapserver=SnapserverConfig(mode="never"),
+        web=WebConfig(token=token, publish=False),
+    )
+
+
+@pytest.fixture
+async def client(
+    house: tuple[SnapServer, list[SnapClient]],
+) -> AsyncIterator[TestClient[Any, Any]]:
+    server, _ = house
+    service = Service(service_config(server, TOKEN))
+    async with TestClient(TestServer(make_app(service, publish=False))) as test_client:
+        await await_until(_connected(service), 20, "the service to reach snapserver")
+        yield test_client
+
+
+def _connected(service: Service) -> Any:
+    async def check() -> bool:
+        return service.snap.connected and len(service.snap.view().rooms) == 2
+
+    return check
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+async def test_lists_rooms_groups_streams(
+    client: TestClient[Any, Any], house: tuple[SnapServer, list[SnapClient]]
+) -> None:
+    server, _ = house
+    rooms = await (await client.get("/api/rooms")).json()
+    assert sorted(r["id"] for r in rooms) == ["room1", "room2"]
+    streams = await (await client.get("/api/streams")).json()
+    assert [s["id"] for s in streams] == ["Main", "Second"]
+    groups = await (await client.get("/api/groups")).json()
+    truth = server.status()["groups"]
+    assert sorted(g["id"] for g in groups) == sorted(g["id"] for g in truth)
+    state = await (await client.get("/api/state")).json()
+    assert state["connected"] is True
+    assert state["slots"] == ["Main", "Second"]
+    health = await client.get("/api/health")
+    assert health.status == 200
+    assert (await health.json())["snapserver"]["connected"] is True
+
+
+async def test_volume_mute_and_name_reach_snapserver(
+    client: TestClient[Any, Any], house: tuple[SnapServer, list[SnapClient]]
+) -> None:
+    server, _ = house
+    reply = await client.put("/api/rooms/room1/volume", json={"percent": 37}, headers=AUTH)
+    assert reply.status == 200, await reply.text()
+    assert (await reply.json())["volume"] == 37
+    assert server.clients()["room1"]["config"]["volume"]["percent"] == 37
+
+    reply = await client.put("/api/rooms/room2/mute", json={"muted": True}, headers=AUTH)
+    assert reply.status == 200
+    assert server.clients()["room2"]["config"]["volume"]["muted"] is True
+
+    reply = await client.put("/api/rooms/room2/name", json={"name": "Kitchen"}, headers=AUTH)
+    assert reply.status == 200
+    assert server.clients()["room2"]["config"]["name"] == "Kitchen"
+    # ...and the room can now be named by its name.
+    reply = await client.get("/api/rooms/Kitchen")
+    assert (await reply.json())["id"] == "room2"
+
+
+async def test_group_stream_and_members_reach_snapserver(
+    client: TestClient[Any, Any], house: tuple[SnapServer, list[SnapClient]]
+) -> None:
+    server, _ = house
+    group = server.clients()["room1"]
+    group_id = next(
+        g["id"] for g in server.status()["groups"] if any(c["id"] == "room1" for c in g["clients"])
+    )
+    reply = await client.put(
+        f"/api/groups/{group_id}/stream", json={"stream": "Second"}, headers=AUTH
+    )
+    assert reply.status == 200, await reply.text()
+    assert (
+        next(g for g in server.status()["groups"] if g["id"] == group_id)["stream_id"] == "Second"
+    )
+
+    reply = await client.put(
+        f"/api/groups/{group_id}/rooms", json={"rooms": ["room1", "room2"]}, headers=AUTH
+    )
+    assert reply.status == 200, await reply.text()
+    members = {
+        c["id"] for g in server.status()["groups"] if g["id"] == group_id for c in g["clients"]
+    }
+    assert members == {"room1", "room2"}
+    assert group["id"] == "room1"
+
+
+async def test_bad_input_gets_clear_4xx(client: TestClient[Any, Any]) -> None:
+    cases: list[tuple[str, str, Any, int, str]] = [
+        ("PUT", "/api/rooms/nosuch/volume", {"percent": 10}, 404, "no room 'nosuch'"),
+        ("PUT", "/api/rooms/room1/volume", {"percent": 101}, 400, "percent must be an integer"),
+        ("PUT", "/api/rooms/room1/volume", {"percent": -1}, 400, "0 to 100"),
+        ("PUT", "/api/rooms/room1/volume", {"percent": True}, 400, "percent"),
+        ("PUT", "/api/rooms/room1/volume", {}, 400, "needs percent or muted"),
+        ("PUT", "/api/rooms/room1/mute", {"muted": "yes"}, 400, "true or false"),
+        ("PUT", "/api/groups/nosuch/stream", {"stream": "Main"}, 404, "no group"),
+        ("DELETE", "/api/captures/99", None, 404, "no capture '99'"),
+        ("GET", "/api/captures/99", None, 404, "no capture"),
+    ]
+    for method, path, body, status, text in cases:
+        reply = await client.request(method, path, json=body, headers=AUTH)
+        data = await reply.json()
+        assert reply.status == status, (path, body, data)
+        assert text in data["error"], (path, body, data)
+    malformed = await client.put(
+        "/api/rooms/room1/volume",
+        data=b"{percent: 3",
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    assert malformed.status == 400
+    assert "not valid JSON" in (await malformed.json())["error"]
+    groups = await (await client.get("/api/groups")).json()
+    reply = await client.put(
+        f"/api/groups/{groups[0]['id']}/stream", json={"stream": "Nope"}, headers=AUTH
+    )
+    assert reply.status == 404
+    assert "no stream 'Nope'" in (await reply.json())["error"]
+
+
+async def test_token_is_required_for_changes_and_events(
+    client: TestClient[Any, Any], house: tuple[SnapServer, list[SnapClient]]
+) -> None:
+    server, _ = house
+    before = server.clients()["room1"]["config"]["volume"]["percent"]
+    for headers in ({}, {"Authorization": "Bearer wrong-token"}):
+        reply = await client.put("/api/rooms/room1/volume", json={"percent": 3}, headers=headers)
+        assert reply.status == 401
+        assert "token" in (await reply.json())["error"]
+    assert server.clients()["room1"]["config"]["volume"]["percent"] == before
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect("/api/events")
+    assert refused.value.status == 401
+    ws = await client.ws_connect(f"/api/events?token={TOKEN}")
+    first = await ws.receive_json(timeout=10)
+    assert first["type"] == "state"
+    await ws.close()
+    # Reads need no token.
+    assert (await client.get("/api/rooms")).status == 200
+
+
+async def test_changes_on_snapserver_reach_the_events_socket(
+    client: TestClient[Any, Any], house: tuple[SnapServer, list[SnapClient]]
+) -> None:
+    server, _ = house
+    ws = await client.ws_connect(f"/api/events?token={TOKEN}")
+    try:
+        first = await ws.receive_json(timeout=10)
+        assert {r["id"] for r in first["rooms"]} == {"room1", "room2"}
+        # Someone else (the snapcast app, the CLI) changes a volume on snapserver.
+        await asyncio.to_thread(
+            server.rpc,
+            "Client.SetVolume",
+            {"id": "room2", "volume": {"percent": 23, "muted": False}},
+        )
+        async with asyncio.timeout(15):
+            while True:
+                message = await ws.receive_json()
+                if message["type"] != "server":
+                    continue
+                room = next(r for r in message["rooms"] if r["id"] == "room2")
+                if room["volume"] == 23:
+                    break
+    finally:
+        await ws.close()
+
+
+async def test_metrics_are_prometheus_text(client: TestClient[Any, Any]) -> None:
+    reply = await client.get("/metrics")
+    assert reply.status == 200
+    assert reply.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = await reply.text()
+    assert "# TYPE broadcaster_up gauge" in text
+    assert "broadcaster_up 1" in text
+    assert 'broadcaster_room_volume_percent{room="room1",' in text

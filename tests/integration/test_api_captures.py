@@ -1,0 +1,108 @@
+"""Captures started and stopped through the API, with real PipeWire and snapserver.
+
+Two apps play tones; the API starts a capture of each into its own stream of
+one snapserver, each room listens to one stream, and each room must hear its
+app.  Stopping a capture through the API puts its app back on the speakers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from broadcaster.service import Service
+from broadcaster.web.app import make_app
+from tests.integration.test_api import house, service_config  # noqa: F401 (fixture)
+from tests.integration.test_pipeline import make_tone, wait_for_tone
+from tests.support.pipewire import PipeWireSession
+from tests.support.procs import await_until, wait_until
+from tests.support.snapserver import SnapClient, SnapServer
+
+pytestmark = pytest.mark.integration
+
+
+async def test_two_apps_into_two_streams_then_stop_restores(
+    tmp_path: Path,
+    pw_session: PipeWireSession,
+    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+) -> None:
+    server, rooms = house
+    pw_session.play(make_tone(tmp_path / "a.wav", 440, 48000), "AppA")
+    pw_session.play(make_tone(tmp_path / "b.wav", 1000, 48000), "AppB")
+    wait_until(
+        lambda: pw_session.stream_sinks("AppA") == pw_session.stream_sinks("AppB") == ["speakers"],
+        15,
+        "both apps playing on the speakers",
+    )
+    config = service_config(server)
+    config = dataclasses.replace(config, timeout=10.0)
+    service = Service(config, env=pw_session.env)
+    async with TestClient(TestServer(make_app(service, publish=False))) as client:
+        await await_until(_rooms(service), 20, "the service to see both rooms")
+        room2_group = service.snap.room("room2").group
+        if room2_group == service.snap.room("room1").group:
+            # Give room2 a group of its own, then point it at the second stream.
+            await client.put(f"/api/groups/{room2_group}/rooms", json={"rooms": ["room1"]})
+            room2_group = service.snap.room("room2").group
+        reply = await client.put(f"/api/groups/{room2_group}/stream", json={"stream": "Second"})
+        assert reply.status == 200, await reply.text()
+
+        one = await client.post("/api/captures", json={"app": "AppA"})
+        assert one.status == 201, await one.text()
+        two = await client.post("/api/captures", json={"app": "AppB"})
+        assert two.status == 201, await two.text()
+        first, second = await one.json(), await two.json()
+        assert (first["stream"], second["stream"]) == ("Main", "Second")
+        busy = await client.post("/api/captures", json={"app": "AppC"})
+        assert busy.status == 409
+        assert "in use" in (await busy.json())["error"]
+        again = await client.post("/api/captures", json={"app": "AppA"})
+        assert again.status == 409
+
+        await asyncio.to_thread(wait_for_tone, rooms[0], 440, 40)
+        await asyncio.to_thread(wait_for_tone, rooms[1], 1000, 40)
+
+        described = await (await client.get(f"/api/captures/{first['id']}")).json()
+        assert described["state"] == "playing"
+        assert described["capture"]["bytes_captured"] > 0
+        await await_until(_level(client, first["id"]), 10, "a level on the meter")
+        metrics = await (await client.get("/metrics")).text()
+        assert f'broadcaster_frames_captured_total{{capture="{first["id"]}",app="AppA"' in metrics
+
+        gone = await client.delete(f"/api/captures/{first['id']}")
+        assert gone.status == 200
+        await asyncio.to_thread(
+            wait_until,
+            lambda: pw_session.stream_sinks("AppA") == ["speakers"],
+            15,
+            "AppA back on the speakers",
+        )
+        listed = await (await client.get("/api/captures")).json()
+        assert [c["id"] for c in listed["captures"]] == [second["id"]]
+    # The app's shutdown stopped the other capture too.
+    await asyncio.to_thread(
+        wait_until,
+        lambda: pw_session.stream_sinks("AppB") == ["speakers"],
+        15,
+        "AppB back on the speakers",
+    )
+
+
+def _rooms(service: Service) -> Any:
+    async def check() -> bool:
+        return service.snap.connected and len(service.snap.view().rooms) == 2
+
+    return check
+
+
+def _level(client: TestClient[Any, Any], key: str) -> Any:
+    async def check() -> bool:
+        data = await (await client.get(f"/api/captures/{key}")).json()
+        return data["level"]["rms_db"] is not None and data["level"]["rms_db"] > -20
+
+    return check
