@@ -87,6 +87,11 @@ class Graph:
         return [target] if target is not None else []
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (pw-dump output is not trusted)."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _int(value: Any) -> int | None:
     try:
         return int(value)
@@ -115,7 +120,7 @@ def merge_dump(text: str) -> list[Mapping[str, Any]]:
         if not isinstance(chunk, list):
             raise PipeWireError("pw-dump printed JSON that is not a list of objects")
         for obj in chunk:
-            if not isinstance(obj, Mapping) or "id" not in obj:
+            if not isinstance(obj, Mapping) or not isinstance(obj.get("id"), int):
                 continue
             if obj.get("info", True) is None and "type" not in obj:
                 objects.pop(obj["id"], None)
@@ -133,8 +138,8 @@ def parse_dump(objects: Sequence[Mapping[str, Any]]) -> Graph:
     default_sink = ""
     for obj in objects:
         kind = obj.get("type", "")
-        info = obj.get("info") or {}
-        props = info.get("props") or obj.get("props") or {}
+        info = _mapping(obj.get("info"))
+        props = _mapping(info.get("props")) or _mapping(obj.get("props"))
         oid = _int(obj.get("id"))
         if oid is None:
             continue
@@ -149,14 +154,16 @@ def parse_dump(objects: Sequence[Mapping[str, Any]]) -> Graph:
                 if in_node not in targets_of:
                     targets_of.append(in_node)
         elif kind == "PipeWire:Interface:Metadata" and props.get("metadata.name") == "default":
-            for entry in obj.get("metadata") or []:
+            entries = obj.get("metadata")
+            for entry in entries if isinstance(entries, list) else []:
+                entry = _mapping(entry)
                 key, subject, value = entry.get("key"), entry.get("subject"), entry.get("value")
                 if key == "default.audio.sink" and subject == 0:
                     default_sink = _metadata_name(value)
-                elif key in ("target.object", "target.node") and _int(subject) is not None:
+                elif key in ("target.object", "target.node") and (node := _int(subject)):
                     text = value if isinstance(value, str) else json.dumps(value)
                     if text not in ("", "-1"):
-                        targets[int(subject)] = (key, text)
+                        targets[node] = (key, text)
 
     sinks: list[Sink] = []
     stream_nodes: list[tuple[int, Mapping[str, Any]]] = []
