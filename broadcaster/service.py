@@ -50,6 +50,7 @@ _LOGGER = logging.getLogger(__name__)
 
 MULTI_TEMPLATE = "multi.conf.in"
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+_ENDED = ("stopped", "failed")
 
 
 @dataclass(frozen=True)
@@ -331,7 +332,7 @@ class Service:
                 "snapserver has no pipe stream on this machine to capture into"
                 + ("" if self.snap.connected else " (it is not connected yet)")
             )
-        used = {c.slot.stream for c in self.captures.values() if c.state not in ("stopped",)}
+        used = {c.slot.stream for c in self.captures.values() if c.state not in _ENDED}
         if wanted:
             for slot in slots:
                 if slot.stream == wanted:
@@ -365,7 +366,7 @@ class Service:
             raise ConfigError(f"pid {pid} is not a process id")
         target = TargetApp(name=app, pid=pid)
         for other in self.captures.values():
-            if other.target == target and other.state not in ("stopped", "failed"):
+            if other.target == target and other.state not in _ENDED:
                 raise BusyError(f"{target.describe()} is already captured ({other.id})")
         slot = self._free_slot(stream)
         cfg = self.config

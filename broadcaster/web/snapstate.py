@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -270,8 +271,13 @@ class SnapState:
 
     # --- lookups -----------------------------------------------------------
 
+    def _known(self) -> Digest:
+        if self.status is None:
+            raise ControlConnectionError(f"not connected to snapserver at {self.address} yet")
+        return self.view()
+
     def room(self, key: str) -> Room:
-        rooms = self.view().rooms
+        rooms = self._known().rooms
         for room in rooms:
             if room.id == key:
                 return room
@@ -281,13 +287,13 @@ class SnapState:
         raise NotFoundError(f"there is no room {key!r}")
 
     def group(self, key: str) -> Group:
-        for group in self.view().groups:
+        for group in self._known().groups:
             if key in (group.id, group.name):
                 return group
         raise NotFoundError(f"there is no group {key!r}")
 
     def stream(self, key: str) -> Stream:
-        for stream in self.view().streams:
+        for stream in self._known().streams:
             if stream.id == key:
                 return stream
         raise NotFoundError(f"there is no stream {key!r}")
@@ -328,7 +334,10 @@ class SnapState:
         ids = [self.room(key).id for key in rooms]
         await self.call("Group.SetClients", {"id": current.id, "clients": ids})
         await self._reload()
-        return self.group(current.id)
+        try:
+            return self.group(current.id)
+        except NotFoundError:  # an emptied group is removed by snapserver
+            return dataclasses.replace(current, rooms=[])
 
     async def _reload(self) -> None:
         """Our own change is not notified back to us: read the new state now."""

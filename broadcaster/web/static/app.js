@@ -158,7 +158,7 @@ function renderServer() {
       fillSelect($(".room-group", rel), groupOptions, group.id);
       const mute = $(".room-mute", rel);
       mute.setAttribute("aria-pressed", String(room.muted));
-      mute.textContent = room.muted ? "🔇" : "🔊";
+      mute.textContent = room.muted ? "Muted" : "Mute";
       if (!rel.dataset.dragging && !rel.dataset.sending && rel.dataset.pending === undefined) {
         $(".room-volume", rel).value = room.volume;
         $(".room-value", rel).textContent = room.volume;

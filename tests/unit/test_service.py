@@ -1,0 +1,207 @@
+"""The service's pure parts: slots, the managed snapserver's config, captures
+with a scripted stand-in for Broadcast, level metering and underrun counting."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broadcaster.config import CaptureConfig, Config, DeliveryConfig, SnapserverConfig, WebConfig
+from broadcaster.delivery import DeliveryStats
+from broadcaster.errors import BusyError, ConfigError, NotFoundError
+from broadcaster.pipeline import BroadcastStatus
+from broadcaster.pipewire import TargetApp
+from broadcaster.service import (
+    Level,
+    MeteredDelivery,
+    Service,
+    check_serving,
+    managed_slots,
+    render_multi_config,
+)
+from broadcaster.snapserver import read_template
+
+
+class StandIn:
+    """Plays the part of a Broadcast: reports states, waits for stop, may fail."""
+
+    def __init__(self, target: TargetApp, config: Config, fail: str = "") -> None:
+        self.target = target
+        self.config = config
+        self.status = BroadcastStatus(target=target.describe())
+        self.ready = asyncio.Event()
+        self.meter: MeteredDelivery | None = None
+        self.fail = fail
+        self.stopped = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if self.fail:
+            raise ConfigError(self.fail)
+        self.status.state = "playing"
+        self.ready.set()
+        await stop.wait()
+        self.stopped = True
+        self.status.state = "stopped"
+
+
+class FakeDelivery:
+    def __init__(self) -> None:
+        self.stats = DeliveryStats()
+        self.chunks: list[bytes] = []
+
+    @property
+    def target(self) -> str:
+        return "fake"
+
+    def write(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+
+    async def run(self) -> None:
+        return None
+
+
+def pipes_status(*names: str) -> dict[str, Any]:
+    return {
+        "groups": [],
+        "streams": [
+            {"id": name, "status": "idle", "uri": {"scheme": "pipe", "path": f"/tmp/{name}"}}
+            for name in names
+        ]
+        + [{"id": "radio", "status": "idle", "uri": {"scheme": "tcp", "path": ""}}],
+    }
+
+
+def make_service(**kwargs: Any) -> tuple[Service, list[StandIn]]:
+    made: list[StandIn] = []
+
+    def factory(target: TargetApp, config: Config, env: Any) -> StandIn:
+        runner = StandIn(target, config, **kwargs)
+        made.append(runner)
+        return runner
+
+    config = Config(server="127.0.0.1:1", snapserver=SnapserverConfig(mode="never"))
+    service = Service(config, runner_factory=factory)
+    service.snap.status = pipes_status("Main", "Second")
+    return service, made
+
+
+def test_managed_slots_name_one_pipe_per_slot(tmp_path: Path) -> None:
+    config = Config(
+        snapserver=SnapserverConfig(fifo=str(tmp_path / "fifo"), stream_name="house"),
+        web=WebConfig(slots=3),
+    )
+    slots = managed_slots(config)
+    assert [s.stream for s in slots] == ["house", "house-2", "house-3"]
+    assert [s.fifo.name for s in slots] == ["fifo", "fifo-2", "fifo-3"]
+
+
+def test_multi_config_has_a_source_per_slot_and_the_embedded_fields(tmp_path: Path) -> None:
+    config = Config(
+        snapserver=SnapserverConfig(fifo=str(tmp_path / "f"), control_port=4705, codec="pcm"),
+        web=WebConfig(slots=2),
+    )
+    text = render_multi_config(config, read_template("multi.conf.in"))
+    sources = [line for line in text.splitlines() if line.startswith("source = ")]
+    assert sources == [
+        f"source = pipe://{tmp_path / 'f'}?name=broadcaster&mode=create"
+        "&sampleformat=48000:16:2&codec=pcm",
+        f"source = pipe://{tmp_path / 'f-2'}?name=broadcaster-2&mode=create"
+        "&sampleformat=48000:16:2&codec=pcm",
+    ]
+    assert "port = 4705" in text
+    assert "$XDG_RUNTIME_DIR" in text  # the escaped comment survives
+    assert "${" not in text
+
+
+async def test_captures_take_free_streams_and_refuse_when_busy() -> None:
+    service, made = make_service()
+    first = await service.start_capture("spotify")
+    second = await service.start_capture(pid=42)
+    assert (first.slot.stream, second.slot.stream) == ("Main", "Second")
+    assert made[0].config.delivery.pipe == "/tmp/Main"
+    assert made[0].config.snapserver.mode == "never"
+    with pytest.raises(BusyError, match="all 2 capture streams are in use"):
+        await service.start_capture("firefox")
+    await asyncio.sleep(0)
+    assert first.state == "playing"
+    with pytest.raises(BusyError, match="already captured"):
+        await service.start_capture("spotify")
+    await service.stop_capture(first.id)
+    assert made[0].stopped
+    third = await service.start_capture("firefox", stream="Main")
+    assert third.slot.stream == "Main"
+    await service.stop()
+    assert service.captures == {}
+
+
+async def test_capture_input_errors() -> None:
+    service, _ = make_service()
+    with pytest.raises(ConfigError, match="not both"):
+        await service.start_capture("a", pid=3)
+    with pytest.raises(ConfigError, match="name the application"):
+        await service.start_capture()
+    with pytest.raises(NotFoundError, match="no pipe stream 'radio'"):
+        await service.start_capture("a", stream="radio")
+    with pytest.raises(NotFoundError, match="no capture '7'"):
+        await service.stop_capture("7")
+    service.snap.status = pipes_status()
+    with pytest.raises(BusyError, match="no pipe stream on this machine"):
+        await service.start_capture("a")
+
+
+async def test_a_failed_capture_keeps_its_error_and_frees_its_stream() -> None:
+    service, _ = make_service(fail="no such app")
+    topics: list[str] = []
+    service.set_listener(topics.append)
+    capture = await service.start_capture("ghost")
+    assert capture.task is not None
+    await capture.task
+    assert capture.state == "failed"
+    assert capture.describe()["error"] == "no such app"
+    assert topics.count("captures") >= 2
+    again = await service.start_capture("ghost")
+    assert again.slot.stream == "Main"
+    await service.stop()
+
+
+async def test_sample_counts_underruns_while_playing() -> None:
+    service, made = make_service()
+    capture = await service.start_capture("app")
+    await asyncio.sleep(0)
+    assert service.sample()  # playing, nothing written yet: an underrun
+    made[0].status.delivery.chunks_written = 50
+    service.sample()
+    assert capture.underruns == 1
+    made[0].status.state = "waiting"
+    service.sample()
+    assert capture.underruns == 1
+    await service.stop()
+
+
+def test_metered_delivery_measures_level() -> None:
+    import numpy as np
+
+    inner = FakeDelivery()
+    meter = MeteredDelivery(inner)
+    t = np.arange(960) / 48000
+    tone = (0.5 * 32767 * np.sin(2 * np.pi * 440 * t)).astype("<i2")
+    stereo = np.repeat(tone, 2).tobytes()
+    meter.write(stereo)
+    assert inner.chunks == [stereo]
+    level = meter.sample()
+    assert level.peak_db == pytest.approx(-6.0, abs=0.2)
+    assert level.rms_db == pytest.approx(-9.0, abs=0.2)
+    assert meter.sample() == Level()
+    assert math.isinf(meter.level.rms_db)
+
+
+def test_check_serving_refuses_single_destination_settings() -> None:
+    with pytest.raises(ConfigError, match="own snapserver pipe stream"):
+        check_serving(Config(delivery=DeliveryConfig(pipe="/tmp/p")))
+    with pytest.raises(ConfigError, match=r"capture\.sink"):
+        check_serving(Config(capture=CaptureConfig(sink="aloop")))
+    check_serving(Config())
