@@ -1,0 +1,164 @@
+"""Soak: broadcast a playing app for a long time and print what was lost.
+
+Runs a private headless PipeWire, a real snapserver with one real snapclient
+room, a tone-playing app and broadcaster's library (in this process), with a
+busy loop hogging the other core.  Prints, every ``--every`` seconds and at
+the end: audio captured, chunks written/dropped/discarded, pipe reopenings,
+pw-record restarts and this process's RSS.  The figures, not an assertion, are
+the result; ``tests/integration/test_soak.py`` runs it (``-m soak``).
+
+    python bench/soak.py --minutes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from broadcaster.config import Config, DeliveryConfig  # noqa: E402
+from broadcaster.pipeline import Broadcast  # noqa: E402
+from broadcaster.pipewire import TargetApp  # noqa: E402
+from tests.support.pipewire import PipeWireSession  # noqa: E402
+from tests.support.procs import wait_until  # noqa: E402
+from tests.support.snapserver import SnapClient, SnapServer, StreamSpec  # noqa: E402
+
+
+@dataclass
+class Sample:
+    elapsed_s: float
+    audio_s: float
+    captured: int
+    """Chunks' worth of audio pw-record delivered while the app played."""
+    written: int
+    dropped: int
+    discarded: int
+    reconnects: int
+    recorder_restarts: int
+    rss_mib: float
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def burn() -> None:
+    """Keep one core busy (the 'other core' of a 2-core box)."""
+    while True:
+        pass
+
+
+async def soak(seconds: float, every: float, base: Path) -> list[Sample]:
+    session = PipeWireSession(base / "pw")
+    server = SnapServer(base / "snap", [StreamSpec("Main", path=base / "snap" / "fifo")])
+    room = SnapClient(server, "room1", base / "room1.raw")
+    hog = multiprocessing.Process(target=burn, daemon=True)
+    samples: list[Sample] = []
+    try:
+        session.start()
+        session.load_null_sink("speakers")
+        session.pactl("set-default-sink", "speakers")
+        wav = base / "tone.wav"
+        server.start()
+        room.start()
+        wait_until(lambda: len(server.clients()) == 1, 15, "the room to connect")
+        session.play(wav, "SoakApp")
+        hog.start()
+        os.environ.update(session.env)  # the library runs pw-record/pactl in this session
+        config = Config(delivery=DeliveryConfig(pipe=str(base / "snap" / "fifo")))
+        broadcast = Broadcast(TargetApp("SoakApp"), config, env=session.env)
+        stop = asyncio.Event()
+        task = asyncio.create_task(broadcast.run(stop))
+        started = time.monotonic()
+        while broadcast.status.state != "playing":
+            if task.done():
+                task.result()
+            if time.monotonic() - started > 30:
+                raise RuntimeError("the app never started playing")
+            await asyncio.sleep(0.1)
+        started = time.monotonic()
+        base_written = broadcast.status.delivery.chunks_written
+        base_captured = broadcast.status.capture.bytes_captured
+        while (elapsed := time.monotonic() - started) < seconds:
+            await asyncio.sleep(min(every, seconds - elapsed))
+            status = broadcast.status
+            sample = Sample(
+                elapsed_s=round(time.monotonic() - started, 1),
+                audio_s=round((status.delivery.chunks_written - base_written) * 0.02, 1),
+                captured=(status.capture.bytes_captured - base_captured) // 3840,
+                written=status.delivery.chunks_written,
+                dropped=status.delivery.chunks_dropped,
+                discarded=status.delivery.chunks_discarded,
+                reconnects=status.delivery.reconnects,
+                recorder_restarts=status.capture.restarts,
+                rss_mib=round(rss_mib(), 1),
+            )
+            samples.append(sample)
+            print(json.dumps(asdict(sample)), flush=True)
+            if task.done():
+                task.result()
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    finally:
+        if hog.is_alive():
+            hog.kill()
+            hog.join()
+        room.stop()
+        server.stop()
+        session.stop()
+    return samples
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--every", type=float, default=30.0, help="seconds between samples")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="broadcaster-soak-") as tmp:
+        seconds = args.minutes * 60
+        subprocess.run(
+            ["sox", "-n", "-r", "44100", "-c", "2", f"{tmp}/tone.wav", "synth",
+             str(int(seconds) + 60), "sine", "440", "vol", "0.5"],
+            check=True,
+        )  # fmt: skip
+        samples = asyncio.run(soak(seconds, args.every, Path(tmp)))
+    if not samples:
+        return 1
+    first, last = samples[0], samples[-1]
+    summary = {
+        "seconds": last.elapsed_s,
+        "audio_delivered_s": last.audio_s,
+        "chunks_captured": last.captured,
+        "chunks_delivered": round(last.audio_s / 0.02),
+        "chunks_dropped": last.dropped,
+        "chunks_discarded": last.discarded,
+        "pipe_reopens": last.reconnects,
+        "recorder_restarts": last.recorder_restarts,
+        "rss_first_mib": first.rss_mib,
+        "rss_last_mib": last.rss_mib,
+        "rss_max_mib": max(s.rss_mib for s in samples),
+    }
+    print("summary " + json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
