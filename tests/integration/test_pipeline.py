@@ -229,7 +229,11 @@ def test_with_no_snapserver_anywhere_run_starts_its_own(
 def test_by_pid_onto_an_existing_sink_over_tcp(
     tmp_path: Path, pw_session: PipeWireSession, snap_tools: None
 ) -> None:
-    """--pid, --sink (an existing sink, as the snd-aloop one would be) and --tcp together."""
+    """--pid, --sink (an existing sink, as the snd-aloop one would be) and --tcp together.
+
+    Capture is asked for 44.1 kHz f32 here, so the live path goes through the
+    soxr converter instead of letting PipeWire deliver the target format.
+    """
     tcp_port = free_ports(1)[0]
     server = SnapServer(tmp_path / "snap", [StreamSpec("Net", tcp_port=tcp_port)])
     server.start()
@@ -247,6 +251,7 @@ def test_by_pid_onto_an_existing_sink_over_tcp(
         "aloop",
         "--tcp",
         f"tcp://127.0.0.1:{tcp_port}",
+        extra_env={"BROADCASTER_CAPTURE_FORMAT": "44100:f32:2"},
     )
     try:
         room.start()
