@@ -1,9 +1,10 @@
 """Zeroconf announcements of the service (and of its managed snapserver).
 
 broadcaster announces itself as ``_broadcaster._tcp`` (TXT: ``path=/``,
-``api=/api``, ``auth=token|none``, ``version``).  When it manages the
-snapserver and no avahi-daemon runs here (snapserver announces itself only
-through avahi), it also announces the snapserver the way snapserver would:
+``api=/api``, ``auth=token|none``, ``version``).  When the snapserver runs on
+this machine (its own, or one on localhost) and no avahi-daemon runs here
+(snapserver announces itself only through avahi), it also announces the
+snapserver the way snapserver would:
 ``_snapcast._tcp`` and ``_snapcast-stream._tcp`` on the stream port,
 ``_snapcast-jsonrpc._tcp`` and ``_snapcast-tcp._tcp`` on the control port,
 ``_snapcast-http._tcp`` on the HTTP port, so the Android/iOS Snapcast apps
@@ -73,7 +74,8 @@ def announcements(service: Service, *, avahi_running: bool | None = None) -> lis
     ]
     if avahi_running is None:
         avahi_running = os.path.exists(AVAHI_SOCKET)
-    if service.managed is not None and not avahi_running:
+    local = service.managed is not None or service.snap.host in ("127.0.0.1", "localhost", "::1")
+    if local and not avahi_running:
         snap = service.config.snapserver
         for kind, port in (
             ("_snapcast._tcp.local.", snap.stream_port),

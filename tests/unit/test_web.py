@@ -231,6 +231,7 @@ async def test_metrics_text_format() -> None:
 
 def test_announcements() -> None:
     service = make_service("")
+    service.snap.host = "192.0.2.1"  # a snapserver elsewhere announces itself
     only_us = announcements(service, avahi_running=False)
     assert [a.type for a in only_us] == [SERVICE_TYPE]
     assert only_us[0].port == 1788

@@ -1,0 +1,99 @@
+"""``broadcaster serve`` end to end: the real CLI runs its own snapserver with a
+pipe stream per slot, captures an app on a private PipeWire when asked over
+HTTP, a real room hears it, and SIGTERM puts everything back."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.test_pipeline import (
+    make_tone,
+    start_broadcaster,
+    stop_broadcaster,
+    wait_for_tone,
+)
+from tests.support.pipewire import PipeWireSession
+from tests.support.procs import free_ports, port_open, wait_until
+from tests.support.snapserver import SnapClient
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "serve-test-token"
+
+
+def http(method: str, url: str, body: Any = None, token: str = TOKEN) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            raw = reply.read()
+            status = reply.status
+    except urllib.error.HTTPError as err:
+        raw, status = err.read(), err.code
+    text = raw.decode()
+    return status, json.loads(text) if text.startswith(("{", "[")) else text
+
+
+def test_serve_runs_its_snapserver_and_captures_on_request(
+    tmp_path: Path, pw_session: PipeWireSession, snap_tools: None
+) -> None:
+    web, stream, control, http_port = free_ports(4)
+    pw_session.play(make_tone(tmp_path / "t.wav", 440, 48000), "TargetApp")
+    wait_until(lambda: pw_session.stream_sinks("TargetApp") == ["speakers"], 15, "app playing")
+    serve = start_broadcaster(
+        pw_session,
+        "serve",
+        "--embedded",
+        "always",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(web),
+        "--slots",
+        "3",
+        "--no-publish",
+        extra_env={
+            "BROADCASTER_WEB_TOKEN": TOKEN,
+            "BROADCASTER_SNAPSERVER_BIND": "127.0.0.1",
+            "BROADCASTER_SNAPSERVER_STREAM_PORT": str(stream),
+            "BROADCASTER_SNAPSERVER_CONTROL_PORT": str(control),
+            "BROADCASTER_SNAPSERVER_HTTP_PORT": str(http_port),
+            "BROADCASTER_SNAPSERVER_CODEC": "pcm",
+        },
+    )
+    room = SnapClient.for_port(stream, "room1", tmp_path / "room1.raw")
+    base = f"http://127.0.0.1:{web}"
+    try:
+        wait_until(lambda: port_open(web) or not serve.alive(), 30, "serve to listen")
+        assert serve.alive(), serve.log_tail()
+        room.start()
+        wait_until(lambda: len(http("GET", f"{base}/api/rooms")[1]) == 1, 30, "the room in the API")
+        status, streams = http("GET", f"{base}/api/streams")
+        assert [s["id"] for s in streams] == ["broadcaster", "broadcaster-2", "broadcaster-3"]
+        status, health = http("GET", f"{base}/api/health")
+        assert status == 200
+        assert health["snapserver"]["managed"] is True
+
+        status, refused = http("POST", f"{base}/api/captures", {"app": "TargetApp"}, token="")
+        assert status == 401
+        assert "token" in refused["error"]
+        status, capture = http("POST", f"{base}/api/captures", {"app": "TargetApp"})
+        assert status == 201, capture
+        assert capture["stream"] == "broadcaster"
+        wait_for_tone(room, 440, 40)
+        status, metrics = http("GET", f"{base}/metrics")
+        assert 'broadcaster_frames_captured_total{capture="1",app="TargetApp"' in metrics
+    finally:
+        room.stop()
+        code = stop_broadcaster(serve, 30)
+    assert code == 0, serve.log_tail()
+    wait_until(lambda: pw_session.stream_sinks("TargetApp") == ["speakers"], 15, "the app restored")
+    assert not port_open(control), "serve left its snapserver running"
