@@ -13,6 +13,7 @@ find it.  Only the :class:`AsyncZeroconf` created here is closed here.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
@@ -117,8 +118,8 @@ class Publisher:
         self._zeroconf = zc
         name = _instance_name()
         host = socket.gethostname().split(".")[0] + ".local."
-        for item in announcements(self._service):
-            info = ServiceInfo(
+        infos = [
+            ServiceInfo(
                 item.type,
                 f"{name}.{item.type}",
                 port=item.port,
@@ -126,13 +127,24 @@ class Publisher:
                 server=host,
                 parsed_addresses=addresses,
             )
-            try:
-                await zc.async_register_service(info, allow_name_change=True)
-            except Exception as err:  # zeroconf raises several unrelated types
-                _LOGGER.warning("cannot announce %s with zeroconf: %s", item.type, err)
-                continue
-            self._infos.append(info)
+            for item in announcements(self._service)
+        ]
+        # Probing takes a second or two per name: claim them all at once.
+        results = await asyncio.gather(*(self._register(zc, info) for info in infos))
+        self._infos = [info for info, ok in zip(infos, results, strict=True) if ok]
         _LOGGER.info("announced %d zeroconf services on %s", len(self._infos), addresses)
+
+    async def _register(self, zc: AsyncZeroconf, info: ServiceInfo) -> bool:
+        try:
+            # snapserver's own "_snapcast-jsonrpc" is longer than RFC 6335's 15
+            # characters; avahi allows it, so must we.  The call returns a task
+            # that finishes once the name is claimed.
+            async with asyncio.timeout(self._timeout):
+                await (await zc.async_register_service(info, allow_name_change=True, strict=False))
+        except Exception as err:  # zeroconf raises several unrelated types
+            _LOGGER.warning("cannot announce %s with zeroconf: %s", info.type, err)
+            return False
+        return True
 
     async def stop(self) -> None:
         zc, self._zeroconf = self._zeroconf, None
@@ -140,7 +152,8 @@ class Publisher:
             return
         for info in self._infos:
             try:
-                await zc.async_unregister_service(info)
+                async with asyncio.timeout(self._timeout):
+                    await (await zc.async_unregister_service(info))
             except Exception as err:
                 _LOGGER.debug("cannot withdraw %s: %s", info.type, err)
         self._infos.clear()
