@@ -218,10 +218,38 @@ async def test_slider_changes_snapserver_and_outside_changes_show_live(
     await await_until(room2_updated, 20, "room2's new volume and mute on the page")
     assert await page.evaluate("window.__marker") == marker == "same page"
 
+    # Grouping from the page: room2 joins room1's group, then leaves it again.
+    def group_of(room: str) -> str:
+        return str(
+            next(
+                g["id"]
+                for g in server.status()["groups"]
+                if any(c["id"] == room for c in g["clients"])
+            )
+        )
+
+    def same_group() -> bool:
+        return group_of("room1") == group_of("room2")
+
+    assert not await asyncio.to_thread(same_group)
+    target = await asyncio.to_thread(group_of, "room1")
+    await page.evaluate(_choose("room2", target))
+    await asyncio.to_thread(wait_until, same_group, 20, "room2 in room1's group")
+    await page.evaluate(_choose("room2", "\u0000new"))
+    await asyncio.to_thread(wait_until, lambda: not same_group(), 20, "room2 in a group of its own")
+
     png = await page.screenshot()
     assert png.startswith(b"\x89PNG")
     assert len(png) > 5000
     await asyncio.to_thread(_save_screenshot, png, tmp_path / "page.png")
+
+
+def _choose(room: str, group: str) -> str:
+    """JavaScript choosing ``group`` in a room's group menu, as a user's pick would."""
+    return (
+        f"(() => {{ const s = document.querySelector('.room[data-room=\"{room}\"] .room-group');"
+        f" s.value = {json.dumps(group)}; s.dispatchEvent(new Event('change')); }})()"
+    )
 
 
 def _save_screenshot(png: bytes, path: Path) -> None:

@@ -5,6 +5,7 @@
 
 const state = { rooms: [], groups: [], streams: [], captures: [], slots: [], connected: false };
 const groupEls = new Map();
+const NEW_GROUP = "\u0000new";
 const roomEls = new Map();
 const $ = (sel, root = document) => root.querySelector(sel);
 
@@ -130,7 +131,16 @@ function sendVolume(el, percent) {
   next();
 }
 
+// Into another group: that group's rooms plus this one.  Into a group of its
+// own: its current group without it (snapserver gives it a new group).
 function moveRoom(roomId, groupId) {
+  if (groupId === NEW_GROUP) {
+    const current = state.groups.find((g) => g.rooms.includes(roomId));
+    if (current && current.rooms.length > 1) {
+      api("PUT", `/api/groups/${enc(current.id)}/rooms`, { rooms: current.rooms.filter((r) => r !== roomId) });
+    }
+    return;
+  }
   const group = state.groups.find((g) => g.id === groupId);
   if (!group) return;
   api("PUT", `/api/groups/${enc(groupId)}/rooms`, { rooms: [...group.rooms, roomId] });
@@ -140,7 +150,10 @@ function renderServer() {
   const box = $("#groups");
   const streamOptions = state.streams.map((s) => [s.id, streamLabel(s)]);
   const seen = new Set();
-  const groupOptions = state.groups.map((g, i) => [g.id, g.name || `group ${i + 1}`]);
+  const groupOptions = [
+    ...state.groups.map((g, i) => [g.id, g.name || `group ${i + 1}`]),
+    [NEW_GROUP, "own group"],
+  ];
   for (const group of state.groups) {
     const el = groupEl(group);
     seen.add(group.id);
