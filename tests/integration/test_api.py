@@ -10,6 +10,7 @@ PipeWire session in ``test_capture_plays_app_into_its_stream``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -233,3 +234,51 @@ async def test_metrics_are_prometheus_text(client: TestClient[Any, Any]) -> None
     assert "# TYPE broadcaster_up gauge" in text
     assert "broadcaster_up 1" in text
     assert 'broadcaster_room_volume_percent{room="room1",' in text
+
+
+async def test_snapserver_restart_and_hang_are_survived(
+    house: tuple[SnapServer, list[SnapClient]],
+) -> None:
+    server, _ = house
+    config = dataclasses.replace(service_config(server, TOKEN), timeout=1.0)
+    service = Service(config)
+    async with TestClient(TestServer(make_app(service, publish=False))) as client:
+        await await_until(_connected(service), 20, "the service to reach snapserver")
+        ws = await client.ws_connect(f"/api/events?token={TOKEN}")
+        try:
+            assert (await ws.receive_json(timeout=10))["connected"] is True
+
+            # A hung snapserver: requests fail with 504 after the deadline, not hang.
+            await asyncio.to_thread(server.pause)
+            try:
+                started = asyncio.get_running_loop().time()
+                reply = await client.put(
+                    "/api/rooms/room1/volume", json={"percent": 50}, headers=AUTH
+                )
+                assert reply.status == 504
+                assert "did not answer" in (await reply.json())["error"]
+                assert asyncio.get_running_loop().time() - started < 5
+            finally:
+                await asyncio.to_thread(server.resume)
+
+            # A restarted snapserver: the page hears it go and come back.
+            await asyncio.to_thread(server.stop)
+            await _wait_connected(ws, False)
+            down = await client.put("/api/rooms/room1/volume", json={"percent": 5}, headers=AUTH)
+            assert down.status == 503
+            await asyncio.to_thread(server.start)
+            await _wait_connected(ws, True)
+        finally:
+            await ws.close()
+        await await_until(_connected(service), 30, "the rooms to come back")
+        reply = await client.put("/api/rooms/room1/volume", json={"percent": 44}, headers=AUTH)
+        assert reply.status == 200, await reply.text()
+        assert server.clients()["room1"]["config"]["volume"]["percent"] == 44
+
+
+async def _wait_connected(ws: aiohttp.ClientWebSocketResponse, connected: bool) -> None:
+    async with asyncio.timeout(30):
+        while True:
+            message = await ws.receive_json()
+            if message["type"] == "server" and message["connected"] is connected:
+                return

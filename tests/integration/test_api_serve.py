@@ -5,6 +5,10 @@ HTTP, a real room hears it, and SIGTERM puts everything back."""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -97,3 +101,48 @@ def test_serve_runs_its_snapserver_and_captures_on_request(
     assert code == 0, serve.log_tail()
     wait_until(lambda: pw_session.stream_sinks("TargetApp") == ["speakers"], 15, "the app restored")
     assert not port_open(control), "serve left its snapserver running"
+
+
+def _serve_once(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("BROADCASTER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "broadcaster", "serve", "--no-publish", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, **(env or {})},
+        check=False,
+    )
+
+
+def test_serve_refuses_bad_settings_in_one_line(tmp_path: Path, snap_tools: None) -> None:
+    home = {"XDG_CONFIG_HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path)}
+    cases = [
+        (("--bind", "0.0.0.0"), {}, "a token is required"),
+        (("--token", "short"), {}, "web.token must be 8-256"),
+        (("--slots", "0"), {}, "web.slots = 0 is out of range"),
+        ((), {"BROADCASTER_DELIVERY_PIPE": "/tmp/x"}, "unset delivery.pipe"),
+    ]
+    for args, env, message in cases:
+        done = _serve_once(*args, env={**home, **env})
+        assert done.returncode == 1, (args, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, done.stderr
+        assert message in lines[0], done.stderr
+
+    # The managed snapserver's control port is taken by something that is not
+    # a snapserver: one clear line, nothing left running.
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        done = _serve_once(
+            "--embedded",
+            "always",
+            "--port",
+            str(free_ports(1)[0]),
+            env={**home, "BROADCASTER_SNAPSERVER_CONTROL_PORT": str(port)},
+        )
+    assert done.returncode == 1, done.stderr
+    assert f"port {port} is already in use" in done.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in done.stderr
