@@ -29,7 +29,13 @@ routes = web.RouteTableDef()
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object, or :class:`BadRequest`."""
+    """The request's JSON object, or :class:`BadRequest`.
+
+    Only ``application/json``: a form or ``text/plain`` post from another web
+    page (which needs no CORS preflight) is refused.
+    """
+    if request.content_type != "application/json":
+        raise BadRequest("send the body as JSON with Content-Type: application/json")
     try:
         body = await request.json()
     except ValueError:

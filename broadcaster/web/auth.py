@@ -4,7 +4,9 @@ With ``web.token`` set (required when the service listens beyond loopback),
 every state-changing request (anything but GET/HEAD/OPTIONS) and the
 live-updates socket must carry it: ``Authorization: Bearer TOKEN``, or
 ``?token=TOKEN`` (browsers cannot set headers on a WebSocket).  Without a
-token (loopback only) nothing is checked.
+token (loopback only), requests must name a loopback host (no DNS rebinding),
+and bodies must be ``application/json`` (see ``api.json_body``), which other
+web pages cannot send without a CORS preflight that the service never grants.
 
 :func:`error_middleware` turns every :class:`~broadcaster.errors.BroadcasterError`
 into a JSON ``{"error": message}`` reply with a fitting status code, so
@@ -81,9 +83,24 @@ def needs_token(request: web.Request) -> bool:
     return request.method not in SAFE_METHODS or request.path == EVENTS_PATH
 
 
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def host_ok(request: web.Request) -> bool:
+    """Without a token, only loopback names in Host: a web page cannot rebind
+    its own domain name to 127.0.0.1 and drive the service from the browser."""
+    host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+    return host.lower() in LOOPBACK_NAMES
+
+
 def auth_middleware(token: str) -> Middleware:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not token and not host_ok(request):
+            return json_error(
+                403,
+                f"host {request.host!r} refused: without a token only loopback names are served",
+            )
         if token and needs_token(request) and not token_ok(token, request):
             return json_error(
                 401, "missing or wrong token: send 'Authorization: Bearer TOKEN' (or ?token=)"

@@ -155,7 +155,11 @@ async def test_bad_bodies_are_400(client: TestClient[Any, Any]) -> None:
         )
         assert reply.status == 400, body
         assert message in (await reply.json())["error"], body
-    huge = await client.post("/api/captures", data=b"x" * 100_000, headers=AUTH)
+    huge = await client.post(
+        "/api/captures",
+        data=b"x" * 100_000,
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
     assert huge.status == 413
 
 
@@ -241,3 +245,20 @@ def test_announcements() -> None:
     assert "_snapcast._tcp.local." in types
     assert "_snapcast-jsonrpc._tcp.local." in types
     assert [a.type for a in announcements(service, avahi_running=True)] == [SERVICE_TYPE]
+
+
+async def test_without_a_token_other_web_pages_cannot_drive_it() -> None:
+    service = make_service("")
+    async with TestClient(TestServer(make_app(service))) as open_client:
+        # DNS rebinding: a page's own name resolved to 127.0.0.1.
+        rebound = await open_client.get("/api/state", headers={"Host": "evil.example:1788"})
+        assert rebound.status == 403
+        assert "only loopback names" in (await rebound.json())["error"]
+        for host in ("localhost:1788", "127.0.0.1", "[::1]:1788"):
+            assert (await open_client.get("/api/state", headers={"Host": host})).status == 200
+        # A cross-site "simple" POST (text/plain, no preflight) is refused.
+        simple = await open_client.post(
+            "/api/captures", data=b'{"app": "x"}', headers={"Content-Type": "text/plain"}
+        )
+        assert simple.status == 400
+        assert "Content-Type: application/json" in (await simple.json())["error"]
