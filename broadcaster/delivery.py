@@ -9,8 +9,9 @@ Two destinations share one small interface (:class:`Delivery`):
   opened read-write and non-blocking: that never blocks and never fails for
   want of a reader, and once broadcaster holds it, snapserver's reads stop
   seeing EOF and it keeps the pipe open.  The kernel pipe is shrunk to at most
-  ``buffer_ms`` of audio, so its back-pressure paces the writer; a short queue
-  absorbs jitter and, when snapserver stops reading (gone, hung, restarting),
+  ``buffer_ms`` of audio, so its back-pressure paces the writer; a queue of
+  up to ``buffer_ms`` more absorbs capture bursts and snapserver's scheduling
+  hiccups, and when snapserver stops reading (gone, hung, restarting),
   the oldest audio is dropped (and counted) instead of growing without bound:
   capture never waits.  A pipe that does not exist yet, or that is not a fifo,
   only delays delivery; the writer keeps retrying and says once what it waits
@@ -114,8 +115,9 @@ class PipeDelivery:
         limit = audio_format.bytes_in(buffer_ms)
         self._pipe_size = pipe_capacity_for(limit)
         chunk_bytes = audio_format.bytes_in(chunk_ms)
-        # Capture hands over a few chunks per wakeup: let one such burst queue.
-        self._max_queue = max(2, -(-(limit - self._pipe_size) // chunk_bytes))
+        # Up to buffer_ms more may wait here while snapserver is late reading
+        # (a busy box): capture bursts and scheduling hiccups cost no audio.
+        self._max_queue = max(2, -(-limit // chunk_bytes))
         self._queue: collections.deque[memoryview] = collections.deque()
         self._fd: int | None = None
         self._waiting_writable = False
