@@ -178,7 +178,8 @@ class SnapClient:
                 "--hostID",
                 self.host_id,
                 "--player",
-                f"file:filename={self.out}",
+                # mode=a: the default (w) truncates the file at every reconnect.
+                f"file:filename={self.out},mode=a",
                 "--logsink",
                 "stderr",
             ],
