@@ -89,6 +89,8 @@ def serve(
         PYTHONUNBUFFERED="1",
         XDG_CONFIG_HOME=str(tmp_path / "config"),
         BROADCASTER_WEB_TOKEN=TOKEN,
+        # The browser room's /stream proxy relays to snapserver's HTTP port.
+        BROADCASTER_SNAPSERVER_HTTP_PORT=str(server.http_port),
     )
     proc = Proc(
         [
@@ -129,6 +131,7 @@ async def page(tmp_path: Path) -> AsyncIterator[DevTools]:
             "--disable-gpu",
             "--disable-background-networking",
             "--no-first-run",
+            "--autoplay-policy=no-user-gesture-required",
             "--window-size=420,900",
             f"--user-data-dir={tmp_path / 'chromium'}",
             f"--remote-debugging-port={port}",
@@ -235,6 +238,16 @@ async def test_slider_changes_snapserver_and_outside_changes_show_live(
     target = await asyncio.to_thread(group_of, "room1")
     await page.evaluate(_choose("room2", target))
     await asyncio.to_thread(wait_until, same_group, 20, "room2 in room1's group")
+
+    async def page_shows_one_group() -> bool:
+        return bool(
+            await page.evaluate(
+                '!!document.querySelector(\'.group:has(.room[data-room="room1"]) '
+                '.room[data-room="room2"]\')'
+            )
+        )
+
+    await await_until(page_shows_one_group, 20, "the page to show room2 with room1")
     await page.evaluate(_choose("room2", "\u0000new"))
     await asyncio.to_thread(wait_until, lambda: not same_group(), 20, "room2 in a group of its own")
 
@@ -256,3 +269,52 @@ def _save_screenshot(png: bytes, path: Path) -> None:
     path.write_bytes(png)
     if os.environ.get("BROADCASTER_UPDATE_SCREENSHOT"):
         shutil.copyfile(path, REPO / "docs" / "screenshot.png")
+
+
+async def test_play_here_makes_this_browser_a_room_of_the_group(
+    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+    serve: int,
+    page: DevTools,
+) -> None:
+    if not (REPO / "broadcaster" / "web" / "static" / "player" / "player.js").exists():
+        pytest.skip("the browser room (static/player/) is not installed")
+    server, _ = house
+    await asyncio.to_thread(
+        server.rpc,
+        "Group.SetStream",
+        {"id": _group_of(server, "room1"), "stream_id": "Second"},
+    )
+    await _open(page, serve)
+
+    async def button_shown() -> bool:
+        return bool(
+            await page.evaluate(
+                '!!document.querySelector(\'.group:has(.room[data-room="room1"]) '
+                ".play-here:not([hidden])')"
+            )
+        )
+
+    await await_until(button_shown, 20, "the Play here button")
+    rect = await page.evaluate(
+        'JSON.stringify(document.querySelector(\'.group:has(.room[data-room="room1"]) '
+        ".play-here').getBoundingClientRect())"
+    )
+    box = json.loads(rect)
+    await page.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+    def browser_room_with_room1() -> bool:
+        group = _group_of(server, "room1")
+        members = [c for g in server.status()["groups"] if g["id"] == group for c in g["clients"]]
+        return any(c["id"].startswith("browser-") and c["connected"] for c in members)
+
+    await asyncio.to_thread(
+        wait_until, browser_room_with_room1, 30, "this browser to join room1's group"
+    )
+
+
+def _group_of(server: SnapServer, room: str) -> str:
+    return str(
+        next(
+            g["id"] for g in server.status()["groups"] if any(c["id"] == room for c in g["clients"])
+        )
+    )

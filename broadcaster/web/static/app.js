@@ -91,6 +91,7 @@ function groupEl(group) {
     el.dataset.group = group.id;
     $(".group-stream", el).addEventListener("change", (e) =>
       api("PUT", `/api/groups/${enc(el.dataset.group)}/stream`, { stream: e.target.value }));
+    $(".play-here", el).addEventListener("click", () => togglePlayHere(el));
     $(".group-mute", el).addEventListener("click", (e) =>
       api("PUT", `/api/groups/${enc(el.dataset.group)}/mute`, { muted: e.target.getAttribute("aria-pressed") !== "true" }));
     groupEls.set(group.id, el);
@@ -181,11 +182,83 @@ function renderServer() {
     if (el.parentElement !== box) box.appendChild(el);
   }
   for (const [id, el] of groupEls) if (!seen.has(id)) { el.remove(); groupEls.delete(id); }
+  renderPlayHere();
   const known = new Set(state.rooms.map((r) => r.id));
   for (const [id, el] of roomEls) if (!known.has(id)) { el.remove(); roomEls.delete(id); }
   const empty = $(".empty", box);
   if (empty) empty.hidden = state.groups.length > 0;
   fillSelect($("#capture-stream"), [["", "any free stream"], ...state.slots.map((s) => [s, s])], $("#capture-stream").value);
+}
+
+// --- play here (the browser room, static/player/) ---------------------------------
+// This browser becomes a room playing the group's stream.  The player module
+// and the /stream proxy are optional: without them the buttons stay hidden.
+let playerModule = null;
+let player = null;
+let playingGroup = null;
+import("/static/player/player.js").then((module) => {
+  playerModule = module;
+  for (const button of document.querySelectorAll(".play-here")) button.hidden = false;
+}).catch(() => {});
+
+function togglePlayHere(groupElement) {
+  const group = state.groups.find((g) => g.id === groupElement.dataset.group);
+  if (player) {
+    const was = myGroup();
+    player.stop();
+    player = null;
+    playingGroup = null;
+    renderPlayHere();
+    if (!group || was === group.id) return;
+  }
+  if (!group || !playerModule) return;
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const t = token();
+  player = new playerModule.SnapPlayer({
+    url: `${scheme}//${location.host}/stream${t ? "?token=" + encodeURIComponent(t) : ""}`,
+    streamId: group.stream,
+    name: localStorage.getItem("snapplayer-name") || "This browser",
+    onState: (s) => { if (s.message) showError(s.message); },
+    join: apiJoin,
+  });
+  playingGroup = group.id;
+  player.start(); // inside the tap: the AudioContext may start
+  renderPlayHere();
+}
+
+// Join through our own API: name the new room, then put it with the rooms
+// that play the stream (or point its own group at the stream).
+async function apiJoin(clientId, streamId, name) {
+  for (let i = 0; i < 40 && !state.rooms.some((r) => r.id === clientId); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  const own = state.groups.find((g) => g.rooms.includes(clientId));
+  if (!own) throw new Error("the service does not list this browser's room yet");
+  if (name) await api("PUT", `/api/rooms/${enc(clientId)}/name`, { name });
+  if (!streamId || own.stream === streamId) return;
+  const target = state.groups.find((g) => g.stream === streamId && g.id !== own.id);
+  if (target) {
+    await api("PUT", `/api/groups/${enc(target.id)}/rooms`, { rooms: [...target.rooms, clientId] });
+  } else {
+    await api("PUT", `/api/groups/${enc(own.id)}/stream`, { stream: streamId });
+  }
+}
+
+// The group this browser's room is in now (joining moves it).
+function myGroup() {
+  if (!player) return null;
+  const group = state.groups.find((g) => g.rooms.includes(player.clientId));
+  return group ? group.id : playingGroup;
+}
+
+function renderPlayHere() {
+  const mine = myGroup();
+  for (const [id, el] of groupEls) {
+    const button = $(".play-here", el);
+    button.hidden = !playerModule;
+    button.textContent = mine === id ? "Stop playing here" : "Play here";
+    button.setAttribute("aria-pressed", String(mine === id));
+  }
 }
 
 // --- captures ------------------------------------------------------------------
