@@ -1,0 +1,338 @@
+"""The browser as a Snapcast room, in a real headless Chromium against a real snapserver.
+
+A tiny aiohttp server (in the test) serves ``static/player/`` and mounts the
+stream proxy (``broadcaster.web.stream_proxy``) with a token; the demo page
+plays what snapserver sends over the proxied ``/stream`` WebSocket.  A
+known tone goes into snapserver's pipe through :class:`PipeDelivery`; the
+page's AnalyserNode (before the destination) must show the tone's frequency.
+The browser must show up in Server.GetStatus in the chosen stream's group
+with its name, fall silent when the server sets its volume to 0 or mutes it,
+and play again without a reload after snapserver is killed and restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp import web
+
+from broadcaster.delivery import PipeDelivery
+from broadcaster.web import stream_proxy
+from tests.conftest import require_tools
+from tests.support import browser
+from tests.support.browser import DevTools
+from tests.support.procs import await_until, free_port, wait_until
+from tests.support.snapserver import SnapClient, SnapServer, StreamSpec
+
+pytestmark = pytest.mark.integration
+
+PLAYER_DIR = Path(__file__).resolve().parents[2] / "broadcaster" / "web" / "static" / "player"
+TOKEN = "room-test-token"
+TONE_HZ = 1000.0
+RATE = 48000
+CHUNK = RATE // 50  # 20 ms
+
+
+# --- audio into snapserver ----------------------------------------------------------
+
+
+def tone_chunk(start: int) -> bytes:
+    t = (np.arange(start, start + CHUNK)) / RATE
+    mono = (np.sin(2 * np.pi * TONE_HZ * t) * 0.5 * 32767).astype("<i2")
+    return np.repeat(mono, 2).tobytes()
+
+
+@contextlib.asynccontextmanager
+async def feed(path: Path, make: Callable[[int], bytes]) -> AsyncIterator[PipeDelivery]:
+    """Real-time pcm into snapserver's pipe (PipeDelivery), paced by the monotonic clock."""
+    delivery = PipeDelivery(str(path), buffer_ms=100)
+
+    async def pace() -> None:
+        start = time.monotonic()
+        frame = 0
+        while True:
+            while frame < (time.monotonic() - start + 0.04) * RATE:
+                delivery.write(make(frame))
+                frame += CHUNK
+            await asyncio.sleep(0.01)
+
+    tasks = [asyncio.create_task(delivery.run()), asyncio.create_task(pace())]
+    try:
+        yield delivery
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# --- the page's origin --------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def page_server(server: SnapServer) -> AsyncIterator[int]:
+    """The player's files and the stream proxy (token required) on one free port."""
+    app = web.Application()
+    app.router.add_static("/player/", PLAYER_DIR)
+    stream_proxy.add_routes(
+        app, "127.0.0.1", server.http_port, lambda r: r.query.get("token") == TOKEN
+    )
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        yield port
+    finally:
+        await runner.cleanup()
+
+
+# --- fixtures -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def house(tmp_path: Path, snap_tools: None) -> Iterator[tuple[SnapServer, SnapClient]]:
+    """snapserver with two pcm pipe streams and one snapclient room playing 'tone'."""
+    server = SnapServer(
+        tmp_path / "srv",
+        [
+            StreamSpec("other", path=tmp_path / "other.fifo"),
+            StreamSpec("tone", path=tmp_path / "tone.fifo"),
+        ],
+        buffer_ms=600,
+    )
+    server.start()
+    room = SnapClient(server, "room1", tmp_path / "room1.pcm")
+    room.start()
+    try:
+        wait_until(lambda: "room1" in server.clients(), 20, "room1 to connect")
+        group = group_of(server, "room1")
+        server.rpc("Group.SetStream", {"id": group["id"], "stream_id": "tone"})
+        yield server, room
+    finally:
+        room.stop()
+        server.stop()
+
+
+def group_of(server: SnapServer, client_id: str) -> dict[str, Any]:
+    for group in server.status()["groups"]:
+        if any(c["id"] == client_id for c in group["clients"]):
+            return dict(group)
+    return {}
+
+
+# --- what the page renders ----------------------------------------------------------
+
+ANALYSIS = """(() => {
+  const p = window.player;
+  if (!p || !p.analyser) return null;
+  const a = p.analyser;
+  const bins = new Float32Array(a.frequencyBinCount);
+  a.getFloatFrequencyData(bins);
+  let peak = 0;
+  for (let i = 1; i < bins.length; i++) if (bins[i] > bins[peak]) peak = i;
+  const wave = new Float32Array(a.fftSize);
+  a.getFloatTimeDomainData(wave);
+  let sum = 0;
+  for (const v of wave) sum += v * v;
+  return { hz: peak * p.ctx.sampleRate / a.fftSize, rms: Math.sqrt(sum / wave.length),
+           state: p.state.state, message: p.state.message, ctx: p.ctx.state,
+           stats: p.describe(), id: p.clientId };
+})()"""
+
+
+async def analysis(page: DevTools) -> dict[str, Any]:
+    return dict(await page.evaluate(ANALYSIS) or {})
+
+
+async def hears_tone(page: DevTools) -> dict[str, Any] | None:
+    a = await analysis(page)
+    if a and abs(a["hz"] - TONE_HZ) < 15 and a["rms"] > 0.05:
+        return a
+    return None
+
+
+async def silent(page: DevTools) -> dict[str, Any] | None:
+    a = await analysis(page)
+    return a if a and a["rms"] < 1e-4 else None
+
+
+async def open_demo(page: DevTools, port: int, server: SnapServer, **extra: str) -> None:
+    query = {
+        "token": TOKEN,
+        "stream": "tone",
+        "name": "Test browser",
+        "jsonrpc": f"ws://127.0.0.1:{server.http_port}/jsonrpc",
+        **extra,
+    }
+    await page.navigate(f"http://127.0.0.1:{port}/player/demo.html?{urlencode(query)}")
+
+    async def loaded() -> bool:
+        return bool(
+            await page.evaluate(
+                "document.readyState === 'complete' && !!document.getElementById('play')"
+            )
+        )
+
+    await await_until(loaded, 30, "the demo page to load")
+    await page.click_selector("#play")  # a real tap: the AudioContext starts inside it
+
+
+# --- tests --------------------------------------------------------------------------
+
+
+async def test_browser_room_plays_joins_obeys_volume_and_survives_restart(
+    tmp_path: Path, house: tuple[SnapServer, SnapClient]
+) -> None:
+    require_tools(browser.missing_tools())
+    server, _room = house
+    async with (
+        feed(tmp_path / "tone.fifo", tone_chunk),
+        page_server(server) as port,
+        browser.chromium(tmp_path) as page,
+    ):
+        await open_demo(page, port, server)
+        heard = await await_until(lambda: hears_tone(page), 60, "the page to render the tone")
+        assert heard is not None
+        client_id = heard["id"]
+        await page.evaluate("window.__marker = 'same page'")
+
+        # A room like any other: in the 'tone' group, beside room1, with its name.
+        def joined() -> bool:
+            group = group_of(server, client_id)
+            names = {c["id"]: c["config"]["name"] for c in group.get("clients", [])}
+            return (
+                group.get("stream_id") == "tone"
+                and "room1" in names
+                and names.get(client_id) == "Test browser"
+            )
+
+        await asyncio.to_thread(wait_until, joined, 30, "the browser in the tone group, named")
+
+        # Volume 0 on the server silences it; 100 brings the tone back.
+        await asyncio.to_thread(
+            server.rpc,
+            "Client.SetVolume",
+            {"id": client_id, "volume": {"percent": 0, "muted": False}},
+        )
+        await await_until(lambda: silent(page), 20, "silence at volume 0")
+        await asyncio.to_thread(
+            server.rpc,
+            "Client.SetVolume",
+            {"id": client_id, "volume": {"percent": 100, "muted": False}},
+        )
+        await await_until(lambda: hears_tone(page), 20, "the tone back at volume 100")
+
+        # Muted: snapserver sends no chunks at all; unmuted, playback resumes.
+        await asyncio.to_thread(
+            server.rpc, "Client.SetVolume", {"id": client_id, "volume": {"muted": True}}
+        )
+        await await_until(lambda: silent(page), 20, "silence while muted")
+        await asyncio.to_thread(
+            server.rpc, "Client.SetVolume", {"id": client_id, "volume": {"muted": False}}
+        )
+        await await_until(lambda: hears_tone(page), 20, "the tone back after unmuting")
+
+        # snapserver killed and restarted: the page reconnects by itself.
+        connects = (await analysis(page))["stats"]["connects"]
+        await asyncio.to_thread(server.kill)
+        await await_until(
+            lambda: _state_is(page, "reconnecting"), 20, "the page to notice snapserver is gone"
+        )
+        await await_until(lambda: silent(page), 20, "silence while snapserver is down")
+        await asyncio.to_thread(server.start)
+
+        async def reconnected() -> dict[str, Any] | None:
+            heard = await hears_tone(page)
+            return heard if heard and heard["stats"]["connects"] > connects else None
+
+        await await_until(reconnected, 60, "the tone after the restart")
+        assert await page.evaluate("window.__marker") == "same page", "the page was reloaded"
+        # (A SIGKILLed snapserver may forget room1's last group change: only
+        # the browser's own group is checked.)
+        await asyncio.to_thread(
+            wait_until,
+            lambda: group_of(server, client_id).get("stream_id") == "tone",
+            30,
+            "the browser back in a group playing 'tone'",
+        )
+
+        png = await page.screenshot(tmp_path / "browser-room.png")
+        assert png.startswith(b"\x89PNG")
+
+
+async def _state_is(page: DevTools, state: str) -> bool:
+    return (await analysis(page)).get("state") == state
+
+
+async def test_flac_stream_says_it_cannot_be_decoded(tmp_path: Path, snap_tools: None) -> None:
+    require_tools(browser.missing_tools())
+    server = SnapServer(
+        tmp_path / "srv", [StreamSpec("tone", path=tmp_path / "tone.fifo", codec="flac")]
+    )
+    server.start()
+    try:
+        async with (
+            feed(tmp_path / "tone.fifo", tone_chunk),
+            page_server(server) as port,
+            browser.chromium(tmp_path) as page,
+        ):
+            await open_demo(page, port, server)
+
+            async def message() -> str:
+                text = await page.evaluate("document.getElementById('message').textContent")
+                return str(text or "")
+
+            text = await await_until(message, 30, "a message about the codec")
+            assert "flac" in text
+            assert "codec=pcm" in text
+            assert (await analysis(page))["state"] == "unsupported"
+            await page.screenshot(tmp_path / "flac.png")
+    finally:
+        server.stop()
+
+
+async def test_proxy_needs_the_token_and_relays_frames(tmp_path: Path, snap_tools: None) -> None:
+    server = SnapServer(tmp_path / "srv", [StreamSpec("tone", path=tmp_path / "tone.fifo")])
+    server.start()
+    hello = (PLAYER_DIR.parents[3] / "tests" / "js" / "fixtures" / "hello.bin").read_bytes()
+    try:
+        async with (
+            page_server(server) as port,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+        ):
+            url = f"http://127.0.0.1:{port}/stream"
+            async with http.get(url) as reply:
+                assert reply.status == 401
+                assert "token" in (await reply.json())["error"]
+            async with http.ws_connect(f"{url}?token={TOKEN}") as ws:
+                await ws.send_bytes(hello)
+                first = await ws.receive(timeout=10)
+                assert first.type == aiohttp.WSMsgType.BINARY
+                assert int.from_bytes(first.data[:2], "little") == 3  # ServerSettings
+                settings = json.loads(first.data[30:])
+                assert settings["bufferMs"] == 400
+            server.stop()
+            async with http.get(f"{url}?token={TOKEN}", headers=_ws_headers()) as reply:
+                assert reply.status == 503
+    finally:
+        server.stop()
+
+
+def _ws_headers() -> dict[str, str]:
+    return {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }

@@ -1,0 +1,135 @@
+"""Headless Chromium for tests, driven over the DevTools protocol.
+
+:func:`chromium` starts ``chromium --headless=new`` with a private profile, a
+free ``--remote-debugging-port`` and autoplay allowed (so a page may start an
+AudioContext without a tap), waits until its first page target answers, and
+yields a :class:`DevTools` client of that page.  On exit the browser is
+stopped and reaped.  Real time: no ``--virtual-time-budget``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from .procs import Proc, await_until, free_port
+
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--autoplay-policy=no-user-gesture-required",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-features=MediaRouter",
+]
+
+
+def missing_tools() -> list[str]:
+    return [] if shutil.which("chromium") else ["chromium"]
+
+
+class DevTools:
+    """A minimal Chrome DevTools Protocol client over one page's WebSocket."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self._ids = itertools.count(1)
+        self.console: list[str] = []
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        request_id = next(self._ids)
+        await self.ws.send_json({"id": request_id, "method": method, "params": params or {}})
+        async with asyncio.timeout(30):
+            while True:
+                message = await self.ws.receive_json()
+                if message.get("method") == "Runtime.consoleAPICalled":
+                    args = message["params"].get("args", [])
+                    self.console.append(
+                        " ".join(str(a.get("value", a.get("description"))) for a in args)
+                    )
+                if message.get("id") == request_id:
+                    if "error" in message:
+                        raise AssertionError(f"{method}: {message['error']}")
+                    return message.get("result", {})
+
+    async def evaluate(self, expression: str, *, await_promise: bool = False) -> Any:
+        result = await self.call(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": await_promise},
+        )
+        if "exceptionDetails" in result:
+            raise AssertionError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    async def navigate(self, url: str) -> None:
+        await self.call("Page.navigate", {"url": url})
+
+    async def click(self, x: float, y: float) -> None:
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            await self.call(
+                "Input.dispatchMouseEvent",
+                {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1},
+            )
+
+    async def click_selector(self, selector: str) -> None:
+        """A real mouse click (a user gesture) in the middle of an element."""
+        box = await self.evaluate(
+            f"(() => {{ const r = document.querySelector({selector!r}).getBoundingClientRect();"
+            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        )
+        await self.click(box[0], box[1])
+
+    async def screenshot(self, path: Path) -> bytes:
+        result = await self.call("Page.captureScreenshot", {"format": "png"})
+        png = base64.b64decode(result["data"])
+        await asyncio.to_thread(path.write_bytes, png)
+        return png
+
+
+@contextlib.asynccontextmanager
+async def chromium(base: Path, *, window: str = "412,860") -> AsyncIterator[DevTools]:
+    """A headless Chromium whose first page is driven by the yielded :class:`DevTools`."""
+    port = free_port()
+    proc = Proc(
+        [
+            "chromium",
+            *FLAGS,
+            f"--window-size={window}",
+            f"--user-data-dir={base / 'chromium-profile'}",
+            f"--remote-debugging-port={port}",
+            "about:blank",
+        ],
+        base / "chromium.log",
+    )
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+
+            async def page_target() -> str:
+                if not proc.alive():
+                    raise AssertionError(f"chromium exited:\n{proc.log_tail()}")
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/json/list") as reply:
+                        targets = await reply.json()
+                except (aiohttp.ClientError, ValueError):
+                    return ""
+                urls = [t["webSocketDebuggerUrl"] for t in targets if t.get("type") == "page"]
+                return str(urls[0]) if urls else ""
+
+            url = await await_until(page_target, 60, "chromium's DevTools endpoint")
+            async with http.ws_connect(url, max_msg_size=0) as ws:
+                tools = DevTools(ws)
+                await tools.call("Page.enable")
+                await tools.call("Runtime.enable")
+                yield tools
+    finally:
+        await asyncio.to_thread(proc.stop)
