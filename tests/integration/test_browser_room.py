@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import aiohttp
@@ -26,44 +28,57 @@ import numpy as np
 import pytest
 from aiohttp import web
 
+from broadcaster.audio import AudioFormat
 from broadcaster.delivery import PipeDelivery
 from broadcaster.web import stream_proxy
 from tests.conftest import require_tools
 from tests.support import browser
 from tests.support.browser import DevTools
-from tests.support.procs import await_until, free_port, wait_until
+from tests.support.procs import Proc, await_until, free_port, port_open, wait_until
 from tests.support.snapserver import SnapClient, SnapServer, StreamSpec
 
 pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
 
 PLAYER_DIR = Path(__file__).resolve().parents[2] / "broadcaster" / "web" / "static" / "player"
 TOKEN = "room-test-token"
 TONE_HZ = 1000.0
 RATE = 48000
-CHUNK = RATE // 50  # 20 ms
 
 
 # --- audio into snapserver ----------------------------------------------------------
 
 
-def tone_chunk(start: int) -> bytes:
-    t = (np.arange(start, start + CHUNK)) / RATE
-    mono = (np.sin(2 * np.pi * TONE_HZ * t) * 0.5 * 32767).astype("<i2")
-    return np.repeat(mono, 2).tobytes()
+def tone(freq: float = TONE_HZ, rate: int = RATE) -> Callable[[int], bytes]:
+    """20 ms chunks of a sine at ``freq``, s16 stereo at ``rate``, from a frame index."""
+
+    def chunk(start: int) -> bytes:
+        t = np.arange(start, start + rate // 50) / rate
+        mono = (np.sin(2 * np.pi * freq * t) * 0.5 * 32767).astype("<i2")
+        return np.repeat(mono, 2).tobytes()
+
+    return chunk
+
+
+tone_chunk = tone()
 
 
 @contextlib.asynccontextmanager
-async def feed(path: Path, make: Callable[[int], bytes]) -> AsyncIterator[PipeDelivery]:
+async def feed(
+    path: Path, make: Callable[[int], bytes], rate: int = RATE
+) -> AsyncIterator[PipeDelivery]:
     """Real-time pcm into snapserver's pipe (PipeDelivery), paced by the monotonic clock."""
-    delivery = PipeDelivery(str(path), buffer_ms=100)
+    fmt = AudioFormat(rate, 2, "s16")
+    delivery = PipeDelivery(str(path), audio_format=fmt, buffer_ms=100)
 
     async def pace() -> None:
         start = time.monotonic()
         frame = 0
         while True:
-            while frame < (time.monotonic() - start + 0.04) * RATE:
+            while frame < (time.monotonic() - start + 0.04) * rate:
                 delivery.write(make(frame))
-                frame += CHUNK
+                frame += rate // 50
             await asyncio.sleep(0.01)
 
     tasks = [asyncio.create_task(delivery.run()), asyncio.create_task(pace())]
@@ -102,11 +117,14 @@ async def page_server(server: SnapServer) -> AsyncIterator[int]:
 
 @pytest.fixture
 def house(tmp_path: Path, snap_tools: None) -> Iterator[tuple[SnapServer, SnapClient]]:
-    """snapserver with two pcm pipe streams and one snapclient room playing 'tone'."""
+    """snapserver with two pcm pipe streams and one snapclient room playing 'tone'.
+
+    'other' (listed first, so a new client's group plays it) runs at 44.1 kHz.
+    """
     server = SnapServer(
         tmp_path / "srv",
         [
-            StreamSpec("other", path=tmp_path / "other.fifo"),
+            StreamSpec("other", path=tmp_path / "other.fifo", extra={"sampleformat": "44100:16:2"}),
             StreamSpec("tone", path=tmp_path / "tone.fifo"),
         ],
         buffer_ms=600,
@@ -167,6 +185,22 @@ async def silent(page: DevTools) -> dict[str, Any] | None:
     return a if a and a["rms"] < 1e-4 else None
 
 
+async def until(
+    page: DevTools, condition: Callable[[], Awaitable[T | None]], timeout: float, what: str
+) -> T:
+    """await_until, with the page's state and console in the failure message."""
+    try:
+        value = await await_until(condition, timeout, what)
+    except AssertionError as err:
+        state = await page.evaluate(
+            "JSON.stringify({text: document.body.innerText,"
+            " player: window.player && window.player.describe()})"
+        )
+        raise AssertionError(f"{err}\npage: {state}\nconsole: {page.console[-10:]}") from None
+    assert value is not None
+    return value
+
+
 async def open_demo(page: DevTools, port: int, server: SnapServer, **extra: str) -> None:
     query = {
         "token": TOKEN,
@@ -178,11 +212,7 @@ async def open_demo(page: DevTools, port: int, server: SnapServer, **extra: str)
     await page.navigate(f"http://127.0.0.1:{port}/player/demo.html?{urlencode(query)}")
 
     async def loaded() -> bool:
-        return bool(
-            await page.evaluate(
-                "document.readyState === 'complete' && !!document.getElementById('play')"
-            )
-        )
+        return bool(await page.evaluate("window.demoReady === true"))
 
     await await_until(loaded, 30, "the demo page to load")
     await page.click_selector("#play")  # a real tap: the AudioContext starts inside it
@@ -202,7 +232,7 @@ async def test_browser_room_plays_joins_obeys_volume_and_survives_restart(
         browser.chromium(tmp_path) as page,
     ):
         await open_demo(page, port, server)
-        heard = await await_until(lambda: hears_tone(page), 60, "the page to render the tone")
+        heard = await until(page, lambda: hears_tone(page), 60, "the page to render the tone")
         assert heard is not None
         client_id = heard["id"]
         await page.evaluate("window.__marker = 'same page'")
@@ -225,23 +255,23 @@ async def test_browser_room_plays_joins_obeys_volume_and_survives_restart(
             "Client.SetVolume",
             {"id": client_id, "volume": {"percent": 0, "muted": False}},
         )
-        await await_until(lambda: silent(page), 20, "silence at volume 0")
+        await until(page, lambda: silent(page), 20, "silence at volume 0")
         await asyncio.to_thread(
             server.rpc,
             "Client.SetVolume",
             {"id": client_id, "volume": {"percent": 100, "muted": False}},
         )
-        await await_until(lambda: hears_tone(page), 20, "the tone back at volume 100")
+        await until(page, lambda: hears_tone(page), 20, "the tone back at volume 100")
 
         # Muted: snapserver sends no chunks at all; unmuted, playback resumes.
         await asyncio.to_thread(
             server.rpc, "Client.SetVolume", {"id": client_id, "volume": {"muted": True}}
         )
-        await await_until(lambda: silent(page), 20, "silence while muted")
+        await until(page, lambda: silent(page), 20, "silence while muted")
         await asyncio.to_thread(
             server.rpc, "Client.SetVolume", {"id": client_id, "volume": {"muted": False}}
         )
-        await await_until(lambda: hears_tone(page), 20, "the tone back after unmuting")
+        await until(page, lambda: hears_tone(page), 20, "the tone back after unmuting")
 
         # snapserver killed and restarted: the page reconnects by itself.
         connects = (await analysis(page))["stats"]["connects"]
@@ -249,14 +279,14 @@ async def test_browser_room_plays_joins_obeys_volume_and_survives_restart(
         await await_until(
             lambda: _state_is(page, "reconnecting"), 20, "the page to notice snapserver is gone"
         )
-        await await_until(lambda: silent(page), 20, "silence while snapserver is down")
+        await until(page, lambda: silent(page), 20, "silence while snapserver is down")
         await asyncio.to_thread(server.start)
 
         async def reconnected() -> dict[str, Any] | None:
             heard = await hears_tone(page)
             return heard if heard and heard["stats"]["connects"] > connects else None
 
-        await await_until(reconnected, 60, "the tone after the restart")
+        await until(page, reconnected, 60, "the tone after the restart")
         assert await page.evaluate("window.__marker") == "same page", "the page was reloaded"
         # (A SIGKILLed snapserver may forget room1's last group change: only
         # the browser's own group is checked.)
@@ -273,6 +303,120 @@ async def test_browser_room_plays_joins_obeys_volume_and_survives_restart(
 
 async def _state_is(page: DevTools, state: str) -> bool:
     return (await analysis(page)).get("state") == state
+
+
+async def test_stream_change_at_another_rate_and_phone_lock(
+    tmp_path: Path, house: tuple[SnapServer, SnapClient]
+) -> None:
+    """The group's stream changes to 44.1 kHz: a new CodecHeader, another tone.
+    The context suspended (a locked phone) and the page visible again: it resumes."""
+    require_tools(browser.missing_tools())
+    server, _room = house
+    async with (
+        feed(tmp_path / "tone.fifo", tone_chunk),
+        feed(tmp_path / "other.fifo", tone(440.0, 44100), rate=44100),
+        page_server(server) as port,
+        browser.chromium(tmp_path) as page,
+    ):
+        await open_demo(page, port, server)
+        heard = await until(page, lambda: hears_tone(page), 60, "the page to render the tone")
+        assert heard is not None
+        group = await asyncio.to_thread(group_of, server, heard["id"])
+        await asyncio.to_thread(
+            server.rpc, "Group.SetStream", {"id": group["id"], "stream_id": "other"}
+        )
+
+        async def hears_440() -> dict[str, Any] | None:
+            a = await analysis(page)
+            return a if a and abs(a["hz"] - 440) < 15 and a["rms"] > 0.05 else None
+
+        await until(page, hears_440, 30, "the 44.1 kHz stream's 440 Hz tone")
+        rate = await page.evaluate("window.player.format.sampleRate")
+        assert rate == 44100
+
+        resyncs = (await analysis(page))["stats"]["resyncs"]
+        await page.evaluate("window.player.ctx.suspend()", await_promise=True)
+        await until(page, lambda: _context_is(page, "suspended"), 10, "a suspended context")
+        await page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+        await until(page, lambda: _context_is(page, "running"), 10, "the context resumed")
+
+        async def replayed() -> dict[str, Any] | None:
+            heard = await hears_440()
+            return heard if heard and heard["stats"]["resyncs"] > resyncs else None
+
+        # Laid out afresh (a new clock offset, a resync), not the stale schedule.
+        await until(page, replayed, 30, "the tone after the phone is unlocked")
+
+
+async def _context_is(page: DevTools, state: str) -> bool:
+    return bool(await page.evaluate("window.player.ctx.state") == state)
+
+
+@pytest.fixture
+def serve(tmp_path: Path, house: tuple[SnapServer, SnapClient]) -> Iterator[int]:
+    """``broadcaster serve`` (the real CLI) on a free port, with a token, over the house."""
+    server, _ = house
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROADCASTER_")}
+    env.update(
+        PYTHONUNBUFFERED="1",
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        BROADCASTER_WEB_TOKEN=TOKEN,
+        BROADCASTER_SNAPSERVER_HTTP_PORT=str(server.http_port),
+    )
+    argv = [sys.executable, "-m", "broadcaster", "-v", "serve"]
+    argv += ["--server", f"127.0.0.1:{server.control_port}", "--embedded", "never"]
+    argv += ["--port", str(port), "--no-publish"]
+    proc = Proc(argv, tmp_path / "serve.log", env)
+    try:
+        wait_until(lambda: port_open(port) or not proc.alive(), 30, "broadcaster serve to listen")
+        assert proc.alive(), proc.log_tail()
+        yield port
+    finally:
+        code = proc.stop(timeout=15)
+        assert code == 0, f"serve exited {code}:\n{proc.log_tail()}"
+
+
+async def test_served_by_broadcaster_serve_one_origin(
+    tmp_path: Path, house: tuple[SnapServer, SnapClient], serve: int
+) -> None:
+    """The page, the stream socket (proxied) and the group join (the API) on one origin."""
+    require_tools(browser.missing_tools())
+    async with feed(tmp_path / "tone.fifo", tone_chunk), browser.chromium(tmp_path) as page:
+        await page.navigate(
+            f"http://127.0.0.1:{serve}/static/player/demo.html?stream=tone&name=Phone#token={TOKEN}"
+        )
+
+        async def loaded() -> bool:
+            return bool(await page.evaluate("window.demoReady === true"))
+
+        await await_until(loaded, 30, "the demo page from broadcaster serve")
+        await page.click_selector("#play")
+        heard = await until(page, lambda: hears_tone(page), 60, "the tone through the proxy")
+        assert heard is not None
+        client_id = heard["id"]
+
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+
+            async def room_in_tone_group() -> bool:
+                async with http.get(f"http://127.0.0.1:{serve}/api/state") as reply:
+                    state: dict[str, Any] = await reply.json()
+                room = next((r for r in state["rooms"] if r["id"] == client_id), None)
+                group: dict[str, Any] = next(
+                    (g for g in state["groups"] if room and g["id"] == room["group"]), {}
+                )
+                return bool(
+                    room
+                    and room["name"] == "Phone"
+                    and group.get("stream") == "tone"
+                    and "room1" in group.get("rooms", [])
+                )
+
+            await await_until(room_in_tone_group, 30, "the API to list the room in tone's group")
+            # Without the token the stream socket is refused, as the live-updates socket is.
+            async with http.get(f"http://127.0.0.1:{serve}/stream") as reply:
+                assert reply.status == 401
+        await page.screenshot(tmp_path / "served.png")
 
 
 async def test_flac_stream_says_it_cannot_be_decoded(tmp_path: Path, snap_tools: None) -> None:
@@ -293,7 +437,7 @@ async def test_flac_stream_says_it_cannot_be_decoded(tmp_path: Path, snap_tools:
                 text = await page.evaluate("document.getElementById('message').textContent")
                 return str(text or "")
 
-            text = await await_until(message, 30, "a message about the codec")
+            text = await until(page, message, 30, "a message about the codec")
             assert "flac" in text
             assert "codec=pcm" in text
             assert (await analysis(page))["state"] == "unsupported"

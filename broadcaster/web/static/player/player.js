@@ -12,8 +12,8 @@
 // AudioWorklet or WebCodecs: a plain-http LAN page is not a secure context.
 //
 // Joining the chosen stream's group is done by `join(clientId, streamId, name)`
-// (a function returning a promise); jsonRpcJoin() does it over snapserver's
-// JSON-RPC WebSocket, broadcaster's page does it through its own API.
+// (a function returning a promise): jsonRpcJoin() does it over snapserver's
+// JSON-RPC WebSocket, apiJoin() through broadcaster's own HTTP API.
 
 import {
   MessageType,
@@ -449,6 +449,52 @@ export function jsonRpcJoin(url, { timeout = 5000 } = {}) {
       }
     } finally {
       rpc.close();
+    }
+  };
+}
+
+/**
+ * A `join` for SnapPlayer through broadcaster's own HTTP API (docs/api.md), for
+ * a page served by `broadcaster serve`: snapserver's ports need not be reachable.
+ */
+export function apiJoin({ base = "", token = "", timeout = 5000 } = {}) {
+  async function api(method, path, body) {
+    const headers = { "Content-Type": "application/json" };
+    if (token) headers.Authorization = "Bearer " + token;
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), timeout);
+    try {
+      const reply = await fetch(base + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: controller.signal,
+      });
+      const data = await reply.json().catch(() => ({}));
+      if (!reply.ok) throw new Error(data.error || `${method} ${path}: ${reply.status}`);
+      return data;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+  const path = (kind, id, what) => `/api/${kind}/${encodeURIComponent(id)}/${what}`;
+  return async (clientId, streamId, name) => {
+    let state = null;
+    let room = null;
+    for (let attempt = 0; attempt < 20 && !room; attempt++) {
+      if (attempt) await new Promise((resolve) => setTimeout(resolve, 250));
+      state = await api("GET", "/api/state");
+      room = state.rooms.find((r) => r.id === clientId);
+    }
+    if (!room) throw new Error(`broadcaster does not list room ${clientId}`);
+    if (name && room.name !== name) await api("PUT", path("rooms", clientId, "name"), { name });
+    const own = state.groups.find((g) => g.id === room.group);
+    if (!streamId || (own && own.stream === streamId)) return;
+    const target = state.groups.find((g) => g.stream === streamId && g.id !== room.group);
+    if (target) {
+      await api("PUT", path("groups", target.id, "rooms"), { rooms: target.rooms.concat(clientId) });
+    } else if (own) {
+      await api("PUT", path("groups", own.id, "stream"), { stream: streamId });
     }
   };
 }
