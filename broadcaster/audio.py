@@ -170,6 +170,8 @@ class Converter:
             self._np = np
             self._dtype = np.dtype(_NUMPY_DTYPE[source.sample])
             self._scale = np.float32(1.0 / _FULL_SCALE[source.sample])
+            # f32 stereo needs no conversion at all: the block is used as read.
+            self._as_is = source.sample == "f32" and source.channels == 2
             self._matrix = None if source.channels == 2 else downmix_matrix(source.channels)
             if source.rate != target.rate:
                 import soxr
@@ -185,7 +187,10 @@ class Converter:
         else:
             self._pending += data
             usable = len(self._pending) - len(self._pending) % self.source.bytes_per_frame
-            if usable:
+            if usable == len(self._pending):  # the usual case: whole frames, no copy
+                raw, self._pending = self._pending, bytearray()
+                self._emit(self._to_float_stereo(raw), last=False)
+            elif usable:
                 block = self._to_float_stereo(bytes(self._pending[:usable]))
                 del self._pending[:usable]
                 self._emit(block, last=False)
@@ -200,9 +205,12 @@ class Converter:
             self._out += bytes(self.chunk_bytes - len(self._out) % self.chunk_bytes)
         return self._take_chunks()
 
-    def _to_float_stereo(self, raw: bytes) -> FloatBlock:
+    def _to_float_stereo(self, raw: bytes | bytearray) -> FloatBlock:
         np = self._np
         samples = np.frombuffer(raw, dtype=self._dtype).reshape(-1, self.source.channels)
+        if self._as_is:
+            as_is: FloatBlock = samples
+            return as_is
         block: FloatBlock = samples.astype(np.float32)
         block *= self._scale
         if self._matrix is not None:
@@ -219,7 +227,12 @@ class Converter:
             return
         # Round to nearest; clip instead of wrapping.  Processing stages own
         # limiting (see broadcaster.processing); this is the last safety net.
-        scaled = np.clip(np.rint(block * 32767.0), -32768, 32767)
+        # Full scale is 32768, as for the input (ffmpeg and sox do the same).
+        # Bare ufuncs with out=: this runs on every block, and each call counts.
+        scaled = np.multiply(block, np.float32(32768.0))
+        np.rint(scaled, out=scaled)
+        np.minimum(scaled, np.float32(32767.0), out=scaled)
+        np.maximum(scaled, np.float32(-32768.0), out=scaled)
         self._out += scaled.astype("<i2").tobytes()
 
     def _take_chunks(self) -> list[bytes]:

@@ -160,6 +160,47 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class ProcessingConfig:
+    """Real-time processing of the normalized audio (see :mod:`broadcaster.processing`)."""
+
+    speed: float = 1.0
+    """Play faster (and higher) or slower, like asetrate: 1.1 is nightcore."""
+    speed_policy: str = "prebuffer"
+    """What happens when speed outruns the live source: prebuffer (buffer
+    ``prebuffer_s``, play until drained, refill) or pad (pad with silence)."""
+    prebuffer_s: float = 3.0
+    """Seconds of sped-up audio buffered before playing (policy prebuffer)."""
+    gain_db: float = 0.0
+    mono: bool = False
+    swap: bool = False
+    """Swap left and right."""
+    filter: str = ""
+    """``module:function`` taking and returning a frames x 2 float32 numpy block."""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.speed != 1.0 or self.gain_db or self.mono or self.swap or self.filter)
+
+    def validate(self) -> None:
+        if not 0.5 <= self.speed <= 2.0:
+            raise ConfigError(f"processing.speed = {self.speed} is out of range (0.5-2.0)")
+        if self.speed_policy not in ("prebuffer", "pad"):
+            raise ConfigError(
+                f"processing.speed_policy = {self.speed_policy!r} is not prebuffer or pad"
+            )
+        if not 0.1 <= self.prebuffer_s <= 60:
+            raise ConfigError(
+                f"processing.prebuffer_s = {self.prebuffer_s} is out of range (0.1-60 s)"
+            )
+        if not -60 <= self.gain_db <= 24:
+            raise ConfigError(f"processing.gain_db = {self.gain_db} is out of range (-60-+24 dB)")
+        if self.filter and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", self.filter):
+            raise ConfigError(
+                f"processing.filter = {self.filter!r} is not module:function (e.g. myfilters:echo)"
+            )
+
+
+@dataclass(frozen=True)
 class Config:
     """All of broadcaster's settings."""
 
@@ -171,13 +212,14 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     snapserver: SnapserverConfig = field(default_factory=SnapserverConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    processing: ProcessingConfig = field(default_factory=ProcessingConfig)
 
     def validate(self) -> None:
         if not 0.1 <= self.timeout <= 300:
             raise ConfigError(f"timeout = {self.timeout} is out of range (0.1-300 seconds)")
         if self.server:
             parse_address(self.server, DEFAULT_CONTROL_PORT)
-        for section in (self.capture, self.delivery, self.snapserver, self.web):
+        for section in (self.capture, self.delivery, self.snapserver, self.web, self.processing):
             section.validate()
 
 

@@ -27,6 +27,7 @@ from .control import StreamInfo, fetch_streams
 from .delivery import Delivery, DeliveryStats, PipeDelivery, TcpDelivery
 from .errors import BroadcasterError, ControlError, DeliveryError, PipeWireError
 from .pipewire import PipeWire, TargetApp
+from .processing import ProcessingStats, build_processor
 from .routing import Router, VirtualSink, sink_name_for
 from .snapserver import EmbeddedSnapserver
 
@@ -48,6 +49,8 @@ class BroadcastStatus:
     capture: CaptureStats = field(default_factory=CaptureStats)
     delivery: DeliveryStats = field(default_factory=DeliveryStats)
     embedded_server: bool = False
+    processing: ProcessingStats | None = None
+    """Counters of the processing chain (speed gaps, limiter), when one runs."""
 
 
 def pick_stream(streams: list[StreamInfo], wanted: str) -> StreamInfo:
@@ -142,6 +145,9 @@ class Broadcast:
 
     async def _run(self, stack: contextlib.AsyncExitStack, stop: asyncio.Event) -> None:
         cfg = self.config
+        # Built first: a bad --filter fails before anything is started.
+        processor = build_processor(cfg.processing, SNAPCAST_FORMAT.rate)
+        self.status.processing = processor.stats if processor is not None else None
         await self._pw.check()
         delivery = await self._destination(stack)
         self.status.destination = delivery.target
@@ -160,6 +166,9 @@ class Broadcast:
         self.status.sink = sink_name
 
         capture_format = AudioFormat.parse(cfg.capture.format)
+        if processor is not None and capture_format == SNAPCAST_FORMAT:
+            # Processing runs on floats: have PipeWire hand them over, not s16.
+            capture_format = AudioFormat(SNAPCAST_FORMAT.rate, 2, "f32")
         recorder = Recorder(
             sink_name,
             capture_format,
@@ -187,7 +196,7 @@ class Broadcast:
             # Runs before the virtual sink is removed (the exit stack is LIFO).
             stack.push_async_callback(router.restore)
 
-        converter = Converter(capture_format, SNAPCAST_FORMAT)
+        converter = Converter(capture_format, SNAPCAST_FORMAT, processor=processor)
 
         async with asyncio.TaskGroup() as tasks:
             owned = [

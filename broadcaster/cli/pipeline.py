@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import signal
 from typing import Any
 
@@ -46,7 +47,49 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--no-restore", action="store_true", help="leave the app on the capture sink at exit"
     )
+    _add_processing(parser)
     parser.set_defaults(handler=_run)
+
+
+def _gain(text: str) -> float:
+    from ..errors import ConfigError
+    from ..processing import parse_gain
+
+    try:
+        return parse_gain(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _add_processing(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "processing", "real-time effects on the normalized audio (a limiter prevents clipping)"
+    )
+    group.add_argument(
+        "--speed",
+        type=float,
+        metavar="FACTOR",
+        help="play faster and higher (nightcore: 1.1) or slower, 0.5-2.0",
+    )
+    group.add_argument(
+        "--speed-policy",
+        choices=("prebuffer", "pad"),
+        help="when speed outruns the live app: prebuffer (buffer --prebuffer seconds, play "
+        "until drained, refill; the default) or pad (fill the shortfall with silence)",
+    )
+    group.add_argument(
+        "--prebuffer", type=float, metavar="SECONDS", help="speed buffer to fill (default 3)"
+    )
+    group.add_argument("--gain", type=_gain, metavar="DB", help="gain in dB, e.g. -3dB or +2dB")
+    group.add_argument("--mono", action="store_true", default=None, help="mix down to mono")
+    group.add_argument("--swap", action="store_true", default=None, help="swap left and right")
+    group.add_argument(
+        "--filter",
+        metavar="MODULE:FUNCTION",
+        help="a Python function taking and returning a frames x 2 float32 numpy block",
+    )
+    # Let "--gain -3dB" through: argparse takes only plain negative numbers as values.
+    parser._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)\s*(dB)?$", re.IGNORECASE)
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -70,6 +113,13 @@ async def _run(args: argparse.Namespace) -> int:
             "delivery.tcp": args.tcp,
             "delivery.stream": args.stream,
             "snapserver.mode": args.embedded,
+            "processing.speed": args.speed,
+            "processing.speed_policy": args.speed_policy,
+            "processing.prebuffer_s": args.prebuffer,
+            "processing.gain_db": args.gain,
+            "processing.mono": args.mono,
+            "processing.swap": args.swap,
+            "processing.filter": args.filter,
         },
     )
     broadcast = Broadcast(TargetApp(name=args.app or "", pid=args.pid), config)

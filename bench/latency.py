@@ -1,0 +1,134 @@
+"""Added latency: a block entering broadcaster to its bytes entering snapserver's pipe.
+
+Blocks of 20 ms of 44.1 kHz f32 stereo are pushed at real time through the
+live path's own pieces: :class:`~broadcaster.audio.Converter` (soxr) and
+:class:`~broadcaster.delivery.PipeDelivery` writing a real fifo that a reader
+process (``cat``, as prompt as snapserver) empties.  For each block, the
+latency of its *last* sample is measured: from the moment the block is pushed
+until the chunk holding that sample (at its output position, the resampler's
+delay included) has been written into the fifo.  What the pipe and snapserver
+hold afterwards is snapserver's buffer, not broadcaster's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.conversion import CHUNK_FRAMES, IN_RATE, OUT_RATE, sine_f32
+from tests.support.procs import await_until
+
+
+@dataclass
+class Latency:
+    blocks: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    resampler_delay_ms: float
+    dropped: int
+
+
+def resampler_delay_frames() -> int:
+    """Output frames between a sample going in and coming out (measured with an impulse)."""
+    from broadcaster.audio import SNAPCAST_FORMAT, AudioFormat, Converter
+
+    conv = Converter(AudioFormat(IN_RATE, 2, "f32"), SNAPCAST_FORMAT)
+    impulse = np.zeros((IN_RATE, 2), dtype="<f4")
+    impulse[IN_RATE // 2] = 0.9
+    out = b"".join(conv.push(impulse.tobytes()) + conv.flush())
+    samples = np.frombuffer(out, dtype="<i2").reshape(-1, 2)[:, 0]
+    return int(np.argmax(np.abs(samples))) - round(IN_RATE // 2 * OUT_RATE / IN_RATE)
+
+
+def _ready(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return condition()
+
+    return check
+
+
+async def _measure(seconds: float, fifo: Path, processing: dict[str, object]) -> Latency:
+    from broadcaster.audio import SNAPCAST_FORMAT, AudioFormat, Converter
+    from broadcaster.config import ProcessingConfig
+    from broadcaster.delivery import PipeDelivery
+    from broadcaster.processing import build_processor
+
+    delay = resampler_delay_frames()
+    processor = build_processor(ProcessingConfig(**processing))  # type: ignore[arg-type]
+    conv = Converter(AudioFormat(IN_RATE, 2, "f32"), SNAPCAST_FORMAT, processor=processor)
+    delivery = PipeDelivery(str(fifo))
+    chunk_frames = SNAPCAST_FORMAT.frames_in(20)
+    data = sine_f32(seconds)
+    block_bytes = CHUNK_FRAMES * 8
+    written_at: list[float] = []  # time each output chunk entered the fifo
+
+    def note_writes() -> None:
+        now = time.perf_counter()
+        while len(written_at) < delivery.stats.chunks_written:
+            written_at.append(now)
+
+    async def poll() -> None:  # chunks the pipe could not take at once are written later
+        while True:
+            await asyncio.sleep(0.001)
+            note_writes()
+
+    runner = asyncio.create_task(delivery.run())
+    poller = asyncio.create_task(poll())
+    pushed_at: list[float] = []
+    try:
+        await await_until(_ready(lambda: delivery.stats.connected), 10, "the fifo to open")
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for index, offset in enumerate(range(0, len(data), block_bytes)):
+            await asyncio.sleep(max(0.0, start + index * 0.02 - loop.time()))
+            pushed_at.append(time.perf_counter())
+            for chunk in conv.push(data[offset : offset + block_bytes]):
+                delivery.write(chunk)
+            note_writes()
+        await await_until(
+            _ready(lambda: len(written_at) >= delivery.stats.chunks_written), 5, "the last writes"
+        )
+    finally:
+        for task in (runner, poller):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    latencies = []
+    for index, pushed in enumerate(pushed_at):
+        last_in = (index + 1) * CHUNK_FRAMES - 1
+        out_pos = round(last_in * OUT_RATE / IN_RATE) + delay
+        holder = out_pos // chunk_frames  # the output chunk holding that sample
+        if holder < len(written_at):
+            latencies.append(written_at[holder] - pushed)
+    values = np.array(latencies) * 1000
+    return Latency(
+        blocks=len(values),
+        p50_ms=float(np.percentile(values, 50)),
+        p99_ms=float(np.percentile(values, 99)),
+        max_ms=float(values.max()),
+        resampler_delay_ms=1000 * delay / OUT_RATE,
+        dropped=delivery.stats.chunks_dropped,
+    )
+
+
+def measure(seconds: float, workdir: Path, **processing: object) -> Latency:
+    fifo = workdir / "latency.fifo"
+    with contextlib.suppress(FileNotFoundError):
+        fifo.unlink()
+    os.mkfifo(fifo)
+    # The reader opens the fifo first (read-only open blocks until a writer comes).
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.DEVNULL)
+    try:
+        return asyncio.run(_measure(seconds, fifo, processing))
+    finally:
+        reader.kill()
+        reader.wait()

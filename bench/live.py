@@ -1,0 +1,214 @@
+"""The headline: total CPU of the live path against a hand-made ``pw-record | ffmpeg > fifo``.
+
+One private headless PipeWire session (tests/support/pipewire.py), one app
+playing a 44.1 kHz tone on the 'speakers' null sink, one real snapserver
+reading a pipe stream (tests/support/snapserver.py).  In turn, for
+``seconds`` each, in the same run:
+
+``idle``
+    Nothing captures: what the playing app alone costs PipeWire.
+``broadcaster``
+    ``broadcaster run BenchApp --pipe FIFO`` (the real CLI, a child process).
+``broadcaster-100ms``
+    The same with ``capture.latency_ms = 100``, pw-record's default, as the
+    hand-made pipeline gets.
+``broadcaster-gain``
+    With ``--gain -3dB``: f32 capture and the numpy processing chain.
+``handmade``
+    The app moved by hand (``pactl move-sink-input``) to a null sink and
+    ``pw-record --target SINK -P stream.capture.sink=true - | ffmpeg -f s16le
+    ... > FIFO``, both with their defaults.
+
+Every process involved is counted, from /proc/PID/stat utime+stime over the
+window: pipewire, wireplumber, pipewire-pulse, and either broadcaster's Python
+(with the cutime/cstime of the children it reaped: pactl, pw-dump) and its
+live children (pw-record, ``pactl subscribe``), or the shell pipeline's
+pw-record and ffmpeg.  snapserver is left out: it does the same in every
+phase.  RSS of the capturing processes is sampled at the end of the window.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.procstat import comm, cpu_seconds, descendants, rss_mib
+from tests.support.pipewire import PipeWireSession
+from tests.support.procs import Proc, wait_until
+from tests.support.snapserver import SnapServer, StreamSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = "BenchApp"
+DAEMONS = ("pipewire", "wireplumber", "pipewire-pulse")
+PHASES = ("idle", "broadcaster", "broadcaster-100ms", "broadcaster-gain", "handmade")
+
+
+@dataclass
+class Phase:
+    name: str
+    seconds: float
+    cpu: dict[str, float] = field(default_factory=dict)
+    """CPU seconds over the window, by process."""
+    rss: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return sum(self.cpu.values())
+
+    @property
+    def per_second(self) -> float:
+        """CPU seconds per wall (= audio) second, all processes together."""
+        return self.total / self.seconds
+
+
+def make_tone(path: Path, seconds: int) -> Path:
+    subprocess.run(
+        ["sox", "-n", "-r", "44100", "-c", "2", "-b", "16", str(path), "synth", str(seconds),
+         "sine", "440", "vol", "0.5"],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+class Bench:
+    def __init__(self, base: Path, seconds: float, settle: float) -> None:
+        self.base = base
+        self.seconds = seconds
+        self.settle = settle
+        self.session = PipeWireSession(base / "pw")
+        self.fifo = base / "snap" / "fifo"
+        self.server = SnapServer(base / "snap", [StreamSpec("Bench", path=self.fifo)])
+
+    def __enter__(self) -> Bench:
+        try:
+            self.session.start()
+            self.session.load_null_sink("speakers")
+            self.session.pactl("set-default-sink", "speakers")
+            self.session.wait_default("speakers")
+            self.server.start()
+            wav = make_tone(self.base / "tone.wav", int(self.seconds * 10 + 120))
+            self.session.play(wav, APP)
+            wait_until(lambda: self.session.stream_sinks(APP) == ["speakers"], 15, "the app")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+        self.session.stop()
+
+    # --- measuring -------------------------------------------------------------
+
+    def _window(self, phase: Phase, own: Callable[[], dict[str, list[int]]]) -> None:
+        """Measure every process over ``seconds``: the daemons plus ``own()`` groups."""
+        daemons = {name: self.session.procs[name].pid for name in DAEMONS}
+
+        def snapshot() -> dict[tuple[str, int], float]:
+            values = {(n, pid): cpu_seconds(pid) for n, pid in daemons.items()}
+            for label, pids in own().items():
+                for index, pid in enumerate(pids):
+                    # The first pid of a group is its parent: count what it reaped too.
+                    values[(label, pid)] = cpu_seconds(pid, children=index == 0)
+            return values
+
+        time.sleep(self.settle)
+        before = snapshot()
+        time.sleep(self.seconds)
+        after = snapshot()
+        for key, value in after.items():
+            label = key[0]
+            phase.cpu[label] = phase.cpu.get(label, 0.0) + value - before.get(key, 0.0)
+        for label, pids in own().items():
+            phase.rss[label] = sum(rss_mib(pid) for pid in pids)
+
+    def idle(self) -> Phase:
+        phase = Phase("idle", self.seconds)
+        self._window(phase, dict)
+        return phase
+
+    def broadcaster(self, name: str, *extra: str, env: dict[str, str] | None = None) -> Phase:
+        phase = Phase(name, self.seconds)
+        run_env = {k: v for k, v in self.session.env.items() if not k.startswith("BROADCASTER_")}
+        run_env.update(env or {})
+        proc = Proc(
+            [sys.executable, "-m", "broadcaster", "-v", "run", APP, "--pipe", str(self.fifo),
+             *extra],
+            self.session.logs / f"{name}.log",
+            run_env,
+        )  # fmt: skip
+        try:
+            wait_until(
+                lambda: "is playing" in proc.log_path.read_text() or not proc.alive(),
+                30,
+                f"{name} to capture",
+            )
+            if not proc.alive():
+                raise RuntimeError(f"{name} exited: {proc.log_tail()}")
+            wait_until(lambda: self.server.stream_status("Bench") == "playing", 20, "audio")
+
+            def own() -> dict[str, list[int]]:
+                kids = descendants(proc.pid)
+                return {
+                    "broadcaster (python)": [proc.pid],
+                    "pw-record": [p for p in kids if comm(p) == "pw-record"],
+                    "broadcaster's other children": [p for p in kids if comm(p) != "pw-record"],
+                }
+
+            self._window(phase, own)
+        finally:
+            proc.signal(signal.SIGTERM)
+            proc.stop(15)
+        wait_until(lambda: self.session.stream_sinks(APP) == ["speakers"], 15, "the app restored")
+        return phase
+
+    def handmade(self) -> Phase:
+        phase = Phase("handmade", self.seconds)
+        session = self.session
+        module = session.load_null_sink("handmade")
+        inputs = json.loads(session.pactl("-f", "json", "list", "sink-inputs"))
+        index = next(
+            str(i["index"]) for i in inputs if i["properties"].get("application.name") == APP
+        )
+        session.pactl("move-sink-input", index, "handmade")
+        pipeline = (
+            "pw-record --target handmade -P stream.capture.sink=true - | "
+            "ffmpeg -nostdin -loglevel error -f s16le -ar 48000 -ac 2 -i pipe:0 "
+            f"-f s16le -ar 48000 -ac 2 pipe:1 > {self.fifo}"
+        )
+        proc = Proc(["sh", "-c", pipeline], session.logs / "handmade.log", session.env)
+        try:
+            wait_until(lambda: self.server.stream_status("Bench") == "playing", 20, "audio")
+
+            def own() -> dict[str, list[int]]:
+                kids = descendants(proc.pid)
+                return {
+                    "sh": [proc.pid],
+                    "pw-record": [p for p in kids if comm(p) == "pw-record"],
+                    "ffmpeg": [p for p in kids if comm(p) == "ffmpeg"],
+                }
+
+            self._window(phase, own)
+        finally:
+            proc.stop()
+            session.pactl("move-sink-input", index, "speakers")
+            session.pactl("unload-module", str(module))
+        return phase
+
+    def run(self, phases: tuple[str, ...]) -> list[Phase]:
+        runners: dict[str, Callable[[], Phase]] = {
+            "idle": self.idle,
+            "broadcaster": lambda: self.broadcaster("broadcaster"),
+            "broadcaster-100ms": lambda: self.broadcaster(
+                "broadcaster-100ms", env={"BROADCASTER_CAPTURE_LATENCY_MS": "100"}
+            ),
+            "broadcaster-gain": lambda: self.broadcaster("broadcaster-gain", "--gain", "-3dB"),
+            "handmade": self.handmade,
+        }
+        return [runners[name]() for name in phases]

@@ -1,0 +1,157 @@
+"""``python -m bench``: every benchmark of docs/performance.md, in one run.
+
+1. conversion CPU per audio second (broadcaster's Converter vs ffmpeg vs sox);
+2. quality of the converted sine (SNR against the ideal, THD+N);
+3. added latency, block in -> bytes in the fifo, p50/p99;
+4. CLI start-up: ``broadcaster status`` vs a bare Python JSON-RPC call;
+5. the headline: the whole live path's CPU (every process) vs a hand-made
+   ``pw-record | ffmpeg > fifo`` on the same playing app, and RSS.
+
+Figures are printed as they come; the last line is ``summary {json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench import conversion, latency, live, startup
+
+
+def _ratio(a: float, b: float) -> float | None:
+    """a / b, or None when b is too small to divide by (a run too short to measure)."""
+    return round(a / b, 2) if b > 0 else None
+
+
+def run_conversion(args: argparse.Namespace, work: Path, summary: dict[str, Any]) -> None:
+    print(
+        f"\n== conversion: {args.seconds:g} s of 44.1 kHz f32 stereo in 20 ms writes at "
+        f"{args.pace:g}x real time -> 48 kHz s16 stereo (all tools at once)"
+    )
+    results, outputs = conversion.measure(args.seconds, args.pace, work)
+    ffmpeg = next(r for r in results if r.tool == "ffmpeg")
+    print(f"{'tool':<26}{'ms CPU/audio s':>16}{'incl. start-up':>16}", end="")
+    print(f"{'start-up ms':>13}{'vs ffmpeg':>11}")
+    for r in results:
+        versus = _ratio(r.cpu_per_audio_s, ffmpeg.cpu_per_audio_s)
+        print(
+            f"{r.tool:<26}{r.cpu_per_audio_s * 1000:>16.2f}{r.cpu_per_audio_s_total * 1000:>16.2f}"
+            f"{r.startup_cpu_s * 1000:>13.0f}{versus!s:>10}x"
+        )
+    summary["conversion"] = {
+        r.tool: {
+            "cpu_ms_per_audio_s": round(r.cpu_per_audio_s * 1000, 3),
+            "cpu_ms_per_audio_s_with_startup": round(r.cpu_per_audio_s_total * 1000, 3),
+            "startup_cpu_ms": round(r.startup_cpu_s * 1000, 1),
+            "vs_ffmpeg": _ratio(r.cpu_per_audio_s, ffmpeg.cpu_per_audio_s),
+        }
+        for r in results
+    }
+    print(f"\n== quality: {conversion.TONE_HZ:g} Hz sine at -6 dBFS, converted vs ideal")
+    print(f"{'tool':<26}{'SNR dB':>10}{'THD+N dB':>10}{'gain dB':>10}")
+    summary["quality"] = {}
+    for tool in ("broadcaster", "ffmpeg", "sox"):
+        q = conversion.quality(tool, outputs[tool])
+        print(f"{tool:<26}{q.snr_db:>10.1f}{q.thd_n_db:>10.1f}{q.gain_db:>10.4f}")
+        summary["quality"][tool] = {k: round(v, 2) for k, v in asdict(q).items() if k != "tool"}
+
+
+def run_latency(args: argparse.Namespace, work: Path, summary: dict[str, Any]) -> None:
+    print(f"\n== added latency: {args.latency_seconds:g} s of 20 ms blocks at real time")
+    print(f"{'path':<40}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'dropped':>9}")
+    summary["latency"] = {}
+    cases: dict[str, dict[str, object]] = {
+        "44.1k f32 -> 48k s16 (soxr HQ)": {},
+        "the same + --gain -3dB (chain)": {"gain_db": -3.0},
+    }
+    for name, processing in cases.items():
+        result = latency.measure(args.latency_seconds, work, **processing)
+        print(
+            f"{name:<40}{result.p50_ms:>9.1f}{result.p99_ms:>9.1f}{result.max_ms:>9.1f}"
+            f"{result.dropped:>9}"
+        )
+        summary["latency"][name] = {k: round(v, 2) for k, v in asdict(result).items()}
+
+
+def run_live(args: argparse.Namespace, work: Path, summary: dict[str, Any]) -> None:
+    phases = tuple(args.phases.split(","))
+    print(
+        f"\n== live path, every process, {args.live_seconds:g} s per phase "
+        f"(private headless PipeWire, app playing 44.1 kHz): {', '.join(phases)}"
+    )
+    with live.Bench(work / "live", args.live_seconds, args.settle) as bench:
+        control_port = bench.server.control_port
+        print(f"\n== CLI start-up against snapserver on 127.0.0.1:{control_port}", end="")
+        print(f", median of {args.startup_runs}")
+        summary["startup"] = {}
+        for s in startup.measure(control_port, args.startup_runs):
+            print(f"{s.name:<55}{s.wall_ms:>8.0f} ms wall{s.cpu_ms:>8.0f} ms CPU")
+            summary["startup"][s.name] = {
+                "wall_ms": round(s.wall_ms, 1),
+                "cpu_ms": round(s.cpu_ms, 1),
+            }
+        print()
+        results = bench.run(phases)
+    by_name = {p.name: p for p in results}
+    summary["live"] = {}
+    for phase in results:
+        parts = ", ".join(f"{k} {v * 1000 / phase.seconds:.1f}" for k, v in phase.cpu.items())
+        print(f"{phase.name:<20}{phase.per_second * 1000:>7.1f} ms CPU/s  ({parts})")
+        if phase.rss:
+            print(f"{'':<20}RSS MiB: " + ", ".join(f"{k} {v:.1f}" for k, v in phase.rss.items()))
+        summary["live"][phase.name] = {
+            "cpu_ms_per_s": round(phase.per_second * 1000, 2),
+            "by_process_ms_per_s": {
+                k: round(v * 1000 / phase.seconds, 2) for k, v in phase.cpu.items()
+            },
+            "rss_mib": {k: round(v, 1) for k, v in phase.rss.items()},
+        }
+    hand = by_name.get("handmade")
+    idle = by_name.get("idle")
+    if hand is not None:
+        print()
+        for phase in results:
+            if phase.name.startswith("broadcaster"):
+                total = _ratio(phase.per_second, hand.per_second)
+                line = f"{phase.name} / handmade: total CPU {total}x"
+                summary["live"][phase.name]["vs_handmade"] = total
+                if idle is not None:
+                    added = _ratio(
+                        phase.per_second - idle.per_second, hand.per_second - idle.per_second
+                    )
+                    line += f", CPU added to the playing app {added}x"
+                    summary["live"][phase.name]["added_vs_handmade"] = added
+                print(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=30, help="audio for the conversion run")
+    parser.add_argument("--pace", type=float, default=1.0, help="conversion feed, x real time")
+    parser.add_argument("--latency-seconds", type=float, default=10)
+    parser.add_argument("--live-seconds", type=float, default=30, help="window per live phase")
+    parser.add_argument("--settle", type=float, default=3, help="seconds before each window")
+    parser.add_argument("--phases", default=",".join(live.PHASES))
+    parser.add_argument("--startup-runs", type=int, default=7)
+    parser.add_argument("--skip-live", action="store_true", help="no PipeWire/snapserver parts")
+    args = parser.parse_args(argv)
+    summary: dict[str, Any] = {"cpus": os.cpu_count(), "load": os.getloadavg()[0]}
+    print(f"broadcaster bench: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory(prefix="broadcaster-bench-") as tmp:
+        work = Path(tmp)
+        run_conversion(args, work, summary)
+        run_latency(args, work, summary)
+        if not args.skip_live:
+            run_live(args, work, summary)
+    print("summary " + json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
