@@ -480,3 +480,169 @@ def _ws_headers() -> dict[str, str]:
         "Sec-WebSocket-Version": "13",
         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
     }
+
+
+# --- the offset to a snapclient room (a figure for docs/performance.md) -------------
+
+CLICK_EVERY = RATE // 2  # frames between clicks: 500 ms
+CLICK_FRAMES = 48  # 1 ms
+
+
+def click_train(enabled: asyncio.Event) -> Callable[[int], bytes]:
+    """Silence until ``enabled``, then a 1 ms pulse every 500 ms of stream time."""
+
+    def chunk(start: int) -> bytes:
+        frames = np.arange(start, start + RATE // 50)
+        on = enabled.is_set() & ((frames % CLICK_EVERY) < CLICK_FRAMES)
+        mono = np.where(on, 0.9 * 32767, 0).astype("<i2")
+        return np.repeat(mono, 2).tobytes()
+
+    return chunk
+
+
+PROBE = """(() => {
+  const p = window.player, ctx = p.ctx;
+  const sp = ctx.createScriptProcessor(256, 1, 1);
+  const probe = { clicks: [], last: -1 };
+  sp.onaudioprocess = (e) => {
+    const d = e.inputBuffer.getChannelData(0);
+    for (let i = 0; i < d.length; i++) {
+      if (d[i] > 0.3) {
+        const t = e.playbackTime + i / ctx.sampleRate;
+        if (t - probe.last > 0.2) { probe.last = t; probe.clicks.push(t); }
+        break;
+      }
+    }
+  };
+  p.analyser.connect(sp);
+  sp.connect(ctx.destination);
+  probe.node = sp;
+  window.probe = probe;
+  // A click at a known context time through the same path: the probe's own delay.
+  const at = ctx.currentTime + 0.3;
+  const b = ctx.createBuffer(1, 48, ctx.sampleRate);
+  b.getChannelData(0).fill(0.9);
+  const s = ctx.createBufferSource();
+  s.buffer = b;
+  s.connect(p.gain);
+  s.start(at);
+  return at;
+})()"""
+
+# Context times of detected clicks -> wall-clock ms at which the browser outputs them.
+OUTPUT_TIMES = """(() => {
+  const ctx = window.player.ctx, s = ctx.getOutputTimestamp();
+  return window.probe.clicks.map(
+    (t) => performance.timeOrigin + s.performanceTime + (t - s.contextTime) * 1000);
+})()"""
+
+
+class FileWatch:
+    """When each byte of a snapclient file player's output was written (polled every ms)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.samples: list[tuple[float, int]] = []
+        self._stop = False
+
+    def run(self) -> None:
+        last = -1
+        while not self._stop:
+            size = self.path.stat().st_size if self.path.exists() else 0
+            if size != last:
+                self.samples.append((time.time(), size))
+                last = size
+            time.sleep(0.001)
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def block_of(self, offset: int) -> tuple[float, int] | None:
+        """When the write holding byte ``offset`` happened, and where that write began.
+
+        (stdio may split one 50 ms write in two, microseconds apart: a write
+        begins where the file stood 25 ms before it.)
+        """
+        for when, size in self.samples:
+            if size > offset:
+                start = max((s for t, s in self.samples if t < when - 0.025), default=0)
+                return when, start
+        return None
+
+
+def snapclient_clicks(room: SnapClient, watch: FileWatch) -> list[float]:
+    """Wall-clock times at which the file player's clicks are "heard".
+
+    snapclient's file player writes 50 ms every 50 ms, asking for audio heard
+    10 ms after the write; a click at byte B of a block written at T is heard
+    at T + 10 ms + (its offset in the block).
+    """
+    raw = np.frombuffer(room.out.read_bytes(), dtype="<i2").reshape(-1, 2)[:, 0]
+    loud = np.flatnonzero(raw > 0.3 * 32767)
+    onsets = [int(f) for i, f in enumerate(loud) if i == 0 or f - loud[i - 1] > RATE // 5]
+    times = []
+    for frame in onsets:
+        offset = frame * 4
+        block = watch.block_of(offset)
+        if block is not None:
+            written, start = block
+            times.append(written + 0.010 + (offset - start) / 4 / RATE)
+    return times
+
+
+async def test_offset_to_a_snapclient_room_is_measured(
+    tmp_path: Path, house: tuple[SnapServer, SnapClient]
+) -> None:
+    """A figure, not a timed assertion: written to offset.json in the test's tmp dir."""
+    require_tools(browser.missing_tools())
+    server, room = house
+    enabled = asyncio.Event()
+    async with (
+        feed(tmp_path / "tone.fifo", click_train(enabled)),
+        page_server(server) as port,
+        browser.chromium(tmp_path) as page,
+    ):
+        await open_demo(page, port, server)
+        await until(page, lambda: _state_is(page, "playing"), 60, "the page to play")
+        at = await page.evaluate(PROBE)
+        await until(
+            page, lambda: page.evaluate("window.probe.clicks.length"), 10, "the probe's own click"
+        )
+        bias = (await page.evaluate("window.probe.clicks[0]")) - at
+        await page.evaluate("window.probe.clicks = []")
+
+        watch = FileWatch(room.out)
+        watcher = asyncio.create_task(asyncio.to_thread(watch.run))
+        try:
+            enabled.set()
+            await until(
+                page,
+                lambda: page.evaluate("window.probe.clicks.length >= 20"),
+                60,
+                "20 clicks in the browser",
+            )
+            await asyncio.sleep(1.5)  # the snapclient room's last click, 10 s of clicks
+        finally:
+            watch.stop()
+            await watcher
+        before = time.time()
+        chrome_now = await page.evaluate("performance.timeOrigin + performance.now()")
+        clock_skew = chrome_now / 1000 - (before + time.time()) / 2
+        browser_times = [t / 1000 - bias - clock_skew for t in await page.evaluate(OUTPUT_TIMES)]
+
+    room_times = snapclient_clicks(room, watch)
+    pairs = []
+    for b in browser_times:
+        nearest = min(room_times, key=lambda r: abs(r - b), default=None)
+        if nearest is not None and abs(nearest - b) < 0.25:
+            pairs.append((b - nearest) * 1000)
+    assert len(pairs) >= 10, f"too few clicks paired: {browser_times} / {room_times}"
+    figure = {
+        "median_ms": float(np.median(pairs)),
+        "min_ms": min(pairs),
+        "max_ms": max(pairs),
+        "clicks": len(pairs),
+        "probe_bias_ms": bias * 1000,
+        "clock_skew_ms": clock_skew * 1000,
+    }
+    (tmp_path / "offset.json").write_text(json.dumps(figure, indent=1))

@@ -187,7 +187,8 @@ export class SnapPlayer {
   // --- connection -----------------------------------------------------------------
 
   connect() {
-    if (!this.running) return;
+    // One socket at a time: a wake-up may race a pending reconnect.
+    if (!this.running || this.ws) return;
     this.setState(this.stats.connects ? "reconnecting" : "connecting", "");
     const ws = new WebSocket(this.url);
     ws.binaryType = "arraybuffer";
