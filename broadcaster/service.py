@@ -232,6 +232,7 @@ class Capture:
             },
             "capture": dataclasses.asdict(status.capture),
             "delivery": dataclasses.asdict(status.delivery),
+            "processing": dataclasses.asdict(status.processing) if status.processing else None,
             "underruns": self.underruns,
             "started": self.started,
         }
