@@ -30,6 +30,7 @@ import { ClockFilter } from "./clock.js";
 import { PlayoutCursor, reshape } from "./scheduler.js";
 
 const VERSION = "0.1.0";
+const WARMUP_MS = 1000;
 const ID_KEY = "snapplayer-client-id";
 
 function randomId() {
@@ -106,6 +107,16 @@ export class SnapPlayer {
     this.connect();
   }
 
+  /**
+   * A context that just started (or resumed) reports an unsettled output
+   * timestamp for a moment (offsets 20 ms off were seen in Chromium): Time
+   * round trips count only from WARMUP_MS after it runs.
+   */
+  warmupLeft() {
+    if (!this.ctx || this.ctx.state !== "running" || this.runningSince === null) return WARMUP_MS;
+    return Math.max(0, this.runningSince + WARMUP_MS - performance.now());
+  }
+
   /** Stop playing and disconnect (the room leaves snapserver). */
   stop() {
     this.running = false;
@@ -142,7 +153,11 @@ export class SnapPlayer {
     this.keepAlive.start();
     this.applyVolume();
     this.lastContextState = this.ctx.state;
+    this.runningSince = this.ctx.state === "running" ? performance.now() : null;
     this.ctx.onstatechange = () => {
+      if (this.ctx && this.ctx.state === "running" && this.lastContextState !== "running") {
+        this.runningSince = performance.now();
+      }
       // A context that was suspended (phone locked) lost its place against the
       // server clock: measure the offset again and lay chunks out afresh.
       if (this.ctx && this.ctx.state === "running" && this.lastContextState !== "running") {
@@ -247,7 +262,8 @@ export class SnapPlayer {
 
   /** A quick run of Time requests (a fresh offset), then one a `timeInterval`. */
   burstTime() {
-    for (let i = 0; i < 10; i++) this.later(() => this.sendTime(), i * 40);
+    const start = this.warmupLeft();
+    for (let i = 0; i < 10; i++) this.later(() => this.sendTime(), start + i * 40);
     if (!this.timeLoop) {
       this.timeLoop = true;
       const tick = () => {
@@ -263,7 +279,7 @@ export class SnapPlayer {
   }
 
   sendTime() {
-    if (!this.ctx || this.ctx.state !== "running") return;
+    if (!this.ctx || this.ctx.state !== "running" || this.warmupLeft() > 0) return;
     this.send(serializeTime(this.now(), { id: this.nextId() }));
   }
 
