@@ -219,29 +219,11 @@ function togglePlayHere(groupElement) {
     streamId: group.stream,
     name: localStorage.getItem("snapplayer-name") || "This browser",
     onState: (s) => { if (s.message) showError(s.message); },
-    join: apiJoin,
+    join: playerModule.apiJoin({ token: t }),
   });
   playingGroup = group.id;
   player.start(); // inside the tap: the AudioContext may start
   renderPlayHere();
-}
-
-// Join through our own API: name the new room, then put it with the rooms
-// that play the stream (or point its own group at the stream).
-async function apiJoin(clientId, streamId, name) {
-  for (let i = 0; i < 40 && !state.rooms.some((r) => r.id === clientId); i++) {
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  const own = state.groups.find((g) => g.rooms.includes(clientId));
-  if (!own) throw new Error("the service does not list this browser's room yet");
-  if (name) await api("PUT", `/api/rooms/${enc(clientId)}/name`, { name });
-  if (!streamId || own.stream === streamId) return;
-  const target = state.groups.find((g) => g.stream === streamId && g.id !== own.id);
-  if (target) {
-    await api("PUT", `/api/groups/${enc(target.id)}/rooms`, { rooms: [...target.rooms, clientId] });
-  } else {
-    await api("PUT", `/api/groups/${enc(own.id)}/stream`, { stream: streamId });
-  }
 }
 
 // The group this browser's room is in now (joining moves it).
