@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 
-INNER = r'''
+INNER = r"""
 import json, os, signal, socket, subprocess, sys, time
 from zeroconf import Zeroconf, ServiceBrowser, ServiceListener
 
@@ -83,7 +83,7 @@ finally:
         serve.wait()
     zc.close()
 print(json.dumps(result))
-'''
+"""
 
 
 def test_serve_announces_itself_and_its_snapserver(tmp_path: Path, snap_tools: None) -> None:
@@ -95,7 +95,7 @@ def test_serve_announces_itself_and_its_snapserver(tmp_path: Path, snap_tools: N
     script.write_text(INNER, encoding="utf-8")
     setup = (
         "ip link set lo up && ip link set lo multicast on && "
-        "ip route add 224.0.0.0/4 dev lo && exec \"$0\" \"$@\""
+        'ip route add 224.0.0.0/4 dev lo && exec "$0" "$@"'
     )
     done = subprocess.run(
         ["unshare", "-n", "sh", "-c", setup, sys.executable, str(script), str(tmp_path)],
