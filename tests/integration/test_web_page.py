@@ -4,8 +4,10 @@
 loads it and is driven over the DevTools protocol.  A mouse click on a room's
 volume slider must change that room's volume on snapserver; a volume change
 made on snapserver by someone else must show on the page without a reload.
-A screenshot is written to the test's tmp dir (and docs/screenshot.png when
-``BROADCASTER_UPDATE_SCREENSHOT=1``).
+Screenshots are written to each test's tmp dir (the one with a capture playing
+also to docs/screenshot.png when ``BROADCASTER_UPDATE_SCREENSHOT=1``).  Another
+test types an app's name into the page and broadcasts it (real PipeWire), and
+one makes this browser a room with "Play here".
 
 (The outside change is a direct JSON-RPC call: ``broadcaster volume`` from
 issue 3 does not exist yet; once it does, this test should call the CLI.)
@@ -15,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import os
 import shutil
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,8 @@ import pytest
 
 from tests.conftest import require_tools
 from tests.integration.test_api import house  # noqa: F401 (fixture)
+from tests.integration.test_pipeline import make_tone, wait_for_tone
+from tests.support.pipewire import PipeWireSession
 from tests.support.procs import Proc, await_until, free_port, port_open, wait_until
 from tests.support.snapserver import SnapClient, SnapServer
 
@@ -76,15 +81,11 @@ class DevTools:
         return base64.b64decode(result["data"])
 
 
-@pytest.fixture
-def serve(
-    tmp_path: Path,
-    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
-) -> Iterator[int]:
+@contextlib.contextmanager
+def serving(tmp_path: Path, server: SnapServer, base_env: Mapping[str, str]) -> Iterator[int]:
     """``broadcaster serve`` on a free loopback port, talking to the test's snapserver."""
-    server, _ = house
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BROADCASTER_")}
+    env = {k: v for k, v in base_env.items() if not k.startswith("BROADCASTER_")}
     env.update(
         PYTHONUNBUFFERED="1",
         XDG_CONFIG_HOME=str(tmp_path / "config"),
@@ -117,6 +118,15 @@ def serve(
     finally:
         code = proc.stop(timeout=15)
         assert code == 0, f"serve exited {code}:\n{proc.log_tail()}"
+
+
+@pytest.fixture
+def serve(
+    tmp_path: Path,
+    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+) -> Iterator[int]:
+    with serving(tmp_path, house[0], os.environ) as port:
+        yield port
 
 
 @pytest.fixture
@@ -265,9 +275,9 @@ def _choose(room: str, group: str) -> str:
     )
 
 
-def _save_screenshot(png: bytes, path: Path) -> None:
+def _save_screenshot(png: bytes, path: Path, *, docs: bool = False) -> None:
     path.write_bytes(png)
-    if os.environ.get("BROADCASTER_UPDATE_SCREENSHOT"):
+    if docs and os.environ.get("BROADCASTER_UPDATE_SCREENSHOT"):
         shutil.copyfile(path, REPO / "docs" / "screenshot.png")
 
 
@@ -318,3 +328,59 @@ def _group_of(server: SnapServer, room: str) -> str:
             g["id"] for g in server.status()["groups"] if any(c["id"] == room for c in g["clients"])
         )
     )
+
+
+async def test_broadcast_an_app_from_the_page(
+    tmp_path: Path,
+    pw_session: PipeWireSession,
+    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+    page: DevTools,
+) -> None:
+    """Type an app's name, tap Broadcast: the capture plays, its meter moves, a room hears it."""
+    server, rooms = house
+    for room, name in (("room1", "Living room"), ("room2", "Kitchen")):
+        await asyncio.to_thread(server.rpc, "Client.SetName", {"id": room, "name": name})
+    pw_session.play(make_tone(tmp_path / "tone.wav", 440, 48000), "Radio")
+    await asyncio.to_thread(
+        wait_until, lambda: pw_session.stream_sinks("Radio") == ["speakers"], 15, "Radio playing"
+    )
+    with serving(tmp_path, server, pw_session.env) as port:
+        await _open(page, port)
+        await page.evaluate(
+            "document.querySelector('#capture-app').value = 'Radio'; "
+            "document.querySelector('#capture-form button[type=submit]').click()"
+        )
+
+        async def capture_playing() -> bool:
+            found = await page.evaluate(
+                "(() => { const c = document.querySelector('.capture');"
+                " return c && c.querySelector('.state').textContent + '/' +"
+                " c.querySelector('.meter > div').style.width; })()"
+            )
+            if not found:
+                return False
+            state, width = str(found).split("/")
+            return state == "playing" and float(width.rstrip("%") or 0) > 20
+
+        await await_until(capture_playing, 40, "the capture playing with a moving meter")
+        await asyncio.to_thread(wait_for_tone, rooms[0], 440, 40)
+
+        async def now_playing() -> bool:
+            text = await page.evaluate("document.querySelector('#now').textContent")
+            return "Radio" in str(text)
+
+        await await_until(now_playing, 20, "Radio under now playing")
+        png = await page.screenshot()
+        await asyncio.to_thread(_save_screenshot, png, tmp_path / "capture.png", docs=True)
+        await page.evaluate("document.querySelector('.capture button').click()")
+
+        async def no_capture() -> bool:
+            return not await page.evaluate("!!document.querySelector('.capture')")
+
+        await await_until(no_capture, 30, "the capture gone from the page")
+        await asyncio.to_thread(
+            wait_until,
+            lambda: pw_session.stream_sinks("Radio") == ["speakers"],
+            15,
+            "Radio back on the speakers",
+        )
