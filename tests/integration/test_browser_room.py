@@ -629,6 +629,7 @@ async def test_offset_to_a_snapclient_room_is_measured(
         chrome_now = await page.evaluate("performance.timeOrigin + performance.now()")
         clock_skew = chrome_now / 1000 - (before + time.time()) / 2
         browser_times = [t / 1000 - bias - clock_skew for t in await page.evaluate(OUTPUT_TIMES)]
+        stats = (await analysis(page))["stats"]
 
     room_times = snapclient_clicks(room, watch)
     pairs = []
@@ -644,5 +645,7 @@ async def test_offset_to_a_snapclient_room_is_measured(
         "clicks": len(pairs),
         "probe_bias_ms": bias * 1000,
         "clock_skew_ms": clock_skew * 1000,
+        "each_ms": [round(p, 2) for p in pairs],
+        "player": stats,
     }
     (tmp_path / "offset.json").write_text(json.dumps(figure, indent=1))
