@@ -67,3 +67,7 @@ class DiscoveryError(BroadcasterError):
 
 class BusyError(BroadcasterError):
     """What was asked for is in use (every capture slot is taken, the app is already captured)."""
+
+
+class MprisError(BroadcasterError):
+    """The D-Bus session bus or the app's MPRIS player could not be reached or refused."""

@@ -1,0 +1,268 @@
+"""snapserver stream plugin: now playing and remote control from the Snapcast apps.
+
+snapserver 0.26 starts this for a stream whose source line has
+``controlscript=/absolute/path/to/broadcaster-controlscript`` and passes
+``--stream=<id>`` and (when its HTTP server is on) ``--snapcast-port=<port>``.
+The two talk newline-delimited JSON-RPC 2.0 over the script's stdin/stdout:
+we send ``Plugin.Stream.Ready`` at once and ``Plugin.Stream.Player.Properties``
+whenever the followed MPRIS player changes; snapserver sends
+``Plugin.Stream.Player.Control``/``SetProperty``/``GetProperties`` requests.
+stderr lines end up in snapserver's log.
+
+Which player to follow: ``--player NAME`` and/or ``--pid PID``, else the
+environment variables ``BROADCASTER_MPRIS_PLAYER``/``BROADCASTER_MPRIS_PID``
+(snapserver passes its environment on).  With neither, the stream just shows
+no metadata.  See docs/now-playing.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .errors import MprisError
+from .mpris import NowPlaying, PlayerFollower, PlayerMatch
+
+log = logging.getLogger("broadcaster.controlscript")
+
+#: JSON-RPC error codes.
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+
+def snapcast_properties(playing: NowPlaying | None) -> dict[str, Any]:
+    """Plugin.Stream.Player properties (snapcast 0.26 names) for what plays.
+
+    Always carries ``metadata`` (empty when nothing plays), since snapserver
+    keeps the last metadata when the field is missing.
+    """
+    if playing is None:
+        return {
+            "playbackStatus": "stopped",
+            "canGoNext": False,
+            "canGoPrevious": False,
+            "canPlay": False,
+            "canPause": False,
+            "canSeek": False,
+            "canControl": False,
+            "metadata": {},
+        }
+    meta: dict[str, Any] = {}
+    for key, value in (
+        ("title", playing.title),
+        ("album", playing.album),
+        ("artUrl", playing.art_url),
+        ("url", playing.url),
+        ("trackId", playing.track_id),
+        ("duration", playing.duration),
+    ):
+        if value is not None:
+            meta[key] = value
+    if playing.artist:
+        meta["artist"] = list(playing.artist)
+    if playing.album_artist:
+        meta["albumArtist"] = list(playing.album_artist)
+    props: dict[str, Any] = {
+        "playbackStatus": playing.status,
+        "canGoNext": playing.can_go_next,
+        "canGoPrevious": playing.can_go_previous,
+        "canPlay": playing.can_play,
+        "canPause": playing.can_pause,
+        "canSeek": playing.can_seek,
+        "canControl": playing.can_control,
+        "metadata": meta,
+    }
+    if playing.position is not None:
+        props["position"] = playing.position
+    if playing.volume is not None:
+        props["volume"] = round(max(0.0, min(1.0, playing.volume)) * 100)
+    if playing.shuffle is not None:
+        props["shuffle"] = playing.shuffle
+    if playing.loop is not None:
+        props["loopStatus"] = playing.loop
+    if playing.rate is not None:
+        props["rate"] = playing.rate
+    return props
+
+
+def _error(request_id: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+
+
+class ControlScript:
+    """The plugin's logic, apart from stdin/stdout so tests can drive it."""
+
+    def __init__(
+        self,
+        match: PlayerMatch | None,
+        send: Callable[[dict[str, Any]], None],
+        *,
+        bus_address: str | None = None,
+        timeout: float = 2.0,
+    ) -> None:
+        self.match = match
+        self.send = send
+        self.bus_address = bus_address
+        self.timeout = timeout
+        self.follower: PlayerFollower | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.send({"jsonrpc": "2.0", "method": "Plugin.Stream.Ready"})
+        if self.match is not None:
+            self._task = asyncio.create_task(self._follow(), name="controlscript-follow")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.follower is not None:
+            await self.follower.stop()
+            self.follower = None
+
+    async def _follow(self) -> None:
+        """Connect to the session bus, retrying while it is not there yet."""
+        assert self.match is not None
+        while True:
+            follower = PlayerFollower(
+                self.match, self._on_change, bus_address=self.bus_address, timeout=self.timeout
+            )
+            try:
+                await follower.start()
+            except MprisError as err:
+                log.warning("%s; retrying in 5 s", err)
+                await asyncio.sleep(5)
+                continue
+            self.follower = follower
+            return
+
+    async def _on_change(self, playing: NowPlaying | None) -> None:
+        self.send(
+            {
+                "jsonrpc": "2.0",
+                "method": "Plugin.Stream.Player.Properties",
+                "params": snapcast_properties(playing),
+            }
+        )
+
+    async def handle(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Answer one request from snapserver (None for anything else)."""
+        method = message.get("method")
+        request_id = message.get("id")
+        if request_id is None or not isinstance(method, str):
+            return None  # a response or notification: snapserver sends none we need
+        params = message.get("params")
+        params = params if isinstance(params, dict) else {}
+        try:
+            if method == "Plugin.Stream.Player.GetProperties":
+                return {"jsonrpc": "2.0", "id": request_id, "result": await self._properties()}
+            if method == "Plugin.Stream.Player.Control":
+                command = params.get("command")
+                if not isinstance(command, str):
+                    return _error(request_id, INVALID_PARAMS, "Control needs a 'command'")
+                args = params.get("params")
+                await self._follower().control(command, args if isinstance(args, dict) else {})
+                return {"jsonrpc": "2.0", "id": request_id, "result": "ok"}
+            if method == "Plugin.Stream.Player.SetProperty":
+                if not params:
+                    return _error(request_id, INVALID_PARAMS, "SetProperty needs a property")
+                for prop, value in params.items():
+                    await self._follower().set_property(prop, value)
+                return {"jsonrpc": "2.0", "id": request_id, "result": "ok"}
+        except MprisError as err:
+            log.warning("%s failed: %s", method, err)
+            return _error(request_id, INTERNAL_ERROR, str(err))
+        return _error(request_id, METHOD_NOT_FOUND, f"unknown method {method}")
+
+    async def _properties(self) -> dict[str, Any]:
+        if self.follower is None:
+            return snapcast_properties(None)
+        # Fresh, so the position is current (MPRIS does not signal it).
+        try:
+            return snapcast_properties(await self.follower.poll())
+        except MprisError as err:
+            log.warning("reading the player failed: %s", err)
+            return snapcast_properties(self.follower.current)
+
+    def _follower(self) -> PlayerFollower:
+        if self.follower is None:
+            raise MprisError("no MPRIS player is followed for this stream")
+        return self.follower
+
+
+def _write_line(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+async def serve(match: PlayerMatch | None, bus_address: str | None = None) -> None:
+    """Run the plugin on stdin/stdout until snapserver closes stdin."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    script = ControlScript(match, _write_line, bus_address=bus_address)
+    await script.start()
+    try:
+        while line := await reader.readline():
+            try:
+                message = json.loads(line)
+            except ValueError:
+                log.warning("not JSON from snapserver: %r", line[:200])
+                continue
+            if isinstance(message, dict) and (reply := await script.handle(message)):
+                _write_line(reply)
+    finally:
+        await script.stop()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="broadcaster-controlscript",
+        description="snapserver stream plugin following the captured app's MPRIS player",
+    )
+    parser.add_argument("--player", help="MPRIS name or Identity of the app (e.g. spotify)")
+    parser.add_argument("--pid", type=int, help="process id of the app")
+    parser.add_argument("--bus", help="D-Bus address (default: the session bus)")
+    # Passed by snapserver 0.26; unused but accepted.
+    parser.add_argument("--stream", help=argparse.SUPPRESS)
+    parser.add_argument("--snapcast-port", help=argparse.SUPPRESS)
+    parser.add_argument("--snapcast-host", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def target(args: argparse.Namespace, env: dict[str, str]) -> PlayerMatch | None:
+    """Which player to follow, from the flags, else the environment."""
+    app = args.player or env.get("BROADCASTER_MPRIS_PLAYER") or None
+    pid_text = env.get("BROADCASTER_MPRIS_PID", "")
+    pid = args.pid if args.pid is not None else (int(pid_text) if pid_text.isdigit() else None)
+    if not app and pid is None:
+        return None
+    return PlayerMatch(app, pid)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Console script entry point (``broadcaster-controlscript``)."""
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(name)s %(levelname)s %(message)s"
+    )
+    args = parse_args(argv)
+    match = target(args, dict(os.environ))
+    if match is None:
+        log.info("stream %s: no player to follow; it shows no metadata", args.stream)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(match, args.bus))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())
