@@ -22,7 +22,11 @@ from collections.abc import Sequence
 from ..errors import BroadcasterError
 
 # Modules that contribute sub-commands, in the order they appear in --help.
-COMMAND_MODULES: tuple[str, ...] = ("broadcaster.cli.pipeline", "broadcaster.cli.serve")
+COMMAND_MODULES: tuple[str, ...] = (
+    "broadcaster.cli.pipeline",
+    "broadcaster.cli.serve",
+    "broadcaster.cli.control",
+)
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

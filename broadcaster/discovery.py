@@ -1,0 +1,168 @@
+"""Finding snapservers on the local network with mDNS (zeroconf).
+
+snapserver announces itself under several service types, which changed over
+the versions:
+
+* up to 0.32: ``_snapcast._tcp`` and ``_snapcast-stream._tcp`` (stream port),
+  ``_snapcast-jsonrpc._tcp`` and ``_snapcast-tcp._tcp`` (JSON-RPC control
+  port), ``_snapcast-http._tcp`` (HTTP port);
+* from 0.33: ``_snapcast-ctrl._tcp`` for the control port (plus the stream
+  and HTTP types).
+
+Several of these are longer than the 15 bytes RFC 6335 allows, so records are
+matched with zeroconf's non-strict name checks.  :func:`discover` browses all
+types for ``timeout`` seconds and merges the records of one server (same
+host and instance name) into a :class:`DiscoveredServer`.  A server seen only
+through a stream record gets the control port stream+1 (snapserver's default
+layout).  zeroconf is imported inside the functions, so importing this module
+is cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import DiscoveryError
+
+if TYPE_CHECKING:
+    from zeroconf import ServiceStateChange, Zeroconf
+
+_LOGGER = logging.getLogger(__name__)
+
+SERVICE_TYPES: dict[str, str] = {
+    "_snapcast._tcp.local.": "stream",
+    "_snapcast-stream._tcp.local.": "stream",
+    "_snapcast-jsonrpc._tcp.local.": "control",
+    "_snapcast-tcp._tcp.local.": "control",
+    "_snapcast-ctrl._tcp.local.": "control",
+    "_snapcast-http._tcp.local.": "http",
+}
+"""Every service type snapserver has announced, and which port it names."""
+
+
+@dataclass(frozen=True)
+class DiscoveredServer:
+    """One snapserver seen with mDNS."""
+
+    name: str
+    """The instance name (``Snapcast`` by default)."""
+    host: str
+    """The announced host name (``vm.local.``)."""
+    addresses: tuple[str, ...]
+    control_port: int
+    stream_port: int = 0
+    http_port: int = 0
+    types: tuple[str, ...] = field(default_factory=tuple)
+    """The service types it was seen under."""
+
+    @property
+    def address(self) -> str:
+        return self.addresses[0] if self.addresses else self.host.rstrip(".")
+
+    @property
+    def control_address(self) -> str:
+        """``HOST:PORT`` for ``--server``."""
+        host = self.address
+        return f"[{host}]:{self.control_port}" if ":" in host else f"{host}:{self.control_port}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "host": self.host,
+            "addresses": list(self.addresses),
+            "control_port": self.control_port,
+            "stream_port": self.stream_port,
+            "http_port": self.http_port,
+            "server": self.control_address,
+            "types": list(self.types),
+        }
+
+
+@dataclass
+class _Partial:
+    name: str
+    host: str
+    addresses: list[str] = field(default_factory=list)
+    ports: dict[str, int] = field(default_factory=dict)
+    types: list[str] = field(default_factory=list)
+
+    def done(self) -> DiscoveredServer:
+        stream = self.ports.get("stream", 0)
+        control = self.ports.get("control") or (stream + 1 if stream else 0)
+        return DiscoveredServer(
+            name=self.name,
+            host=self.host,
+            addresses=tuple(self.addresses),
+            control_port=control,
+            stream_port=stream,
+            http_port=self.ports.get("http", 0),
+            types=tuple(sorted(self.types)),
+        )
+
+
+def merge(records: Sequence[tuple[str, str, str, Sequence[str], int]]) -> list[DiscoveredServer]:
+    """Merge ``(type, instance, host, addresses, port)`` records into servers."""
+    servers: dict[tuple[str, str], _Partial] = {}
+    for type_, instance, host, addresses, port in records:
+        kind = SERVICE_TYPES.get(type_)
+        if kind is None:
+            continue
+        entry = servers.setdefault((host, instance), _Partial(instance, host))
+        entry.addresses += [a for a in addresses if a not in entry.addresses]
+        entry.ports.setdefault(kind, port)
+        if type_ not in entry.types:
+            entry.types.append(type_)
+    found = [s.done() for s in servers.values()]
+    return sorted((s for s in found if s.control_port), key=lambda s: (s.host, s.name))
+
+
+async def discover(
+    timeout: float = 2.0, *, interfaces: Sequence[str] | None = None
+) -> list[DiscoveredServer]:
+    """Browse for snapservers for ``timeout`` seconds."""
+    from zeroconf import IPVersion, ServiceStateChange
+    from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+    seen: set[tuple[str, str]] = set()
+
+    def on_change(
+        zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
+        if state_change is not ServiceStateChange.Removed:
+            seen.add((service_type, name))
+
+    try:
+        azc = (
+            AsyncZeroconf(ip_version=IPVersion.V4Only, interfaces=list(interfaces))
+            if interfaces
+            else AsyncZeroconf(ip_version=IPVersion.V4Only)
+        )
+    except OSError as err:
+        raise DiscoveryError(f"cannot browse with mDNS: {err}") from None
+    records: list[tuple[str, str, str, Sequence[str], int]] = []
+    try:
+        browser = AsyncServiceBrowser(azc.zeroconf, list(SERVICE_TYPES), handlers=[on_change])
+        try:
+            await asyncio.sleep(timeout)
+        finally:
+            await browser.async_cancel()
+        for type_, name in sorted(seen):
+            info = AsyncServiceInfo(type_, name)
+            try:
+                ok = await info.async_request(azc.zeroconf, 1000)
+            except Exception as err:  # zeroconf raises assorted types on odd records
+                _LOGGER.debug("cannot resolve %s: %s", name, err)
+                continue
+            if not ok or not info.port:
+                continue
+            instance = name[: -len(type_)].rstrip(".") if name.endswith(type_) else name
+            records.append((type_, instance, info.server or "", info.parsed_addresses(), info.port))
+    finally:
+        await azc.async_close()
+    servers = merge(records)
+    _LOGGER.debug("discovered %d snapserver(s): %s", len(servers), servers)
+    return servers

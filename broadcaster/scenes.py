@@ -1,0 +1,198 @@
+"""Scenes: a saved grouping of rooms, their groups' streams and their volumes.
+
+A scene is taken from a :class:`~broadcaster.rooms.ServerStatus`
+(:meth:`Scene.capture`) and put back with :func:`restore`.  Scenes live in
+one JSON file, ``$XDG_STATE_HOME/broadcaster/scenes.json``
+(``~/.local/state/...``), written atomically (temporary file, fsync,
+``os.replace``), so a crash never leaves half a file.  Rooms are stored by id
+(snapclient's host id, stable across restarts); a room the server no longer
+knows is skipped on restore and reported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError, NotFoundError
+
+if TYPE_CHECKING:
+    from .control import SnapControl
+    from .rooms import ServerStatus
+
+_LOGGER = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SceneRoom:
+    id: str
+    name: str
+    volume: int
+    muted: bool
+    latency: int
+
+
+@dataclass(frozen=True)
+class SceneGroup:
+    name: str
+    stream_id: str
+    muted: bool
+    rooms: tuple[SceneRoom, ...]
+
+
+@dataclass(frozen=True)
+class Scene:
+    name: str
+    saved_at: str
+    groups: tuple[SceneGroup, ...]
+
+    @classmethod
+    def capture(cls, name: str, status: ServerStatus) -> Scene:
+        return cls(
+            name=name,
+            saved_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            groups=tuple(
+                SceneGroup(
+                    name=g.name,
+                    stream_id=g.stream_id,
+                    muted=g.muted,
+                    rooms=tuple(
+                        SceneRoom(r.id, r.name, r.volume, r.muted, r.latency) for r in g.rooms
+                    ),
+                )
+                for g in status.groups
+            ),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Scene:
+        return cls(
+            name=str(data["name"]),
+            saved_at=str(data.get("saved_at", "")),
+            groups=tuple(
+                SceneGroup(
+                    name=str(g.get("name", "")),
+                    stream_id=str(g["stream_id"]),
+                    muted=bool(g.get("muted")),
+                    rooms=tuple(
+                        SceneRoom(
+                            str(r["id"]),
+                            str(r.get("name", "")),
+                            int(r["volume"]),
+                            bool(r.get("muted")),
+                            int(r.get("latency", 0)),
+                        )
+                        for r in g["rooms"]
+                    ),
+                )
+                for g in data["groups"]
+            ),
+        )
+
+
+def default_path(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    state = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "broadcaster" / "scenes.json"
+
+
+class SceneStore:
+    """The scenes file."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or default_path()
+
+    def load(self) -> dict[str, Scene]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except OSError as err:
+            raise ConfigError(f"cannot read scenes from {self.path}: {err.strerror}") from None
+        try:
+            data = json.loads(text)
+            return {name: Scene.from_json(s) for name, s in data["scenes"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ConfigError(
+                f"{self.path} is not a scenes file ({err}); move it away to start afresh"
+            ) from None
+
+    def get(self, name: str) -> Scene:
+        scenes = self.load()
+        if name not in scenes:
+            known = ", ".join(repr(n) for n in sorted(scenes)) or "none"
+            raise NotFoundError(f"no scene {name!r} (saved: {known})")
+        return scenes[name]
+
+    def save(self, scene: Scene) -> None:
+        scenes = self.load()
+        scenes[scene.name] = scene
+        self._write(scenes)
+
+    def delete(self, name: str) -> None:
+        scenes = self.load()
+        if scenes.pop(name, None) is None:
+            raise NotFoundError(f"no scene {name!r}")
+        self._write(scenes)
+
+    def _write(self, scenes: Mapping[str, Scene]) -> None:
+        data = {"version": FORMAT_VERSION, "scenes": {n: s.to_json() for n, s in scenes.items()}}
+        text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".scenes-", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as err:
+            raise ConfigError(f"cannot write scenes to {self.path}: {err.strerror}") from None
+
+
+async def restore(snap: SnapControl, scene: Scene) -> list[str]:
+    """Put ``scene`` back on the server; returns the ids of rooms it no longer knows."""
+    missing: list[str] = []
+    for saved in scene.groups:
+        status = await snap.status()
+        known = {r.id: r for r in status.rooms}
+        present = [r for r in saved.rooms if r.id in known]
+        missing += [r.id for r in saved.rooms if r.id not in known]
+        if not present:
+            continue
+        group = status.group_of(known[present[0].id])
+        ids = [r.id for r in present]
+        if sorted(r.id for r in group.rooms) != sorted(ids):
+            await snap.set_group_rooms(group.id, ids)
+            group = (await snap.status()).group_of(known[present[0].id])
+        if group.stream_id != saved.stream_id:
+            await snap.set_group_stream(group.id, saved.stream_id)
+        if group.muted != saved.muted:
+            await snap.set_group_mute(group.id, saved.muted)
+        if saved.name and group.name != saved.name:
+            await snap.set_group_name(group.id, saved.name)
+        for room in present:
+            now = known[room.id]
+            if (now.volume, now.muted) != (room.volume, room.muted):
+                await snap.set_room_volume(room.id, room.volume, muted=room.muted)
+            if now.latency != room.latency:
+                await snap.set_room_latency(room.id, room.latency)
+    if missing:
+        _LOGGER.warning("scene %s: rooms no longer known: %s", scene.name, ", ".join(missing))
+    return missing

@@ -1,0 +1,370 @@
+"""Room control against a real snapserver 0.26 with three real snapclient rooms.
+
+Every command runs as the real CLI (``python -m broadcaster``) and its effect
+is read back from the server with an independent ``Server.GetStatus``
+(:meth:`SnapServer.status`).  The library is tested for what the CLI cannot
+show: notifications, a hung (SIGSTOPped) server, a restarted one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broadcaster.control import CONNECT_EVENT, DISCONNECT_EVENT, Event, SnapControl
+from broadcaster.errors import ControlConnectionError, ControlTimeoutError, ServerReplyError
+from tests.support.procs import await_until, free_port, wait_until
+from tests.support.snapserver import SnapClient, SnapServer, StreamSpec
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+KITCHEN = "Küche 🎵"
+
+
+@pytest.fixture
+def house(tmp_path: Path, snap_tools: None) -> Iterator[SnapServer]:
+    base = tmp_path / "snap"
+    server = SnapServer(
+        base,
+        [StreamSpec("Main", path=base / "fifo-main"), StreamSpec("Second", path=base / "fifo-2")],
+    )
+    server.start()
+    rooms = [SnapClient(server, f"room{i}", tmp_path / f"room{i}.raw") for i in (1, 2, 3)]
+    try:
+        for room in rooms:
+            room.start()
+        wait_until(
+            lambda: sum(c["connected"] for c in server.clients().values()) == 3,
+            30,
+            "three rooms to connect",
+        )
+        yield server
+    finally:
+        for room in rooms:
+            room.stop()
+        if server.proc is not None:
+            server.resume()  # a test that SIGSTOPped it may have failed before SIGCONT
+        server.stop()
+
+
+def cli(
+    server: SnapServer, *args: str, state: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROADCASTER_")}
+    env["BROADCASTER_CONFIG"] = os.devnull
+    if state is not None:
+        env["XDG_STATE_HOME"] = str(state)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "broadcaster",
+            *args,
+            "--server",
+            f"127.0.0.1:{server.control_port}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def address(server: SnapServer) -> str:
+    return f"127.0.0.1:{server.control_port}"
+
+
+def volumes(server: SnapServer) -> dict[str, int]:
+    return {i: int(c["config"]["volume"]["percent"]) for i, c in rooms(server).items()}
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def rooms(server: SnapServer) -> dict[str, dict[str, Any]]:
+    return {c["id"]: c for g in server.status()["groups"] for c in g["clients"]}
+
+
+def group_of(server: SnapServer, room_id: str) -> dict[str, Any]:
+    for group in server.status()["groups"]:
+        if any(c["id"] == room_id for c in group["clients"]):
+            return dict(group)
+    raise AssertionError(f"{room_id} is in no group")
+
+
+def test_status_table_and_json(house: SnapServer) -> None:
+    table = ok(cli(house, "status"))
+    assert "room1" in table
+    assert "Main" in table
+    assert "48000:16:2" in table
+    data = json.loads(ok(cli(house, "status", "--json")))
+    assert {r["id"] for r in data["rooms"]} == {"room1", "room2", "room3"}
+    assert all(r["connected"] for r in data["rooms"])
+    assert {s["id"]: s["codec"] for s in data["streams"]} == {"Main": "pcm", "Second": "pcm"}
+    assert data["server"]["version"].startswith("0.26")
+
+
+def test_room_commands_change_the_server(house: SnapServer) -> None:
+    ok(cli(house, "room", "rename", "room1", KITCHEN))
+    assert rooms(house)["room1"]["config"]["name"] == KITCHEN
+    # The room is now found by its non-ASCII name, case-insensitively.
+    ok(cli(house, "room", "volume", "KÜCHE 🎵", "40"))
+    assert rooms(house)["room1"]["config"]["volume"]["percent"] == 40
+    ok(cli(house, "room", "volume", KITCHEN, "+5"))
+    assert rooms(house)["room1"]["config"]["volume"]["percent"] == 45
+    ok(cli(house, "room", "volume", KITCHEN, "-50"))
+    assert rooms(house)["room1"]["config"]["volume"]["percent"] == 0
+    ok(cli(house, "room", "mute", "room2"))
+    assert rooms(house)["room2"]["config"]["volume"]["muted"] is True
+    ok(cli(house, "room", "unmute", "room2"))
+    assert rooms(house)["room2"]["config"]["volume"]["muted"] is False
+    out = json.loads(ok(cli(house, "room", "latency", "room3", "120", "--json")))
+    assert out["latency"] == 120
+    assert rooms(house)["room3"]["config"]["latency"] == 120
+
+
+def test_room_delete_forgets_a_disconnected_room(house: SnapServer, tmp_path: Path) -> None:
+    extra = SnapClient(house, "roomX", tmp_path / "roomX.raw")
+    extra.start()
+    try:
+        wait_until(lambda: "roomX" in rooms(house), 20, "roomX to connect")
+    finally:
+        extra.stop()
+    wait_until(lambda: not rooms(house)["roomX"]["connected"], 20, "roomX to disconnect")
+    ok(cli(house, "room", "delete", "roomX"))
+    assert "roomX" not in rooms(house)
+
+
+def test_unknown_and_ambiguous_names_list_candidates(house: SnapServer) -> None:
+    unknown = cli(house, "room", "volume", "Attic", "10")
+    assert unknown.returncode == 1
+    assert unknown.stderr.count("\n") == 1
+    assert "Traceback" not in unknown.stderr
+    assert "no room 'Attic'" in unknown.stderr
+    assert "room1" in unknown.stderr
+    # All three rooms run on this host: its name matches all of them.
+    host = rooms(house)["room1"]["host"]["name"]
+    ambiguous = cli(house, "room", "mute", host)
+    assert ambiguous.returncode == 1
+    assert "ambiguous" in ambiguous.stderr
+    assert all(f"id room{i}" in ambiguous.stderr for i in (1, 2, 3))
+    bad = cli(house, "room", "volume", "room1", "150")
+    assert bad.returncode == 2
+    assert "not a volume" in bad.stderr
+    unknown_stream = cli(house, "group", "stream", "room1", "Nope")
+    assert unknown_stream.returncode == 1
+    assert "no stream 'Nope'" in unknown_stream.stderr
+
+
+def test_group_commands_change_the_server(house: SnapServer) -> None:
+    ok(cli(house, "group", "join", "room1", "room2", "room3"))
+    group = group_of(house, "room1")
+    assert {c["id"] for c in group["clients"]} == {"room1", "room2", "room3"}
+    ok(cli(house, "group", "rename", "room1", "Downstairs ☕"))
+    assert group_of(house, "room2")["name"] == "Downstairs ☕"
+    ok(cli(house, "group", "stream", "Downstairs ☕", "Second"))
+    assert group_of(house, "room3")["stream_id"] == "Second"
+    ok(cli(house, "group", "mute", "Downstairs ☕"))
+    assert group_of(house, "room1")["muted"] is True
+    ok(cli(house, "group", "unmute", "Downstairs ☕"))
+    assert group_of(house, "room1")["muted"] is False
+    ok(cli(house, "group", "leave", "room3"))
+    assert {c["id"] for c in group_of(house, "room1")["clients"]} == {"room1", "room2"}
+    assert [c["id"] for c in group_of(house, "room3")["clients"]] == ["room3"]
+
+
+def test_group_volume_scales_rooms_like_snapweb(house: SnapServer) -> None:
+    ok(cli(house, "group", "join", "room1", "room2"))
+    ok(cli(house, "room", "volume", "room1", "80"))
+    ok(cli(house, "room", "volume", "room2", "40"))
+    # Group volume is 60; down to 30 halves every room.
+    out = json.loads(ok(cli(house, "group", "volume", "room1", "30", "--json")))
+    assert out["volume"] == 30
+    now = rooms(house)
+    assert (
+        now["room1"]["config"]["volume"]["percent"],
+        now["room2"]["config"]["volume"]["percent"],
+    ) == (40, 20)
+    # Up from 30 to 65: each room gains half of its headroom to 100.
+    ok(cli(house, "group", "volume", "room2", "+35"))
+    now = rooms(house)
+    assert (
+        now["room1"]["config"]["volume"]["percent"],
+        now["room2"]["config"]["volume"]["percent"],
+    ) == (70, 60)
+    assert now["room3"]["config"]["volume"]["percent"] == 100  # another group: untouched
+
+
+def test_party_puts_every_room_on_one_stream(house: SnapServer) -> None:
+    ok(cli(house, "party", "Second"))
+    groups = house.status()["groups"]
+    full = [g for g in groups if g["clients"]]
+    assert len(full) == 1
+    assert {c["id"] for c in full[0]["clients"]} == {"room1", "room2", "room3"}
+    assert full[0]["stream_id"] == "Second"
+
+
+def test_scene_save_and_restore(house: SnapServer, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    ok(cli(house, "group", "join", "room1", "room2"))
+    ok(cli(house, "group", "stream", "room3", "Second"))
+    ok(cli(house, "room", "volume", "room1", "33"))
+    ok(cli(house, "room", "rename", "room2", KITCHEN))
+    ok(cli(house, "scene", "save", "evening ✨", state=state))
+    saved = json.loads((state / "broadcaster" / "scenes.json").read_text(encoding="utf-8"))
+    assert "evening ✨" in saved["scenes"]
+
+    ok(cli(house, "party", "Main"))
+    ok(cli(house, "room", "volume", "room1", "90"))
+    ok(cli(house, "group", "mute", "room1"))
+    ok(cli(house, "scene", "restore", "evening ✨", state=state))
+
+    assert {c["id"] for c in group_of(house, "room1")["clients"]} == {"room1", "room2"}
+    assert group_of(house, "room1")["stream_id"] == "Main"
+    assert group_of(house, "room1")["muted"] is False
+    assert [c["id"] for c in group_of(house, "room3")["clients"]] == ["room3"]
+    assert group_of(house, "room3")["stream_id"] == "Second"
+    assert rooms(house)["room1"]["config"]["volume"]["percent"] == 33
+    listing = ok(cli(house, "scene", "list", state=state))
+    assert "evening ✨" in listing
+    missing = cli(house, "scene", "restore", "nope", state=state)
+    assert missing.returncode == 1
+    assert "no scene 'nope'" in missing.stderr
+
+
+async def test_server_errors_reach_the_caller(house: SnapServer) -> None:
+    async with SnapControl("127.0.0.1", house.control_port, timeout=5) as snap:
+        with pytest.raises(ServerReplyError, match=r"Client\.SetVolume"):
+            await snap.set_room_volume("no-such-room", 10)
+        status = await snap.status()
+        with pytest.raises(ServerReplyError):
+            await snap.set_group_stream(status.groups[0].id, "no-such-stream")
+        # Nothing was changed behind the error.
+        assert (await snap.status()).groups[0].stream_id == status.groups[0].stream_id
+
+
+async def test_many_notifications_with_non_ascii_names(house: SnapServer) -> None:
+    """Hundreds of notifications, some with long multi-byte names that span TCP reads."""
+    received: list[Event] = []
+    long_name = KITCHEN * 3000  # ~30 kB of multi-byte text per notification
+    async with (
+        SnapControl("127.0.0.1", house.control_port, timeout=10) as watcher,
+        SnapControl("127.0.0.1", house.control_port, timeout=10) as actor,
+    ):
+        watcher.subscribe(received.append)
+        for i in range(300):
+            await actor.set_room_volume(f"room{1 + i % 3}", i % 101)
+        for i in range(10):
+            await actor.set_room_name("room1", f"{long_name}{i}")
+
+        async def all_seen() -> bool:
+            names = [e for e in received if e.method == "Client.OnNameChanged"]
+            volumes = [e for e in received if e.method == "Client.OnVolumeChanged"]
+            return len(volumes) >= 300 and len(names) >= 10
+
+        await await_until(all_seen, 30, "every notification")
+        assert watcher.connected
+        names = [e.params["name"] for e in received if e.method == "Client.OnNameChanged"]
+        assert names[-1] == f"{long_name}9"
+        status = await watcher.status()
+        assert status.room("room1").name == f"{long_name}9"
+
+
+def test_watch_prints_one_line_per_event(house: SnapServer, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROADCASTER_")}
+    env["BROADCASTER_CONFIG"] = os.devnull
+    out = tmp_path / "watch.out"
+    argv = [
+        sys.executable,
+        "-m",
+        "broadcaster",
+        "watch",
+        "--count",
+        "4",
+        "--server",
+        f"127.0.0.1:{house.control_port}",
+    ]
+    with out.open("w") as handle:
+        watch = subprocess.Popen(argv, stdout=handle, stderr=subprocess.PIPE, cwd=REPO, env=env)
+        try:
+            # The first line is the connect event: then the watcher is subscribed.
+            wait_until(lambda: CONNECT_EVENT in out.read_text(encoding="utf-8"), 20, "watch")
+            house.rpc("Client.SetVolume", {"id": "room1", "volume": {"percent": 17}})
+            house.rpc("Client.SetName", {"id": "room2", "name": KITCHEN})
+            house.rpc("Client.SetLatency", {"id": "room3", "latency": 30})
+            assert watch.wait(30) == 0
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+                watch.wait()
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 4
+    assert "Client.OnVolumeChanged room1 muted=False percent=17" in lines[1]
+    assert f"Client.OnNameChanged room2 name={KITCHEN}" in lines[2]
+    assert "Client.OnLatencyChanged room3 latency=30" in lines[3]
+
+
+async def test_hung_server_times_out_within_the_deadline(house: SnapServer) -> None:
+    async with SnapControl("127.0.0.1", house.control_port, timeout=1.5) as snap:
+        house.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(ControlTimeoutError, match="did not answer"):
+                await snap.status()
+            assert time.monotonic() - started < 3
+            # The CLI: one line, exit 1, within its --timeout (plus start-up).
+            started = time.monotonic()
+            result = await asyncio.to_thread(cli, house, "status", "--timeout", "1.5")
+            assert result.returncode == 1
+            assert "did not answer within 1.5 s" in result.stderr
+            assert result.stderr.count("\n") == 1
+            assert time.monotonic() - started < 10
+        finally:
+            house.resume()
+        assert (await snap.status()).server.version.startswith("0.26")
+
+
+async def test_restarted_server_is_reconnected(house: SnapServer) -> None:
+    events: list[str] = []
+    async with SnapControl("127.0.0.1", house.control_port, timeout=3, reconnect=True) as snap:
+        snap.subscribe(lambda e: events.append(e.method))
+        house.stop()
+        await await_until(
+            lambda: asyncio.sleep(0, DISCONNECT_EVENT in events), 10, "the disconnect"
+        )
+        with pytest.raises(ControlConnectionError):
+            await snap.status()
+        await asyncio.to_thread(house.start)
+        await snap.wait_connected(30)
+        status = await snap.status()
+        assert {r.id for r in status.rooms} >= {"room1", "room2", "room3"}
+        assert events.count(CONNECT_EVENT) == 1
+        assert events.count(DISCONNECT_EVENT) == 1
+        # Notifications flow on the new connection.
+        await asyncio.to_thread(
+            house.rpc, "Client.SetVolume", {"id": "room1", "volume": {"percent": 12}}
+        )
+        await await_until(
+            lambda: asyncio.sleep(0, "Client.OnVolumeChanged" in events), 10, "a notification"
+        )
+
+
+async def test_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
+    port = free_port()
+    with pytest.raises(ControlConnectionError, match=f"127.0.0.1:{port}"):
+        async with SnapControl("127.0.0.1", port, timeout=2):
+            pass
