@@ -11,8 +11,10 @@ stderr lines end up in snapserver's log.
 
 Which player to follow: ``--player NAME`` and/or ``--pid PID``, else the
 environment variables ``BROADCASTER_MPRIS_PLAYER``/``BROADCASTER_MPRIS_PID``
-(snapserver passes its environment on).  With neither, the stream just shows
-no metadata.  See docs/now-playing.md.
+(snapserver passes its environment on), else whatever broadcaster last wrote
+for this stream with :func:`broadcaster.mpris.write_target` (re-read every
+second, so it follows the app a capture slot is switched to).  With none of
+these, the stream just shows no metadata.  See docs/now-playing.md.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from .errors import MprisError
-from .mpris import NowPlaying, PlayerFollower, PlayerMatch
+from .mpris import NowPlaying, PlayerFollower, PlayerMatch, read_target
 
 log = logging.getLogger("broadcaster.controlscript")
 
@@ -107,17 +111,24 @@ class ControlScript:
         *,
         bus_address: str | None = None,
         timeout: float = 2.0,
+        stream: str | None = None,
+        target_base: Path | None = None,
+        target_poll_s: float = 1.0,
     ) -> None:
         self.match = match
         self.send = send
         self.bus_address = bus_address
         self.timeout = timeout
+        #: With no fixed match: follow broadcaster's target file for this stream.
+        self.stream = stream if match is None else None
+        self.target_base = target_base
+        self.target_poll_s = target_poll_s
         self.follower: PlayerFollower | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.send({"jsonrpc": "2.0", "method": "Plugin.Stream.Ready"})
-        if self.match is not None:
+        if self.match is not None or self.stream is not None:
             self._task = asyncio.create_task(self._follow(), name="controlscript-follow")
 
     async def stop(self) -> None:
@@ -130,12 +141,17 @@ class ControlScript:
             await self.follower.stop()
             self.follower = None
 
+    def _target(self) -> PlayerMatch | None:
+        if self.stream is None:
+            return self.match
+        return read_target(self.stream, self.target_base)
+
     async def _follow(self) -> None:
-        """Connect to the session bus, retrying while it is not there yet."""
-        assert self.match is not None
+        """Connect to the session bus (retrying while it is not there yet), then
+        keep the followed app in step with broadcaster's target file."""
         while True:
             follower = PlayerFollower(
-                self.match, self._on_change, bus_address=self.bus_address, timeout=self.timeout
+                self._target(), self._on_change, bus_address=self.bus_address, timeout=self.timeout
             )
             try:
                 await follower.start()
@@ -144,7 +160,10 @@ class ControlScript:
                 await asyncio.sleep(5)
                 continue
             self.follower = follower
-            return
+            break
+        while self.stream is not None:
+            await asyncio.sleep(self.target_poll_s)
+            follower.set_match(self._target())
 
     async def _on_change(self, playing: NowPlaying | None) -> None:
         self.send(
@@ -200,17 +219,47 @@ class ControlScript:
         return self.follower
 
 
+SCRIPT_NAME = "broadcaster-controlscript"
+
+
+def installed_path(search_path: str | None = None) -> Path | None:
+    """The ``broadcaster-controlscript`` executable snapserver can start, or None.
+
+    snapserver 0.26 splits the command line on spaces and the source URI on
+    ``&``/``?``/``#``, so a path holding one of those is no use.
+    """
+    beside_python = Path(sys.executable).parent / SCRIPT_NAME
+    candidates = [beside_python] if search_path is None else []
+    found = shutil.which(SCRIPT_NAME, path=search_path)
+    if found:
+        candidates.append(Path(found))
+    for candidate in candidates:
+        usable = not any(c in str(candidate) for c in " \t\n&?#\"'%")
+        if usable and candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate.absolute()
+    return None
+
+
+def source_query(search_path: str | None = None) -> str:
+    """``&controlscript=...`` for a snapserver ``source =`` line, or "" when the
+    script is not installed (the stream then simply has no metadata)."""
+    path = installed_path(search_path)
+    return f"&controlscript={path}" if path is not None else ""
+
+
 def _write_line(message: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(message, separators=(",", ":")) + "\n")
     sys.stdout.flush()
 
 
-async def serve(match: PlayerMatch | None, bus_address: str | None = None) -> None:
+async def serve(
+    match: PlayerMatch | None, bus_address: str | None = None, stream: str | None = None
+) -> None:
     """Run the plugin on stdin/stdout until snapserver closes stdin."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 20)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    script = ControlScript(match, _write_line, bus_address=bus_address)
+    script = ControlScript(match, _write_line, bus_address=bus_address, stream=stream)
     await script.start()
     try:
         while line := await reader.readline():
@@ -257,10 +306,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     )
     args = parse_args(argv)
     match = target(args, dict(os.environ))
-    if match is None:
-        log.info("stream %s: no player to follow; it shows no metadata", args.stream)
+    if match is None and args.stream is None:
+        log.info("no player to follow and no --stream: the stream shows no metadata")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(match, args.bus))
+        asyncio.run(serve(match, args.bus, args.stream))
     return 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -71,6 +72,45 @@ class PlayerMatch:
         if self.pid is None or owner_pid is None:
             return False
         return self.pid in _lineage(owner_pid) or owner_pid in _lineage(self.pid)
+
+
+def target_path(stream: str, base: Path | None = None) -> Path:
+    """Where broadcaster tells a stream's controlscript which app it captures."""
+    if base is None:
+        from .snapserver import runtime_dir
+
+        base = runtime_dir()
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stream)
+    return base / "now-playing" / f"{safe}.json"
+
+
+def write_target(stream: str, match: PlayerMatch | None, base: Path | None = None) -> None:
+    """Point ``stream``'s controlscript at the app now captured (None: at nothing).
+
+    Call it when a capture starts or stops; the controlscript picks it up
+    within a second.
+    """
+    path = target_path(stream, base)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"app": match.app, "pid": match.pid} if match is not None else {}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_target(stream: str, base: Path | None = None) -> PlayerMatch | None:
+    """What :func:`write_target` last said for ``stream`` (None if nothing)."""
+    try:
+        data = json.loads(target_path(stream, base).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    app = data.get("app") if isinstance(data.get("app"), str) else None
+    pid = data.get("pid") if isinstance(data.get("pid"), int) else None
+    if not app and pid is None:
+        return None
+    return PlayerMatch(app, pid)
 
 
 def _lineage(pid: int) -> list[int]:
@@ -407,12 +447,13 @@ class PlayerFollower:
     """Follows the matching player: emits a :class:`NowPlaying` on every change.
 
     ``on_change`` gets None while the app has no player (not started yet,
-    quit, restarting).  Owns one task; ``start()``/``stop()``.
+    quit, restarting) or while ``match`` is None (no app captured).  Owns one
+    task; ``start()``/``stop()``; :meth:`set_match` switches to another app.
     """
 
     def __init__(
         self,
-        match: PlayerMatch,
+        match: PlayerMatch | None,
         on_change: OnChange,
         *,
         bus_address: str | None = None,
@@ -466,6 +507,13 @@ class PlayerFollower:
             self.bus.disconnect()
             self.bus = None
 
+    def set_match(self, match: PlayerMatch | None) -> None:
+        """Follow another app's player from now on."""
+        if match != self.match:
+            log.info("mpris: following %s", match or "nothing")
+            self.match = match
+            self._dirty.set()
+
     def refresh(self) -> None:
         """Ask for a re-read (e.g. before answering GetProperties)."""
         self._dirty.set()
@@ -506,7 +554,9 @@ class PlayerFollower:
         if self.bus is None:
             return None  # not connected (yet, or the bus went away): _run reconnects
         found: NowPlaying | None = None
-        name = await find_player(self.bus, self.match, self.timeout)
+        name = None
+        if self.match is not None:
+            name = await find_player(self.bus, self.match, self.timeout)
         if name is not None:
             try:
                 found = await read_player(self.bus, name, self.timeout)
@@ -534,7 +584,9 @@ class PlayerFollower:
 
     def _bus_and_player(self) -> tuple[MessageBus, str]:
         if self.bus is None or self.player is None:
-            app = self.match.app or f"process {self.match.pid}"
+            app = "the captured app"
+            if self.match is not None:
+                app = self.match.app or f"process {self.match.pid}"
             raise MprisError(f"{app} has no MPRIS player right now; start playing in the app")
         return self.bus, self.player
 

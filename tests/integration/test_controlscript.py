@@ -42,6 +42,13 @@ def player(session_bus: SessionBus, tmp_path: Path) -> Iterator[TestPlayer]:
     test_player.stop()
 
 
+def runtime(tmp_path: Path) -> Path:
+    """The controlscript's XDG_RUNTIME_DIR (never the user's real one)."""
+    path = tmp_path / "run"
+    path.mkdir(exist_ok=True)
+    return path
+
+
 def wrapper(tmp_path: Path, bus: SessionBus, *args: str) -> Path:
     """An executable for ``controlscript=`` (0.26 takes a path, no arguments):
     records the arguments snapserver passes, then runs the controlscript."""
@@ -52,6 +59,7 @@ def wrapper(tmp_path: Path, bus: SessionBus, *args: str) -> Path:
         f'echo "$@" >> {shlex.quote(str(script))}.args\n'
         f"export DBUS_SESSION_BUS_ADDRESS={shlex.quote(bus.address)}\n"
         f"export PYTHONPATH={shlex.quote(str(REPO))}\n"
+        f"export XDG_RUNTIME_DIR={shlex.quote(str(runtime(tmp_path)))}\n"
         f'exec {shlex.join(argv)} "$@"\n',
         encoding="utf-8",
     )
@@ -189,6 +197,28 @@ def test_session_bus_restart_is_followed(
     wait_until(lambda: title(server, "app") == "First Light", DEADLINE, "the player on the new bus")
     server.rpc("Stream.Control", {"id": "app", "command": "next"})
     wait_until(lambda: title(server, "app") == "Second Wind", DEADLINE, "control on the new bus")
+
+
+def test_target_file_switches_the_followed_app(
+    session_bus: SessionBus, player: TestPlayer, make_server: Any, tmp_path: Path
+) -> None:
+    # No --player: the controlscript follows what broadcaster writes for its stream.
+    server = make_server({"slot": wrapper(tmp_path, session_bus)})
+    base = runtime(tmp_path) / "broadcaster"
+    wait_until(
+        lambda: properties(server, "slot").get("playbackStatus") == "stopped",
+        DEADLINE,
+        "the plugin's first properties",
+    )
+    assert title(server, "slot") is None
+
+    mpris.write_target("slot", mpris.PlayerMatch(APP), base)
+    wait_until(lambda: title(server, "slot") == "First Light", DEADLINE, "the captured app's track")
+    server.rpc("Stream.Control", {"id": "slot", "command": "play"})
+    wait_until(lambda: "Play" in player.calls(), DEADLINE, "Play at the player")
+
+    mpris.write_target("slot", None, base)  # the capture stopped
+    wait_until(lambda: title(server, "slot") is None, DEADLINE, "no metadata after the capture")
 
 
 def test_stream_without_a_player_shows_no_metadata(

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from broadcaster.controlscript import ControlScript, parse_args, snapcast_properties, target
+from broadcaster.controlscript import (
+    ControlScript,
+    parse_args,
+    snapcast_properties,
+    source_query,
+    target,
+)
 from broadcaster.mpris import NowPlaying, PlayerMatch
 
 
@@ -107,3 +114,22 @@ def test_target_from_flags_then_environment(
 ) -> None:
     args: argparse.Namespace = parse_args(["--stream=s", *argv])
     assert target(args, env) == expected
+
+
+def test_source_query_names_an_installed_script(tmp_path: Path) -> None:
+    good = tmp_path / "bin"
+    good.mkdir()
+    script = good / "broadcaster-controlscript"
+    script.write_text("#!/bin/sh\n", encoding="utf-8")
+    script.chmod(0o755)
+    assert source_query(str(good)) == f"&controlscript={script}"
+
+
+def test_source_query_is_empty_when_snapserver_could_not_run_it(tmp_path: Path) -> None:
+    assert source_query(str(tmp_path)) == ""  # not installed
+    spaced = tmp_path / "my bin"
+    spaced.mkdir()
+    script = spaced / "broadcaster-controlscript"
+    script.write_text("#!/bin/sh\n", encoding="utf-8")
+    script.chmod(0o755)
+    assert source_query(str(spaced)) == ""  # snapserver splits its command line on spaces

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
-from broadcaster.mpris import PlayerMatch, parse_player
+from broadcaster.mpris import PlayerMatch, parse_player, read_target, target_path, write_target
 
 
 def test_match_by_bus_name_instance_and_identity() -> None:
@@ -88,3 +89,18 @@ def test_parse_player_tolerates_a_sloppy_player() -> None:
     assert playing.artist == ("X",)
     assert playing.volume is None
     assert playing.can_play is False
+
+
+def test_target_file_round_trip(tmp_path: Path) -> None:
+    assert read_target("Spotify", tmp_path) is None
+    write_target("Spotify", PlayerMatch("spotify", 42), tmp_path)
+    assert read_target("Spotify", tmp_path) == PlayerMatch("spotify", 42)
+    write_target("Spotify", None, tmp_path)
+    assert read_target("Spotify", tmp_path) is None
+    target_path("x", tmp_path).write_text("[1, 2", encoding="utf-8")
+    assert read_target("x", tmp_path) is None
+
+
+def test_target_path_stays_in_its_directory(tmp_path: Path) -> None:
+    path = target_path("../../etc/passwd", tmp_path)
+    assert path.parent == tmp_path / "now-playing"
