@@ -259,6 +259,7 @@ class Service:
     ) -> None:
         self.config = config
         self._env = env
+        self.env = env
         self._factory = runner_factory
         self._on_change = on_change
         self._interval = sample_interval

@@ -42,6 +42,11 @@ def make_app(service: Service, *, publish: bool | None = None) -> web.Applicatio
     service.set_listener(hub.publish)
     app.router.add_get("/", _index)
     app.router.add_routes(api.routes)
+    from ..scenes import SceneStore, default_path
+    from . import scenes_api
+
+    app[scenes_api.STORE] = SceneStore(default_path(service.env))
+    app.router.add_routes(scenes_api.routes)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
     _mount_player(app, service)
 

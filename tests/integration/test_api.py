@@ -282,3 +282,43 @@ async def _wait_connected(ws: aiohttp.ClientWebSocketResponse, connected: bool) 
             message = await ws.receive_json()
             if message["type"] == "server" and message["connected"] is connected:
                 return
+
+
+async def test_scenes_save_restore_delete(
+    tmp_path: Path, house: tuple[SnapServer, list[SnapClient]]
+) -> None:
+    from broadcaster.scenes import SceneStore
+    from broadcaster.web import scenes_api
+
+    server, _ = house
+    service = Service(service_config(server, TOKEN))
+    app = make_app(service, publish=False)
+    app[scenes_api.STORE] = SceneStore(tmp_path / "scenes.json")
+    async with TestClient(TestServer(app)) as client:
+        await await_until(_connected(service), 20, "the service to reach snapserver")
+        await client.put("/api/rooms/room1/volume", json={"percent": 61}, headers=AUTH)
+        saved = await client.post("/api/scenes", json={"name": "evening"}, headers=AUTH)
+        assert saved.status == 201, await saved.text()
+        assert (await saved.json())["rooms"] == 2
+        listed = await (await client.get("/api/scenes")).json()
+        assert [s["name"] for s in listed] == ["evening"]
+
+        await client.put("/api/rooms/room1/volume", json={"percent": 5}, headers=AUTH)
+        assert server.clients()["room1"]["config"]["volume"]["percent"] == 5
+        restored = await client.put("/api/scenes/evening/restore", headers=AUTH)
+        assert restored.status == 200, await restored.text()
+        assert (await restored.json())["missing_rooms"] == []
+        assert server.clients()["room1"]["config"]["volume"]["percent"] == 61
+
+        async def page_view_updated() -> bool:
+            return service.snap.room("room1").volume == 61
+
+        await await_until(page_view_updated, 10, "the service's view to follow the restore")
+        missing = await client.put("/api/scenes/nope/restore", headers=AUTH)
+        assert missing.status == 404
+        assert "no scene 'nope'" in (await missing.json())["error"]
+        bad = await client.post("/api/scenes", json={"name": "a/b"}, headers=AUTH)
+        assert bad.status == 400
+        gone = await client.delete("/api/scenes/evening", headers=AUTH)
+        assert gone.status == 200
+        assert await (await client.get("/api/scenes")).json() == []

@@ -9,8 +9,7 @@ also to docs/screenshot.png when ``BROADCASTER_UPDATE_SCREENSHOT=1``).  Another
 test types an app's name into the page and broadcasts it (real PipeWire), and
 one makes this browser a room with "Play here".
 
-(The outside change is a direct JSON-RPC call: ``broadcaster volume`` from
-issue 3 does not exist yet; once it does, this test should call the CLI.)
+(The outside change is made with the real CLI, ``broadcaster room volume``.)
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import itertools
 import json
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
@@ -214,11 +214,19 @@ async def test_slider_changes_snapserver_and_outside_changes_show_live(
     )
     assert 15 <= volume <= 35
 
-    # Someone else changes room2: the page follows without a reload.
+    # Someone else changes room2 with the CLI: the page follows without a reload.
     marker = await page.evaluate("window.__marker = 'same page'")
-    await asyncio.to_thread(
-        server.rpc, "Client.SetVolume", {"id": "room2", "volume": {"percent": 7, "muted": True}}
-    )
+    address = f"127.0.0.1:{server.control_port}"
+    for argv in (["room", "volume", "room2", "7"], ["room", "mute", "room2"]):
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "broadcaster", *argv, "--server", address],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
 
     async def room2_updated() -> bool:
         value = await page.evaluate(

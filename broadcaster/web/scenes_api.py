@@ -1,0 +1,79 @@
+"""Scenes over HTTP: thin handlers over :mod:`broadcaster.scenes` (issue 3's library).
+
+A scene is saved from the service's current view of snapserver and restored
+through a short-lived :class:`~broadcaster.control.SnapControl` connection,
+the same operations as ``broadcaster scene save/restore/list/delete``.  The
+scenes file is the CLI's (``$XDG_STATE_HOME/broadcaster/scenes.json``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from ..control import SnapControl
+from ..errors import ControlConnectionError
+from ..rooms import ServerStatus
+from ..scenes import Scene, SceneStore
+from .api import SERVICE, get_str, json_body
+from .auth import BadRequest
+
+routes = web.RouteTableDef()
+
+STORE: web.AppKey[SceneStore] = web.AppKey("scenes", SceneStore)
+
+
+def _summary(scene: Scene) -> dict[str, Any]:
+    return {
+        "name": scene.name,
+        "saved_at": scene.saved_at,
+        "groups": len(scene.groups),
+        "rooms": sum(len(g.rooms) for g in scene.groups),
+    }
+
+
+@routes.get("/api/scenes")
+async def list_scenes(request: web.Request) -> web.Response:
+    scenes = request.app[STORE].load()
+    return web.json_response([_summary(s) for s in sorted(scenes.values(), key=lambda s: s.name)])
+
+
+@routes.get("/api/scenes/{scene}")
+async def get_scene(request: web.Request) -> web.Response:
+    scene = request.app[STORE].get(request.match_info["scene"])
+    return web.json_response(scene.to_json())
+
+
+@routes.post("/api/scenes")
+async def save_scene(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    name = get_str(body, "name", limit=80)
+    if not re.fullmatch(r"[\w .-]+", name):
+        raise BadRequest("name may hold letters, digits, spaces and _ . - only")
+    snap = request.app[SERVICE].snap
+    if snap.status is None:
+        raise ControlConnectionError(f"not connected to snapserver at {snap.address} yet")
+    scene = Scene.capture(name, ServerStatus.from_json({"server": snap.status}))
+    request.app[STORE].save(scene)
+    return web.json_response(_summary(scene), status=201)
+
+
+@routes.put("/api/scenes/{scene}/restore")
+async def restore_scene(request: web.Request) -> web.Response:
+    from ..scenes import restore
+
+    scene = request.app[STORE].get(request.match_info["scene"])
+    service = request.app[SERVICE]
+    snap = service.snap
+    async with SnapControl(snap.host, snap.port, timeout=service.config.timeout) as control:
+        missing = await restore(control, scene)
+    snap.refresh_soon()
+    return web.json_response({"restored": scene.name, "missing_rooms": missing})
+
+
+@routes.delete("/api/scenes/{scene}")
+async def delete_scene(request: web.Request) -> web.Response:
+    request.app[STORE].delete(request.match_info["scene"])
+    return web.json_response({"deleted": request.match_info["scene"]})
