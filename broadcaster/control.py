@@ -43,6 +43,7 @@ import asyncio
 import codecs
 import contextlib
 import enum
+import functools
 import json
 import logging
 import random
@@ -107,14 +108,22 @@ class _SnapServer(Protocol):
     def set_on_disconnect_callback(self, func: Callable[[Exception | None], None]) -> None: ...
 
 
-def _make_server(host: str, port: int, on_message: Callable[[dict[str, Any]], None]) -> _SnapServer:
-    """A python-snapcast Snapserver speaking through our fixed protocol class."""
+@functools.cache
+def _classes() -> tuple[type[Any], type[Any]]:
+    """python-snapcast's protocol and server classes with our fixes (imported lazily)."""
     from snapcast.control.protocol import SnapcastProtocol
     from snapcast.control.server import Snapserver
 
     class FixedProtocol(SnapcastProtocol):  # type: ignore[misc]
-        def __init__(self, callbacks: dict[str, Any]) -> None:
+        """Incremental UTF-8, line framing, one bad message never drops the connection."""
+
+        def __init__(
+            self,
+            callbacks: dict[str, Any],
+            on_message: Callable[[dict[str, Any]], None] = lambda _m: None,
+        ) -> None:
             super().__init__(callbacks)
+            self._on_message = on_message
             self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
             self._text = ""
 
@@ -122,30 +131,41 @@ def _make_server(host: str, port: int, on_message: Callable[[dict[str, Any]], No
             self._text += self._decoder.decode(data)
             *lines, self._text = self._text.split("\n")
             for line in lines:
-                if not line.strip():
+                if line.strip():
+                    self._line(line)
+
+        def _line(self, line: str) -> None:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                _LOGGER.warning("snapserver sent a line that is not JSON: %.80r", line)
+                return
+            for item in message if isinstance(message, list) else [message]:
+                if not isinstance(item, dict):
                     continue
+                if "id" not in item:
+                    self._on_message(item)
                 try:
-                    message = json.loads(line)
-                except ValueError:
-                    _LOGGER.warning("snapserver sent a line that is not JSON: %.80r", line)
-                    continue
-                for item in message if isinstance(message, list) else [message]:
-                    if not isinstance(item, dict):
-                        continue
-                    if "id" not in item:
-                        on_message(item)
-                    try:
-                        self.handle_data(item)
-                    except Exception:  # python-snapcast's model can trip over any message
-                        _LOGGER.debug("python-snapcast failed on %s", item, exc_info=True)
+                    self.handle_data(item)
+                except Exception:  # python-snapcast's model can trip over any message
+                    _LOGGER.debug("python-snapcast failed on %s", item, exc_info=True)
 
     class FixedServer(Snapserver):  # type: ignore[misc]
+        on_message: Callable[[dict[str, Any]], None] = staticmethod(lambda _m: None)
+
         async def _do_connect(self) -> None:
             self._transport, self._protocol = await self._loop.create_connection(
-                lambda: FixedProtocol(self._callbacks), self._host, self._port
+                lambda: FixedProtocol(self._callbacks, self.on_message), self._host, self._port
             )
 
-    server: _SnapServer = FixedServer(asyncio.get_running_loop(), host, port, reconnect=False)
+    return FixedProtocol, FixedServer
+
+
+def _make_server(host: str, port: int, on_message: Callable[[dict[str, Any]], None]) -> _SnapServer:
+    """A python-snapcast Snapserver speaking through our fixed protocol class."""
+    server_class = _classes()[1]
+    server: _SnapServer = server_class(asyncio.get_running_loop(), host, port, reconnect=False)
+    server.on_message = on_message  # type: ignore[attr-defined]
     return server
 
 

@@ -1,0 +1,187 @@
+"""The control client's fixes to python-snapcast, on faults only a stand-in can produce.
+
+(Everything a real snapserver can show is in tests/integration/test_control.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncGenerator
+from typing import Any, cast
+
+import pytest
+
+from broadcaster.control import (
+    CONNECT_EVENT,
+    Event,
+    Reconnector,
+    ReconnectState,
+    SnapControl,
+    _classes,
+)
+from broadcaster.errors import (
+    ControlConnectionError,
+    ControlError,
+    ControlTimeoutError,
+    ServerReplyError,
+)
+from tests.support.fake_snapserver import Answer, FakeSnapserver, minimal_status
+
+KITCHEN = "Küche 🎵"
+
+
+def _notification(name: str) -> bytes:
+    message = {
+        "jsonrpc": "2.0",
+        "method": "Client.OnNameChanged",
+        "params": {"id": "x", "name": name},
+    }
+    return json.dumps(message, ensure_ascii=False).encode() + b"\r\n"
+
+
+def test_utf8_split_across_reads_is_decoded() -> None:
+    protocol_class = _classes()[0]
+    seen: list[dict[str, Any]] = []
+    protocol = protocol_class({"Server.OnDisconnect": lambda _e: None}, seen.append)
+    data = _notification(KITCHEN) + _notification("zwei")
+    cut = data.index("🎵".encode()) + 2  # inside the 4-byte emoji
+    for piece in (data[:cut], data[cut : cut + 3], data[cut + 3 :]):
+        protocol.data_received(piece)
+    assert [m["params"]["name"] for m in seen] == [KITCHEN, "zwei"]
+
+
+def test_a_line_is_parsed_even_when_the_read_does_not_end_in_crlf() -> None:
+    seen: list[dict[str, Any]] = []
+    protocol = _classes()[0]({"Server.OnDisconnect": lambda _e: None}, seen.append)
+    data = _notification("eins") + _notification("zwei")
+    protocol.data_received(data[: len(_notification("eins")) + 5])
+    assert [m["params"]["name"] for m in seen] == ["eins"]
+
+
+def test_garbage_and_unknown_ids_do_not_break_the_protocol() -> None:
+    seen: list[dict[str, Any]] = []
+    protocol = _classes()[0]({"Server.OnDisconnect": lambda _e: None}, seen.append)
+    protocol.data_received(b"not json\r\n[1, 2]\r\n" + _notification("ok"))
+    assert [m["params"]["name"] for m in seen] == ["ok"]
+
+
+async def test_split_reply_and_garbage_from_a_server() -> None:
+    async with FakeSnapserver() as fake:
+        status = minimal_status()
+        status["server"]["groups"][0]["clients"][0]["config"]["name"] = KITCHEN
+        reply = json.dumps({"id": 2, "jsonrpc": "2.0", "result": status}, ensure_ascii=False)
+        cut = reply.encode().index("🎵".encode()) + 1
+        fake.handlers["Server.GetStatus"] = lambda _p: Answer(
+            result=status, before=[b"}{ garbage\r\n"], split_at=cut
+        )
+        async with SnapControl("127.0.0.1", fake.port, timeout=3) as snap:
+            assert (await snap.status()).room(KITCHEN).id == "room1"
+
+
+async def test_error_reply_raises_and_nothing_is_swallowed() -> None:
+    async with FakeSnapserver() as fake:
+        fake.handlers["Client.SetVolume"] = lambda _p: Answer(
+            error={"code": -32603, "message": "Client not found"}
+        )
+        async with SnapControl("127.0.0.1", fake.port, timeout=3) as snap:
+            with pytest.raises(ServerReplyError, match="Client not found"):
+                await snap.set_room_volume("room1", 10)
+            assert fake.requests[-1]["params"] == {"id": "room1", "volume": {"percent": 10}}
+
+
+async def test_silent_server_times_out_on_connect_and_on_calls() -> None:
+    async with FakeSnapserver() as fake:
+        fake.handlers["Server.GetStatus"] = lambda _p: Answer(silent=True)
+        started = time.monotonic()
+        with pytest.raises(ControlTimeoutError, match=r"within 0\.5 s"):
+            await SnapControl("127.0.0.1", fake.port, timeout=0.5).connect()
+        assert time.monotonic() - started < 2
+        fake.handlers["Server.GetStatus"] = lambda _p: Answer(result=minimal_status())
+        fake.handlers["Client.SetName"] = lambda _p: Answer(silent=True)
+        async with SnapControl("127.0.0.1", fake.port, timeout=0.5) as snap:
+            with pytest.raises(TimeoutError):  # ControlTimeoutError is a TimeoutError too
+                await snap.set_room_name("room1", "x")
+            # The connection is still usable after a timed-out call.
+            assert (await snap.status()).rooms[0].id == "room1"
+
+
+async def test_hang_up_during_a_call_is_a_connection_error_not_a_timeout() -> None:
+    async with FakeSnapserver() as fake:
+        fake.handlers["Group.SetMute"] = lambda _p: Answer(hang_up=True)
+        async with SnapControl("127.0.0.1", fake.port, timeout=10) as snap:
+            started = time.monotonic()
+            with pytest.raises(ControlConnectionError):
+                await snap.set_group_mute("g1", True)
+            assert time.monotonic() - started < 5
+            with pytest.raises(ControlConnectionError, match="not connected"):
+                await snap.status()
+
+
+async def test_malformed_status_is_a_control_error() -> None:
+    async with FakeSnapserver() as fake, SnapControl("127.0.0.1", fake.port, timeout=2) as snap:
+        fake.handlers["Server.GetStatus"] = lambda _p: Answer(result=[1, 2])
+        with pytest.raises(ControlError, match="malformed"):
+            await snap.status()
+
+
+async def test_notifications_reach_callbacks_and_iterators() -> None:
+    async with FakeSnapserver() as fake:
+        snap = SnapControl("127.0.0.1", fake.port, timeout=2)
+        called: list[Event] = []
+        unsubscribe = snap.subscribe(called.append)
+        async with snap:
+            events = cast(AsyncGenerator[Event, None], snap.events())
+            first = asyncio.ensure_future(anext(events))
+            await asyncio.sleep(0)  # let the iterator subscribe
+            # An unknown client id makes python-snapcast's own handler fail: harmless here.
+            await fake.notify(
+                "Client.OnVolumeChanged",
+                {"id": "nobody", "volume": {"percent": 3, "muted": False}},
+                split_at=20,
+            )
+            event = await asyncio.wait_for(first, 5)
+            assert event.method == "Client.OnVolumeChanged"
+            assert event.params["id"] == "nobody"
+            await events.aclose()
+            unsubscribe()
+        assert [e.method for e in called] == [CONNECT_EVENT, "Client.OnVolumeChanged"]
+
+
+async def test_reconnector_backs_off_capped_and_stops() -> None:
+    delays: list[float] = []
+    attempts = 0
+
+    async def connect() -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 6:
+            raise ControlConnectionError("down")
+
+    class Recorded(Reconnector):
+        def delay(self, attempt: int) -> float:
+            delays.append(super().delay(attempt))
+            return delays[-1]
+
+    reconnector = Recorded(connect, initial=0.001, maximum=0.004)
+    reconnector.lost()
+    reconnector.lost()  # a second loss while reconnecting starts nothing new
+    for _ in range(1000):
+        if reconnector.state is ReconnectState.CONNECTED:
+            break
+        await asyncio.sleep(0.001)
+    assert reconnector.state is ReconnectState.CONNECTED
+    assert attempts == 6
+    assert delays[0] < delays[1] < delays[2]
+    assert all(d <= 0.004 for d in delays)
+    assert [Reconnector(connect, initial=1, maximum=8).delay(n) // 1 for n in (1, 2, 3, 4, 9)] == [
+        1,
+        2,
+        4,
+        8,
+        8,
+    ]
+    await reconnector.stop()
+    reconnector.lost()
+    assert reconnector.state.value == "stopped"

@@ -1,0 +1,87 @@
+"""The room-control CLI's own logic: volume arguments, server resolution, output."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from broadcaster.cli import build_parser, main
+from broadcaster.cli import control as cli
+from broadcaster.control import Event
+from broadcaster.discovery import DiscoveredServer
+from broadcaster.rooms import ServerStatus
+from tests.unit.test_control_rooms import STATUS
+
+
+@pytest.mark.parametrize(
+    ("text", "current", "expected"),
+    [("40", 70, 40), ("+5", 70, 75), ("-5", 70, 65), ("+50", 70, 100), ("-90", 70, 0)],
+)
+def test_volume_arguments(text: str, current: int, expected: int) -> None:
+    assert cli.apply_volume(current, cli._volume_arg(text)) == expected
+
+
+@pytest.mark.parametrize("text", ["101", "loud", "+", "4.5", ""])
+def test_bad_volume_is_a_usage_error(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["room", "volume", "x", text])
+    assert exit_.value.code == 2
+    assert "not a volume" in capsys.readouterr().err
+
+
+def _args(tmp_path: Path, **kw: object) -> argparse.Namespace:
+    config = tmp_path / "config.toml"
+    if not config.exists():
+        config.write_text("", encoding="utf-8")
+    values = {"server": None, "timeout": None, "config": str(config), **kw}
+    return argparse.Namespace(**values)
+
+
+async def test_server_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    found: list[DiscoveredServer] = []
+    calls: list[float] = []
+
+    async def fake_discover(timeout: float = 2.0) -> list[DiscoveredServer]:
+        calls.append(timeout)
+        return found
+
+    monkeypatch.setattr("broadcaster.discovery.discover", fake_discover)
+    monkeypatch.delenv("BROADCASTER_SERVER", raising=False)
+    (tmp_path / "config.toml").write_text('server = "file-host:1800"\n', encoding="utf-8")
+    args = _args(tmp_path, server="flag-host")
+    assert await cli.resolve_server(args) == ("flag-host", 1705, 5.0)
+    monkeypatch.setenv("BROADCASTER_SERVER", "env-host:1900")
+    assert await cli.resolve_server(_args(tmp_path, timeout=2.0)) == ("env-host", 1900, 2.0)
+    monkeypatch.delenv("BROADCASTER_SERVER")
+    assert await cli.resolve_server(_args(tmp_path)) == ("file-host", 1800, 5.0)
+    (tmp_path / "config.toml").write_text("", encoding="utf-8")
+    assert await cli.resolve_server(_args(tmp_path)) == ("127.0.0.1", 1705, 5.0)
+    found.append(DiscoveredServer("Snapcast", "a.local.", ("10.1.1.1",), 1805))
+    assert await cli.resolve_server(_args(tmp_path)) == ("10.1.1.1", 1805, 5.0)
+    assert calls == [cli.DISCOVERY_TIMEOUT, cli.DISCOVERY_TIMEOUT]
+    assert not [c for c in calls if c > 2]
+
+
+def test_status_table_lists_everything() -> None:
+    text = cli.format_status(ServerStatus.from_json(STATUS))
+    lines = text.splitlines()
+    assert lines[0].startswith("Snapserver 0.26.0")
+    assert any(line.startswith("Küche 🎵") and "kitchen-pi" in line for line in lines)
+    assert any(line.startswith("Main") and "flac" in line for line in lines)
+
+
+def test_event_line() -> None:
+    event = Event("Client.OnVolumeChanged", {"id": "aa:01", "volume": {"percent": 3}})
+    assert cli.format_event(event).endswith("Client.OnVolumeChanged aa:01 percent=3")
+
+
+def test_unreachable_server_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support.procs import free_port
+
+    port = free_port()
+    assert main(["status", "--server", f"127.0.0.1:{port}", "--timeout", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("broadcaster: error: cannot reach snapserver at 127.0.0.1:")
+    assert err.count("\n") == 1

@@ -1,0 +1,57 @@
+"""Scenes: captured from a status, stored atomically, read back."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from broadcaster.errors import ConfigError, NotFoundError
+from broadcaster.rooms import ServerStatus
+from broadcaster.scenes import Scene, SceneStore, default_path
+from tests.unit.test_control_rooms import STATUS
+
+
+def test_default_path_follows_xdg_state_home(tmp_path: Path) -> None:
+    assert default_path({"XDG_STATE_HOME": str(tmp_path)}) == (
+        tmp_path / "broadcaster" / "scenes.json"
+    )
+
+
+def test_save_load_delete_round_trip(tmp_path: Path) -> None:
+    store = SceneStore(tmp_path / "s" / "scenes.json")
+    assert store.load() == {}
+    scene = Scene.capture("Abend ✨", ServerStatus.from_json(STATUS))
+    store.save(scene)
+    store.save(Scene.capture("other", ServerStatus.from_json(STATUS)))
+    assert store.get("Abend ✨") == scene
+    assert scene.groups[0].rooms[0].name == "Küche 🎵"
+    assert "Küche 🎵" in store.path.read_text(encoding="utf-8")
+    assert [p.name for p in store.path.parent.iterdir()] == ["scenes.json"]  # no temp left
+    store.delete("other")
+    assert list(store.load()) == ["Abend ✨"]
+    with pytest.raises(NotFoundError, match="saved: 'Abend ✨'"):
+        store.get("nope")
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = SceneStore(tmp_path / "scenes.json")
+    store.save(Scene.capture("one", ServerStatus.from_json(STATUS)))
+    before = store.path.read_bytes()
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(ConfigError, match="No space left"):
+        store.save(Scene.capture("two", ServerStatus.from_json(STATUS)))
+    assert store.path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["scenes.json"]
+
+
+def test_a_corrupt_file_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "scenes.json"
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ConfigError, match="is not a scenes file"):
+        SceneStore(path).load()
