@@ -1,7 +1,7 @@
 """Scenes over HTTP: thin handlers over :mod:`broadcaster.scenes` (issue 3's library).
 
 A scene is saved from the service's current view of snapserver and restored
-through a short-lived :class:`~broadcaster.control.SnapControl` connection,
+through the service's :class:`~broadcaster.control.SnapControl` connection,
 the same operations as ``broadcaster scene save/restore/list/delete``.  The
 scenes file is the CLI's (``$XDG_STATE_HOME/broadcaster/scenes.json``).
 """
@@ -13,7 +13,6 @@ from typing import Any
 
 from aiohttp import web
 
-from ..control import SnapControl
 from ..errors import ControlConnectionError
 from ..rooms import ServerStatus
 from ..scenes import Scene, SceneStore
@@ -65,10 +64,8 @@ async def restore_scene(request: web.Request) -> web.Response:
     from ..scenes import restore
 
     scene = request.app[STORE].get(request.match_info["scene"])
-    service = request.app[SERVICE]
-    snap = service.snap
-    async with SnapControl(snap.host, snap.port, timeout=service.config.timeout) as control:
-        missing = await restore(control, scene)
+    snap = request.app[SERVICE].snap
+    missing = await restore(snap.control, scene)
     snap.refresh_soon()
     return web.json_response({"restored": scene.name, "missing_rooms": missing})
 

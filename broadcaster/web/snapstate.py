@@ -1,38 +1,36 @@
 """A live view of one snapserver for the service: state, notifications, changes.
 
-:class:`SnapState` keeps one JSON-RPC connection to snapserver's control port
-open (reconnecting with capped backoff), holds the last ``Server.GetStatus``
-and refreshes it whenever snapserver sends a notification, then calls
-``on_change`` so the web page hears about it.  Changes (volume, mute, group
-stream, group members, names) are single JSON-RPC calls with a deadline.
+:class:`SnapState` keeps a :class:`~broadcaster.control.SnapControl` (the
+control library's connection, with its own reconnector) open, holds the last
+``Server.GetStatus`` and refreshes it whenever snapserver sends a
+notification, then calls ``on_change`` so the web page hears about it.
+Changes (volume, mute, group stream, group members, names) are single
+JSON-RPC calls with the library's deadline.
 
 :func:`digest` turns snapserver's nested status into the flat rooms / groups /
 streams lists the API and the page use.
 
-This is the service's own small client until ``broadcaster.control`` (issue 3)
-grows a persistent, notification-aware one; the API only uses the methods
-below, so switching is local to this module.
+The API's JSON shapes (rooms with their group, groups with room ids) are this
+module's :func:`digest`, kept stable for the page and docs/api.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import itertools
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     ControlConnectionError,
     ControlError,
-    ControlTimeoutError,
     NotFoundError,
-    ServerReplyError,
 )
+
+if TYPE_CHECKING:
+    from ..control import SnapControl
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -142,9 +140,7 @@ class SnapState:
         self.timeout = timeout
         self._on_change = on_change
         self._backoff = (backoff_first, backoff_cap)
-        self._writer: asyncio.StreamWriter | None = None
-        self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._ids = itertools.count(1)
+        self._control: SnapControl | None = None
         self._dirty = asyncio.Event()
         self.status: dict[str, Any] | None = None
         self.connected = False
@@ -160,69 +156,40 @@ class SnapState:
     # --- the connection ----------------------------------------------------
 
     async def run(self) -> None:
-        """Stay connected until cancelled."""
-        delay = self._backoff[0]
-        while True:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    reader, writer = await asyncio.open_connection(self.host, self.port)
-            except (OSError, TimeoutError) as err:
-                _LOGGER.debug("snapserver at %s unreachable: %s", self.address, err)
+        """Stay connected until cancelled (the first connection retried here, later
+        ones by :class:`~broadcaster.control.SnapControl`'s own reconnector)."""
+        from ..control import CONNECT_EVENT, DISCONNECT_EVENT, SnapControl
+
+        control = SnapControl(self.host, self.port, timeout=self.timeout, reconnect=True)
+
+        def on_event(event: Any) -> None:
+            if event.method == DISCONNECT_EVENT:
+                if self.connected:
+                    _LOGGER.warning("lost the control connection to snapserver at %s", self.address)
+                self.connected = False
+                self._on_change()
             else:
-                delay = self._backoff[0]
-                await self._serve(reader, writer)
-            await asyncio.sleep(delay)
-            delay = min(self._backoff[1], delay * 2)
+                if event.method == CONNECT_EVENT:
+                    self.connects += 1
+                self._dirty.set()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writer = writer
-        self.connects += 1
-        async with asyncio.TaskGroup() as tasks:
-            reading = tasks.create_task(self._read(reader), name="snapstate-read")
-            refreshing = tasks.create_task(self._refresh_loop(), name="snapstate-refresh")
-            self._dirty.set()
-            await reading
-            refreshing.cancel()
-        self._writer = None
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(ControlConnectionError(self._lost()))
-        self._pending.clear()
-        if self.connected:
-            _LOGGER.warning("lost the control connection to snapserver at %s", self.address)
-        self.connected = False
-        self._on_change()
-
-    def _lost(self) -> str:
-        return f"lost the connection to snapserver at {self.address}"
-
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        while True:
-            try:
-                line = await reader.readuntil(b"\n")
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                return
-            try:
-                message = json.loads(line)
-            except ValueError:
-                _LOGGER.warning("snapserver sent a malformed line: %.80r", line)
-                continue
-            for item in message if isinstance(message, list) else [message]:
-                self._dispatch(item)
-
-    def _dispatch(self, message: Any) -> None:
-        if not isinstance(message, dict):
-            return
-        if "id" in message and message["id"] in self._pending:
-            future = self._pending.pop(message["id"])
-            if not future.done():
-                future.set_result(message)
-        elif "method" in message:
-            _LOGGER.debug("notification %s", message["method"])
-            self._dirty.set()
+        control.subscribe(on_event)
+        self._control = control
+        try:
+            delay = self._backoff[0]
+            while True:
+                try:
+                    await control.connect()
+                    break
+                except ControlError as err:
+                    _LOGGER.debug("snapserver at %s unreachable: %s", self.address, err)
+                await asyncio.sleep(delay)
+                delay = min(self._backoff[1], delay * 2)
+            await self._refresh_loop()
+        finally:
+            self._control = None
+            self.connected = False
+            await control.close()
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -231,7 +198,7 @@ class SnapState:
             try:
                 result = await self.call("Server.GetStatus")
             except ControlError as err:
-                _LOGGER.warning("cannot read snapserver's status: %s", err)
+                _LOGGER.debug("cannot read snapserver's status: %s", err)
                 continue
             self.status = result.get("server") if isinstance(result, dict) else None
             if not self.connected:
@@ -239,32 +206,17 @@ class SnapState:
             self.connected = True
             self._on_change()
 
-    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
-        """One JSON-RPC request; the result, or a :class:`ControlError`."""
-        writer = self._writer
-        if writer is None:
+    @property
+    def control(self) -> SnapControl:
+        """The library connection, for operations beyond this module's (scenes)."""
+        control = self._control
+        if control is None or not control.connected:
             raise ControlConnectionError(f"not connected to snapserver at {self.address}")
-        request_id = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
-        request = {"id": request_id, "jsonrpc": "2.0", "method": method, "params": params or {}}
-        try:
-            writer.write(json.dumps(request).encode() + b"\r\n")
-            async with asyncio.timeout(self.timeout):
-                message = await future
-        except TimeoutError:
-            raise ControlTimeoutError(
-                f"snapserver at {self.address} did not answer {method} within {self.timeout:g} s"
-            ) from None
-        except OSError as err:
-            raise ControlConnectionError(f"{self._lost()}: {err.strerror}") from None
-        finally:
-            self._pending.pop(request_id, None)
-        if "error" in message:
-            error = message["error"]
-            text = error.get("message", error) if isinstance(error, dict) else error
-            raise ServerReplyError(f"snapserver refused {method}: {text}")
-        return message.get("result") or {}
+        return control
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """One JSON-RPC request with the deadline; the result, or a :class:`ControlError`."""
+        return await self.control.call(method, params)
 
     def refresh_soon(self) -> None:
         self._dirty.set()
