@@ -171,6 +171,16 @@ async def set_room_mute(request: web.Request) -> web.Response:
     return web.json_response(dataclasses.asdict(room))
 
 
+@routes.put("/api/rooms/{room}/latency")
+async def set_room_latency(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    require(body, "latency_ms")
+    latency = get_int(body, "latency_ms", 0, 10000)
+    assert latency is not None
+    room = await request.app[SERVICE].snap.set_room_latency(request.match_info["room"], latency)
+    return web.json_response(dataclasses.asdict(room))
+
+
 @routes.put("/api/rooms/{room}/name")
 async def set_room_name(request: web.Request) -> web.Response:
     body = await json_body(request)
@@ -192,6 +202,23 @@ async def set_group_stream(request: web.Request) -> web.Response:
     body = await json_body(request)
     stream = get_str(body, "stream")
     group = await request.app[SERVICE].snap.set_group_stream(request.match_info["group"], stream)
+    return web.json_response(dataclasses.asdict(group))
+
+
+@routes.put("/api/groups/{group}/volume")
+async def set_group_volume(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    require(body, "percent")
+    percent = get_int(body, "percent", 0, 100)
+    assert percent is not None
+    group = await request.app[SERVICE].snap.set_group_volume(request.match_info["group"], percent)
+    return web.json_response(dataclasses.asdict(group))
+
+
+@routes.post("/api/party")
+async def party(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    group = await request.app[SERVICE].snap.party(get_str(body, "stream"))
     return web.json_response(dataclasses.asdict(group))
 
 

@@ -262,6 +262,27 @@ class SnapState:
         await self._reload()
         return self.room(current.id)
 
+    async def set_room_latency(self, room: str, latency_ms: int) -> Room:
+        current = self.room(room)
+        await self.control.set_room_latency(current.id, latency_ms)
+        await self._reload()
+        return self.room(current.id)
+
+    async def set_group_volume(self, group: str, percent: int) -> Group:
+        """Scale the group's rooms proportionally, like snapweb (broadcaster.rooms)."""
+        current = self.group(group)
+        status = await self.control.status()
+        await self.control.set_group_volume(status.group(current.id), percent)
+        await self._reload()
+        return self.group(current.id)
+
+    async def party(self, stream: str) -> Group:
+        """Every room into one group playing ``stream``."""
+        target = self.stream(stream)
+        joined = await self.control.party(target.id)
+        await self._reload()
+        return self.group(joined.id)
+
     async def set_room_name(self, room: str, name: str) -> Room:
         current = self.room(room)
         await self.call("Client.SetName", {"id": current.id, "name": name})

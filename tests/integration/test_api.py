@@ -147,6 +147,41 @@ async def test_group_stream_and_members_reach_snapserver(
     assert group["id"] == "room1"
 
 
+async def test_latency_group_volume_and_party_reach_snapserver(
+    client: TestClient[Any, Any], house: tuple[SnapServer, list[SnapClient]]
+) -> None:
+    server, _ = house
+    reply = await client.put("/api/rooms/room1/latency", json={"latency_ms": 120}, headers=AUTH)
+    assert reply.status == 200, await reply.text()
+    assert server.clients()["room1"]["config"]["latency"] == 120
+
+    # Party: both rooms in one group on "Second".
+    reply = await client.post("/api/party", json={"stream": "Second"}, headers=AUTH)
+    assert reply.status == 200, await reply.text()
+    groups = [g for g in server.status()["groups"] if g["clients"]]
+    assert len(groups) == 1
+    assert {c["id"] for c in groups[0]["clients"]} == {"room1", "room2"}
+    assert groups[0]["stream_id"] == "Second"
+
+    # Group volume scales the rooms proportionally (snapweb): 80/40 at 60 -> 30 halves both.
+    group_id = groups[0]["id"]
+    for room, percent in (("room1", 80), ("room2", 40)):
+        reply = await client.put(
+            f"/api/rooms/{room}/volume", json={"percent": percent}, headers=AUTH
+        )
+        assert reply.status == 200
+    reply = await client.put(f"/api/groups/{group_id}/volume", json={"percent": 30}, headers=AUTH)
+    assert reply.status == 200, await reply.text()
+    clients = server.clients()
+    assert clients["room1"]["config"]["volume"]["percent"] == 40
+    assert clients["room2"]["config"]["volume"]["percent"] == 20
+
+    reply = await client.put(f"/api/groups/{group_id}/volume", json={"percent": 101}, headers=AUTH)
+    assert reply.status == 400
+    reply = await client.post("/api/party", json={"stream": "Nope"}, headers=AUTH)
+    assert reply.status == 404
+
+
 async def test_bad_input_gets_clear_4xx(client: TestClient[Any, Any]) -> None:
     cases: list[tuple[str, str, Any, int, str]] = [
         ("PUT", "/api/rooms/nosuch/volume", {"percent": 10}, 404, "no room 'nosuch'"),
