@@ -98,7 +98,10 @@ def snapcast_properties(playing: NowPlaying | None) -> dict[str, Any]:
 
 
 def _error(request_id: Any, code: int, message: str) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+    # snapserver 0.26 reads the error's "data" as a string; without it the
+    # response fails to parse there and the client's request never gets an answer.
+    error = {"code": code, "message": message, "data": message}
+    return {"jsonrpc": "2.0", "id": request_id, "error": error}
 
 
 class ControlScript:

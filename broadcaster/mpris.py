@@ -471,6 +471,7 @@ class PlayerFollower:
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._emitted = False
+        self._seeked = False
 
     async def start(self) -> None:
         """Connect and follow; raises :class:`MprisError` if the bus is unreachable."""
@@ -519,6 +520,8 @@ class PlayerFollower:
         self._dirty.set()
 
     def _on_message(self, message: Message) -> None:
+        if message.member == "Seeked":
+            self._seeked = True  # a jump in position is news; its steady advance is not
         if message.member in ("NameOwnerChanged", "PropertiesChanged", "Seeked"):
             self._dirty.set()
 
@@ -567,8 +570,9 @@ class PlayerFollower:
         self.player = name
         changed = _without_position(found) != _without_position(self.current)
         self.current = found
-        if changed or not self._emitted:
+        if changed or self._seeked or not self._emitted:
             self._emitted = True
+            self._seeked = False
             await self.on_change(found)
         return found
 

@@ -4,7 +4,9 @@ on a real private D-Bus session bus."""
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -153,6 +155,11 @@ def test_stream_control_reaches_the_player(
 
     server.rpc("Stream.Control", {"id": "app", "command": "seek", "params": {"offset": 12.5}})
     wait_until(lambda: "Seek" in player.calls(), DEADLINE, "Seek at the player")
+    wait_until(
+        lambda: properties(server, "app").get("position") == pytest.approx(12.5),
+        DEADLINE,
+        "the new position in GetStatus",
+    )
 
     server.rpc("Stream.SetProperty", {"id": "app", "property": "volume", "value": 30})
     wait_until(lambda: "Set:Volume=0.3" in player.calls(), DEADLINE, "the volume at the player")
@@ -177,6 +184,27 @@ def test_player_restart_is_followed(
     wait_until(lambda: title(server, "app") == "First Light", DEADLINE, "the restarted player")
     server.rpc("Stream.Control", {"id": "app", "command": "play"})
     wait_until(lambda: "Play" in player.calls(), DEADLINE, "Play at the restarted player")
+
+
+def test_a_hung_player_is_refused_in_time_and_recovers(
+    session_bus: SessionBus, player: TestPlayer, make_server: Any, tmp_path: Path
+) -> None:
+    server = make_server({"app": wrapper(tmp_path, session_bus, "--player", APP)})
+    wait_until(lambda: title(server, "app") == "First Light", DEADLINE, "the first track")
+    assert player.proc is not None
+    player.proc.signal(signal.SIGSTOP)  # the app hangs: D-Bus calls to it get no answer
+    try:
+        started = time.monotonic()
+        with pytest.raises(AssertionError, match="failed"):
+            server.rpc("Stream.Control", {"id": "app", "command": "next"}, timeout=15)
+        assert time.monotonic() - started < 10  # the controlscript's own deadline, not a hang
+        assert server.status()["streams"]  # snapserver still answers
+    finally:
+        player.proc.signal(signal.SIGCONT)
+    # D-Bus kept the refused Next for the app: it is carried out once the app wakes.
+    server.rpc("Stream.Control", {"id": "app", "command": "next"})
+    wait_until(lambda: player.calls().count("Next") == 2, DEADLINE, "both Nexts at the player")
+    wait_until(lambda: title(server, "app") == "Third Time", DEADLINE, "two tracks on")
 
 
 def test_session_bus_restart_is_followed(

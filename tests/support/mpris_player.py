@@ -242,6 +242,10 @@ async def _serve(address: str, name: str, calls: Path) -> None:
             player.call(msg.member, list(msg.body))
             record(msg.member)
             changed()
+            if msg.member in ("Seek", "SetPosition"):
+                bus.send(
+                    Message.new_signal(OBJECT_PATH, PLAYER, "Seeked", "x", [player.position_us])
+                )
             return Message.new_method_return(msg)
         return None
 

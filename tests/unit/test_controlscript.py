@@ -84,6 +84,7 @@ async def test_ready_first_then_requests_answered_without_a_player() -> None:
     assert reply is not None
     assert reply["error"]["code"] == -32603
     assert "no MPRIS player" in reply["error"]["message"]
+    assert reply["error"]["data"] == reply["error"]["message"]  # 0.26 needs a string there
 
     reply = await script.handle({"jsonrpc": "2.0", "id": 5, "method": "Plugin.Nope"})
     assert reply is not None
