@@ -152,6 +152,7 @@ class ControlScript:
     async def _follow(self) -> None:
         """Connect to the session bus (retrying while it is not there yet), then
         keep the followed app in step with broadcaster's target file."""
+        failures = 0
         while True:
             follower = PlayerFollower(
                 self._target(), self._on_change, bus_address=self.bus_address, timeout=self.timeout
@@ -159,7 +160,8 @@ class ControlScript:
             try:
                 await follower.start()
             except MprisError as err:
-                log.warning("%s; retrying in 5 s", err)
+                log.log(logging.DEBUG if failures else logging.WARNING, "%s; retrying", err)
+                failures += 1
                 await asyncio.sleep(5)
                 continue
             self.follower = follower

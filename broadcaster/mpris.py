@@ -472,6 +472,7 @@ class PlayerFollower:
         self._task: asyncio.Task[None] | None = None
         self._emitted = False
         self._seeked = False
+        self._last_error: str | None = None
 
     async def start(self) -> None:
         """Connect and follow; raises :class:`MprisError` if the bus is unreachable."""
@@ -536,8 +537,11 @@ class PlayerFollower:
                     await self._lost()
                     await self._connect()
                 await self.poll()
+                self._last_error = None
             except MprisError as err:
-                log.warning("mpris: %s", err)
+                if str(err) != self._last_error:  # once per change of state, not every rescan
+                    log.warning("mpris: %s", err)
+                    self._last_error = str(err)
                 if self.bus is not None and not self.bus.connected:
                     await self._lost()
 
