@@ -210,7 +210,7 @@ class Reconnector:
 
     def lost(self) -> None:
         """The connection is gone: start reconnecting (once)."""
-        if self.state is ReconnectState.STOPPED or self._task is not None:
+        if self._stopped() or (self._task is not None and not self._task.done()):
             return
         self.state = ReconnectState.WAITING
         self._task = asyncio.get_running_loop().create_task(
@@ -222,7 +222,8 @@ class Reconnector:
         self._wake.set()
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._task = None
+        if self._task is task:
+            self._task = None
         if not task.cancelled() and task.exception() is not None:
             _LOGGER.error("reconnecting failed", exc_info=task.exception())
 
@@ -249,6 +250,10 @@ class Reconnector:
 
     def _stopped(self) -> bool:
         return self.state is ReconnectState.STOPPED
+
+    def start(self) -> None:
+        """Allow reconnecting again after :meth:`stop` (the connection is up)."""
+        self.state = ReconnectState.CONNECTED
 
     async def stop(self) -> None:
         self.state = ReconnectState.STOPPED
@@ -303,8 +308,14 @@ class SnapControl:
         await self.close()
 
     async def connect(self) -> None:
-        """Connect (the first time); raises ControlError if the server is not there."""
+        """Connect; raises ControlError if the server is not there.
+
+        A failed first connect is not retried in the background: that is the
+        caller's choice.  Once connected, losses are (with ``reconnect=True``).
+        """
         await self._connect()
+        if self._reconnector is not None:
+            self._reconnector.start()
 
     async def _connect(self) -> None:
         server = _make_server(self.host, self.port, self._on_notification)
@@ -323,7 +334,9 @@ class SnapControl:
             raise ControlConnectionError(
                 f"cannot reach snapserver at {self.address}: {reason}"
             ) from None
-        self._server = server
+        old, self._server = self._server, server
+        if old is not None:  # connect() while connected: one connection only
+            old.stop()
         self._connected.set()
         _LOGGER.debug("connected to snapserver at %s", self.address)
         self._emit(Event(CONNECT_EVENT, {"address": self.address}))

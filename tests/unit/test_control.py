@@ -185,3 +185,19 @@ async def test_reconnector_backs_off_capped_and_stops() -> None:
     await reconnector.stop()
     reconnector.lost()
     assert reconnector.state.value == "stopped"
+
+
+async def test_reconnects_after_a_drop_also_after_close_and_reopen() -> None:
+    async with FakeSnapserver() as fake:
+        fake.handlers["Group.SetMute"] = lambda _p: Answer(hang_up=True)
+        snap = SnapControl("127.0.0.1", fake.port, timeout=2, reconnect=True)
+        for _ in range(2):  # the second round: after close() and connect() again
+            await snap.connect()
+            with pytest.raises(ControlConnectionError):
+                await snap.set_group_mute("g1", True)
+            await snap.wait_connected(10)
+            assert (await snap.status()).rooms[0].id == "room1"
+            await snap.close()
+            assert not snap.connected
+        connects = [r for r in fake.requests if r["method"] == "Server.GetStatus"]
+        assert len(connects) == 6  # connect + reconnect + one status, twice
