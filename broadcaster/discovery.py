@@ -6,8 +6,9 @@ the versions:
 * up to 0.32: ``_snapcast._tcp`` and ``_snapcast-stream._tcp`` (stream port),
   ``_snapcast-jsonrpc._tcp`` and ``_snapcast-tcp._tcp`` (JSON-RPC control
   port), ``_snapcast-http._tcp`` (HTTP port);
-* from 0.33: ``_snapcast-ctrl._tcp`` for the control port (plus the stream
-  and HTTP types).
+* from 0.33: ``_snapcast._tcp`` (stream), ``_snapcast-ctrl._tcp`` (control),
+  ``_snapcast-http._tcp`` and ``_snapcast-https._tcp``
+  (snapcast's ``server/snapserver.cpp``, checked against v0.26.0 and master).
 
 Several of these are longer than the 15 bytes RFC 6335 allows, so records are
 matched with zeroconf's non-strict name checks.  :func:`discover` browses all
@@ -40,6 +41,7 @@ SERVICE_TYPES: dict[str, str] = {
     "_snapcast-tcp._tcp.local.": "control",
     "_snapcast-ctrl._tcp.local.": "control",
     "_snapcast-http._tcp.local.": "http",
+    "_snapcast-https._tcp.local.": "https",
 }
 """Every service type snapserver has announced, and which port it names."""
 

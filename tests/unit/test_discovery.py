@@ -17,6 +17,7 @@ def test_records_of_one_server_merge() -> None:
             ("_snapcast-jsonrpc._tcp.local.", "Snapcast", "a.local.", ["10.0.0.2"], 1705),
             ("_snapcast-http._tcp.local.", "Snapcast", "a.local.", ["10.0.0.2"], 1780),
             ("_snapcast-ctrl._tcp.local.", "Snapcast", "b.local.", ["10.0.0.3"], 2705),
+            ("_snapcast-https._tcp.local.", "Snapcast", "b.local.", ["10.0.0.3"], 2788),
             ("_other._tcp.local.", "x", "c.local.", ["10.0.0.4"], 1),
         ]
     )
