@@ -329,7 +329,9 @@ def scale_group_volume(rooms: Iterable[Room], target: int) -> dict[str, int]:
     ``(g - t) / g`` of its own volume; going up, each room gains the fraction
     ``(t - g) / (100 - g)`` of what it lacks to 100.  So relative differences
     between rooms survive, 0 mutes all and 100 sets all to 100.  Only connected
-    rooms are changed (as they make up the group volume).
+    rooms are changed (as they make up the group volume).  This is snapweb's
+    ``Group.tsx`` ``handleVolumeChange`` with ``getGroupVolume`` over online
+    clients; we round to whole percents (snapweb sends fractions).
     """
     target = max(0, min(100, target))
     rooms = list(rooms)
