@@ -368,3 +368,29 @@ async def test_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ControlConnectionError, match=f"127.0.0.1:{port}"):
         async with SnapControl("127.0.0.1", port, timeout=2):
             pass
+
+
+def test_watch_follows_a_restarted_server(house: SnapServer, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROADCASTER_")}
+    env["BROADCASTER_CONFIG"] = os.devnull
+    out = tmp_path / "watch.out"
+    argv = [sys.executable, "-m", "broadcaster", "watch", "--json", "--server", address(house)]
+    with out.open("w") as handle:
+        watch = subprocess.Popen(argv, stdout=handle, stderr=subprocess.DEVNULL, cwd=REPO, env=env)
+        try:
+
+            def methods() -> list[str]:
+                text = out.read_text(encoding="utf-8")
+                return [json.loads(line)["method"] for line in text.splitlines()]
+
+            wait_until(lambda: CONNECT_EVENT in methods(), 20, "watch to connect")
+            house.stop()
+            wait_until(lambda: DISCONNECT_EVENT in methods(), 20, "watch to see the loss")
+            house.start()
+            wait_until(lambda: methods().count(CONNECT_EVENT) == 2, 30, "watch to reconnect")
+            house.rpc("Client.SetVolume", {"id": "room1", "volume": {"percent": 21}})
+            wait_until(lambda: "Client.OnVolumeChanged" in methods(), 20, "a notification after it")
+            assert watch.poll() is None
+        finally:
+            watch.terminate()
+            watch.wait(10)
