@@ -93,6 +93,8 @@ class Broadcast:
         self.status = BroadcastStatus(target=target.describe())
         self._router: Router | None = None
         self._embedded: EmbeddedSnapserver | None = None
+        self._stream_id = ""
+        """The snapserver stream fed, when known (for its now-playing controlscript)."""
         self.ready = asyncio.Event()
         """Set once capture and delivery are running."""
 
@@ -124,10 +126,12 @@ class Broadcast:
                         "in server mode and use --tcp tcp://HOST:PORT"
                     )
                 _LOGGER.info("feeding stream %s of the snapserver at %s:%d", stream.id, host, port)
+                self._stream_id = stream.id
                 return PipeDelivery(stream.path, buffer_ms=buffer_ms)
         server = EmbeddedSnapserver(cfg.snapserver)
         await stack.enter_async_context(server)
         self._embedded = server
+        self._stream_id = cfg.snapserver.stream_name
         self.status.embedded_server = True
         return PipeDelivery(str(server.fifo), buffer_ms=buffer_ms)
 
@@ -151,6 +155,11 @@ class Broadcast:
         await self._pw.check()
         delivery = await self._destination(stack)
         self.status.destination = delivery.target
+        stream_id = self._stream_id or cfg.delivery.stream
+        if stream_id:
+            # The stream's controlscript (now playing, remote control) follows our app.
+            _announce(stream_id, self.target)
+            stack.callback(_announce, stream_id, None)
         self.status.delivery = delivery.stats
 
         if cfg.capture.sink:
@@ -240,3 +249,14 @@ class Broadcast:
             if self.status.state == "playing":
                 for chunk in chunks:
                     delivery.write(chunk)
+
+
+def _announce(stream_id: str, target: TargetApp | None) -> None:
+    """Tell ``stream_id``'s controlscript which app it now plays (None: none)."""
+    from .mpris import PlayerMatch, write_target
+
+    match = PlayerMatch(app=target.name or None, pid=target.pid) if target is not None else None
+    try:
+        write_target(stream_id, match)
+    except OSError as err:
+        _LOGGER.warning("cannot tell the now-playing plugin about %s: %s", stream_id, err)

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from .config import Config, parse_address
 from .control import StreamInfo
+from .controlscript import source_query
 from .delivery import Delivery, DeliveryStats, PipeDelivery
 from .errors import BusyError, ConfigError, NotFoundError
 from .pipeline import Broadcast, BroadcastStatus
@@ -74,9 +75,10 @@ def managed_slots(config: Config) -> list[Slot]:
 def render_multi_config(config: Config, template: str | None = None) -> str:
     """snapserver.conf for the managed snapserver: one pipe source per slot."""
     codec = config.snapserver.codec
+    controlscript = source_query()  # now playing and remote control, when installed
     sources = "\n".join(
         f"source = pipe://{slot.fifo}?name={slot.stream}&mode=create"
-        f"&sampleformat=48000:16:2&codec={codec}"
+        f"&sampleformat=48000:16:2&codec={codec}{controlscript}"
         for slot in managed_slots(config)
     )
     text = read_template(MULTI_TEMPLATE) if template is None else template
@@ -374,7 +376,9 @@ class Service:
         cfg = self.config
         config = dataclasses.replace(
             cfg,
-            delivery=dataclasses.replace(cfg.delivery, pipe=str(slot.fifo), tcp="", stream=""),
+            delivery=dataclasses.replace(
+                cfg.delivery, pipe=str(slot.fifo), tcp="", stream=slot.stream
+            ),
             snapserver=dataclasses.replace(cfg.snapserver, mode="never"),
         )
         self._ids += 1

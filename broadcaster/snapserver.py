@@ -77,6 +77,8 @@ def resolve_paths(settings: SnapserverConfig) -> EmbeddedPaths:
 
 def render_config(settings: SnapserverConfig, paths: EmbeddedPaths, template: str) -> str:
     """Fill the template's ``${...}`` fields from the settings."""
+    from .controlscript import source_query as controlscript_query
+
     fields = {
         "datadir": str(paths.datadir),
         "fifo": str(paths.fifo),
@@ -86,6 +88,7 @@ def render_config(settings: SnapserverConfig, paths: EmbeddedPaths, template: st
         "control_port": str(settings.control_port),
         "http_port": str(settings.http_port),
         "codec": settings.codec,
+        "controlscript": controlscript_query(),
         "stream_name": settings.stream_name,
         "doc_root": "/usr/share/snapserver/snapweb"
         if Path("/usr/share/snapserver/snapweb").is_dir()

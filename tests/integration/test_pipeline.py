@@ -9,6 +9,7 @@ it when stopped.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -214,6 +215,10 @@ def test_with_no_snapserver_anywhere_run_starts_its_own(
         )
         assert broadcaster.alive(), broadcaster.log_tail()
         assert (runtime / "broadcaster" / "snapfifo").exists()
+        # The stream's now-playing controlscript is told which app it plays.
+        now_playing = runtime / "broadcaster" / "now-playing" / "broadcaster.json"
+        wait_until(now_playing.exists, 10, "the now-playing target")
+        assert json.loads(now_playing.read_text())["app"] == "TargetApp"
         room = SnapClient.for_port(stream_port, "kitchen", tmp_path / "kitchen.raw")
         room.start()
         wait_for_tone(room, TARGET_HZ, timeout=30)
@@ -223,6 +228,7 @@ def test_with_no_snapserver_anywhere_run_starts_its_own(
         code = stop_broadcaster(broadcaster)
     assert code == 0, broadcaster.log_tail()
     wait_until(lambda: not port_open(control_port), 10, "the embedded snapserver to stop")
+    assert json.loads(now_playing.read_text()) == {}  # nothing captured any more
     assert "Traceback" not in broadcaster.log_path.read_text()
 
 
