@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from broadcaster.config import CaptureConfig, Config, DeliveryConfig, SnapserverConfig, WebConfig
+from broadcaster.controlscript import source_query
 from broadcaster.delivery import DeliveryStats
 from broadcaster.errors import BusyError, ConfigError, NotFoundError
 from broadcaster.pipeline import BroadcastStatus
@@ -106,11 +107,13 @@ def test_multi_config_has_a_source_per_slot_and_the_embedded_fields(tmp_path: Pa
     )
     text = render_multi_config(config, read_template("multi.conf.in"))
     sources = [line for line in text.splitlines() if line.startswith("source = ")]
+    # Each stream gets the now-playing controlscript when it is installed.
+    plugin = source_query()
     assert sources == [
         f"source = pipe://{tmp_path / 'f'}?name=broadcaster&mode=create"
-        "&sampleformat=48000:16:2&codec=pcm",
+        f"&sampleformat=48000:16:2&codec=pcm{plugin}",
         f"source = pipe://{tmp_path / 'f-2'}?name=broadcaster-2&mode=create"
-        "&sampleformat=48000:16:2&codec=pcm",
+        f"&sampleformat=48000:16:2&codec=pcm{plugin}",
     ]
     assert "port = 4705" in text
     assert "$XDG_RUNTIME_DIR" in text  # the escaped comment survives
