@@ -60,6 +60,17 @@ class StreamInfo:
     def metadata(self) -> dict[str, Any]:
         return _dict(self.properties.get("metadata"))
 
+    @property
+    def now_playing(self) -> str:
+        """ "Title — Artist" from the stream's metadata (set by its controlscript), or ""."""
+        meta = self.metadata
+        title = str(meta.get("title") or "")
+        artists = meta.get("artist")
+        if isinstance(artists, list):
+            artists = ", ".join(str(a) for a in artists)
+        artist = str(artists or "")
+        return f"{title} — {artist}" if title and artist else title or artist
+
     @classmethod
     def from_status(cls, data: dict[str, Any]) -> StreamInfo:
         uri = _dict(data.get("uri"))

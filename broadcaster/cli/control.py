@@ -236,8 +236,11 @@ def format_status(status: ServerStatus) -> str:
     parts.append("")
     parts.append(
         table(
-            ["STREAM", "STATUS", "CODEC", "FORMAT", "SOURCE"],
-            [(s.id, s.status, s.codec, s.format, f"{s.scheme}://{s.path}") for s in status.streams],
+            ["STREAM", "STATUS", "CODEC", "FORMAT", "SOURCE", "NOW PLAYING"],
+            [
+                (s.id, s.status, s.codec, s.format, f"{s.scheme}://{s.path}", s.now_playing)
+                for s in status.streams
+            ],
         )
     )
     return "\n".join(parts)

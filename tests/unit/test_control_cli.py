@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import copy
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,6 +72,16 @@ def test_status_table_lists_everything() -> None:
     assert lines[0].startswith("Snapserver 0.26.0")
     assert any(line.startswith("Küche 🎵") and "kitchen-pi" in line for line in lines)
     assert any(line.startswith("Main") and "flac" in line for line in lines)
+
+
+def test_status_shows_what_each_stream_plays() -> None:
+    data: dict[str, Any] = copy.deepcopy(STATUS)
+    data["server"]["streams"][0]["properties"] = {
+        "metadata": {"title": "Blue in Green", "artist": ["Miles Davis"]}
+    }
+    text = cli.format_status(ServerStatus.from_json(data))
+    assert "NOW PLAYING" in text
+    assert any(line.endswith("Blue in Green — Miles Davis") for line in text.splitlines())
 
 
 def test_event_line() -> None:
