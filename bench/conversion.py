@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -92,7 +93,13 @@ def _feed(stdin: IO[bytes] | None, data: bytes, pace: float) -> None:
         stdin.close()
 
 
-def run_tool(argv: list[str], data: bytes, out: Path, pace: float) -> float:
+def run_tool(
+    argv: list[str],
+    data: bytes,
+    out: Path,
+    pace: float,
+    feed: Callable[[IO[bytes] | None, bytes, float], None] | None = None,
+) -> float:
     """Run one converter over ``data``; return its CPU seconds (utime + stime).
 
     The child is reaped with wait4(), whose rusage holds the same kernel
@@ -102,7 +109,7 @@ def run_tool(argv: list[str], data: bytes, out: Path, pace: float) -> float:
         proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=sink, stderr=subprocess.PIPE, cwd=ROOT
         )
-        _feed(proc.stdin, data, pace)
+        (feed or _feed)(proc.stdin, data, pace)
         assert proc.stderr is not None
         errors = proc.stderr.read()
         _, status, usage = os.wait4(proc.pid, 0)

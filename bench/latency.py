@@ -1,6 +1,7 @@
 """Added latency: a block entering broadcaster to its bytes entering snapserver's pipe.
 
-Blocks of 20 ms of 44.1 kHz f32 stereo are pushed at real time through the
+Blocks (20 ms of 44.1 kHz f32 stereo, as the issue asks, and what pw-record
+hands over in the default and the processing set-ups) are pushed at real time through the
 live path's own pieces: :class:`~broadcaster.audio.Converter` (soxr) and
 :class:`~broadcaster.delivery.PipeDelivery` writing a real fifo that a reader
 process (``cat``, as prompt as snapserver) empties.  For each block, the
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.conversion import CHUNK_FRAMES, IN_RATE, OUT_RATE, sine_f32
+from bench.conversion import CHUNK_FRAMES, IN_RATE, OUT_RATE
 from tests.support.procs import await_until
 
 
@@ -37,16 +38,43 @@ class Latency:
     dropped: int
 
 
-def resampler_delay_frames() -> int:
+@dataclass(frozen=True)
+class Case:
+    """What enters broadcaster: sample rate, encoding, frames per block."""
+
+    rate: int
+    sample: str
+    block_frames: int
+
+
+LIVE_SPEC = Case(IN_RATE, "f32", CHUNK_FRAMES)
+"""The issue's case: 44.1 kHz f32 in 20 ms blocks (soxr resamples)."""
+PW_DEFAULT = Case(OUT_RATE, "s16", 1024)
+"""What pw-record hands over by default: 48 kHz s16, a 1024-frame quantum per wakeup."""
+PW_FLOAT = Case(OUT_RATE, "f32", 1024)
+"""The same in f32, as captured when processing is on."""
+
+
+def _signal(case: Case, seconds: float) -> bytes:
+    t = np.arange(int(case.rate * seconds)) / case.rate
+    mono = 0.5 * np.sin(2 * np.pi * 997.0 * t)
+    dtype = "<i2" if case.sample == "s16" else "<f4"
+    scale = 32767 if case.sample == "s16" else 1
+    return np.repeat(np.round(mono * scale, 6).astype(dtype)[:, None], 2, axis=1).tobytes()
+
+
+def resampler_delay_frames(case: Case) -> int:
     """Output frames between a sample going in and coming out (measured with an impulse)."""
     from broadcaster.audio import SNAPCAST_FORMAT, AudioFormat, Converter
 
-    conv = Converter(AudioFormat(IN_RATE, 2, "f32"), SNAPCAST_FORMAT)
-    impulse = np.zeros((IN_RATE, 2), dtype="<f4")
-    impulse[IN_RATE // 2] = 0.9
+    conv = Converter(AudioFormat(case.rate, 2, case.sample), SNAPCAST_FORMAT)  # type: ignore[arg-type]
+    impulse = np.zeros((case.rate, 2), dtype="<f4")
+    impulse[case.rate // 2] = 0.9
+    if case.sample == "s16":
+        impulse = (impulse * 32767).astype("<i2")
     out = b"".join(conv.push(impulse.tobytes()) + conv.flush())
     samples = np.frombuffer(out, dtype="<i2").reshape(-1, 2)[:, 0]
-    return int(np.argmax(np.abs(samples))) - round(IN_RATE // 2 * OUT_RATE / IN_RATE)
+    return int(np.argmax(np.abs(samples))) - round(case.rate // 2 * OUT_RATE / case.rate)
 
 
 def _ready(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
@@ -56,19 +84,23 @@ def _ready(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
     return check
 
 
-async def _measure(seconds: float, fifo: Path, processing: dict[str, object]) -> Latency:
+async def _measure(
+    case: Case, seconds: float, fifo: Path, processing: dict[str, object]
+) -> Latency:
     from broadcaster.audio import SNAPCAST_FORMAT, AudioFormat, Converter
     from broadcaster.config import ProcessingConfig
     from broadcaster.delivery import PipeDelivery
     from broadcaster.processing import build_processor
 
-    delay = resampler_delay_frames()
+    delay = resampler_delay_frames(case)
     processor = build_processor(ProcessingConfig(**processing))  # type: ignore[arg-type]
-    conv = Converter(AudioFormat(IN_RATE, 2, "f32"), SNAPCAST_FORMAT, processor=processor)
+    source = AudioFormat(case.rate, 2, case.sample)  # type: ignore[arg-type]
+    conv = Converter(source, SNAPCAST_FORMAT, processor=processor)
     delivery = PipeDelivery(str(fifo))
     chunk_frames = SNAPCAST_FORMAT.frames_in(20)
-    data = sine_f32(seconds)
-    block_bytes = CHUNK_FRAMES * 8
+    data = _signal(case, seconds)
+    block_bytes = case.block_frames * source.bytes_per_frame
+    period = case.block_frames / case.rate
     written_at: list[float] = []  # time each output chunk entered the fifo
 
     def note_writes() -> None:
@@ -89,7 +121,7 @@ async def _measure(seconds: float, fifo: Path, processing: dict[str, object]) ->
         loop = asyncio.get_running_loop()
         start = loop.time()
         for index, offset in enumerate(range(0, len(data), block_bytes)):
-            await asyncio.sleep(max(0.0, start + index * 0.02 - loop.time()))
+            await asyncio.sleep(max(0.0, start + index * period - loop.time()))
             pushed_at.append(time.perf_counter())
             for chunk in conv.push(data[offset : offset + block_bytes]):
                 delivery.write(chunk)
@@ -104,8 +136,8 @@ async def _measure(seconds: float, fifo: Path, processing: dict[str, object]) ->
                 await task
     latencies = []
     for index, pushed in enumerate(pushed_at):
-        last_in = (index + 1) * CHUNK_FRAMES - 1
-        out_pos = round(last_in * OUT_RATE / IN_RATE) + delay
+        last_in = (index + 1) * case.block_frames - 1
+        out_pos = round(last_in * OUT_RATE / case.rate) + delay
         holder = out_pos // chunk_frames  # the output chunk holding that sample
         if holder < len(written_at):
             latencies.append(written_at[holder] - pushed)
@@ -120,7 +152,7 @@ async def _measure(seconds: float, fifo: Path, processing: dict[str, object]) ->
     )
 
 
-def measure(seconds: float, workdir: Path, **processing: object) -> Latency:
+def measure(case: Case, seconds: float, workdir: Path, **processing: object) -> Latency:
     fifo = workdir / "latency.fifo"
     with contextlib.suppress(FileNotFoundError):
         fifo.unlink()
@@ -128,7 +160,7 @@ def measure(seconds: float, workdir: Path, **processing: object) -> Latency:
     # The reader opens the fifo first (read-only open blocks until a writer comes).
     reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.DEVNULL)
     try:
-        return asyncio.run(_measure(seconds, fifo, processing))
+        return asyncio.run(_measure(case, seconds, fifo, processing))
     finally:
         reader.kill()
         reader.wait()

@@ -77,8 +77,10 @@ def make_tone(path: Path, seconds: int) -> Path:
 
 
 class Bench:
-    def __init__(self, base: Path, seconds: float, settle: float) -> None:
+    def __init__(self, base: Path, seconds: float, settle: float, phases: int = 5) -> None:
         self.base = base
+        self.phases = phases
+        """How many phases will run: the app must play through all of them."""
         self.seconds = seconds
         self.settle = settle
         self.session = PipeWireSession(base / "pw")
@@ -92,7 +94,8 @@ class Bench:
             self.session.pactl("set-default-sink", "speakers")
             self.session.wait_default("speakers")
             self.server.start()
-            wav = make_tone(self.base / "tone.wav", int(self.seconds * 10 + 120))
+            length = (self.seconds + self.settle + 30) * self.phases + 120
+            wav = make_tone(self.base / "tone.wav", int(length))
             self.session.play(wav, APP)
             wait_until(lambda: self.session.stream_sinks(APP) == ["speakers"], 15, "the app")
         except BaseException:

@@ -1,7 +1,8 @@
 """``python -m bench``: every benchmark of docs/performance.md, in one run.
 
 1. conversion CPU per audio second (broadcaster's Converter vs ffmpeg vs sox);
-2. quality of the converted sine (SNR against the ideal, THD+N);
+2. quality of the converted sine (SNR against the ideal, THD+N), and what a
+   bare relay (asyncio, blocking Python, ffmpeg, cat) costs with no conversion;
 3. added latency, block in -> bytes in the fifo, p50/p99;
 4. CLI start-up: ``broadcaster status`` vs a bare Python JSON-RPC call;
 5. the headline: the whole live path's CPU (every process) vs a hand-made
@@ -21,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import conversion, latency, live, startup
+from bench import conversion, latency, live, relay, startup
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -62,18 +63,31 @@ def run_conversion(args: argparse.Namespace, work: Path, summary: dict[str, Any]
         summary["quality"][tool] = {k: round(v, 2) for k, v in asdict(q).items() if k != "tool"}
 
 
+def run_relay(args: argparse.Namespace, work: Path, summary: dict[str, Any]) -> None:
+    print(
+        f"\n== relay floor: {args.seconds:g} s of 48 kHz s16 in 1024-frame writes at real time "
+        "-> 20 ms chunks, no conversion (all at once)"
+    )
+    results = relay.measure(args.seconds, work)
+    for name, value in results.items():
+        print(f"{name:<26}{value:>8.2f} ms CPU/audio s")
+    summary["relay"] = {k: round(v, 3) for k, v in results.items()}
+
+
 def run_latency(args: argparse.Namespace, work: Path, summary: dict[str, Any]) -> None:
     print(f"\n== added latency: {args.latency_seconds:g} s of 20 ms blocks at real time")
-    print(f"{'path':<40}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'dropped':>9}")
+    print(f"{'path':<42}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'dropped':>9}")
     summary["latency"] = {}
-    cases: dict[str, dict[str, object]] = {
-        "44.1k f32 -> 48k s16 (soxr HQ)": {},
-        "the same + --gain -3dB (chain)": {"gain_db": -3.0},
+    cases: dict[str, tuple[latency.Case, dict[str, object]]] = {
+        "44.1k f32 20 ms -> 48k s16 (soxr HQ)": (latency.LIVE_SPEC, {}),
+        "the same + --gain -3dB (chain)": (latency.LIVE_SPEC, {"gain_db": -3.0}),
+        "48k s16 1024-frame blocks (default)": (latency.PW_DEFAULT, {}),
+        "48k f32 1024-frame blocks + --gain -3dB": (latency.PW_FLOAT, {"gain_db": -3.0}),
     }
-    for name, processing in cases.items():
-        result = latency.measure(args.latency_seconds, work, **processing)
+    for name, (case, processing) in cases.items():
+        result = latency.measure(case, args.latency_seconds, work, **processing)
         print(
-            f"{name:<40}{result.p50_ms:>9.1f}{result.p99_ms:>9.1f}{result.max_ms:>9.1f}"
+            f"{name:<42}{result.p50_ms:>9.1f}{result.p99_ms:>9.1f}{result.max_ms:>9.1f}"
             f"{result.dropped:>9}"
         )
         summary["latency"][name] = {k: round(v, 2) for k, v in asdict(result).items()}
@@ -82,10 +96,11 @@ def run_latency(args: argparse.Namespace, work: Path, summary: dict[str, Any]) -
 def run_live(args: argparse.Namespace, work: Path, summary: dict[str, Any]) -> None:
     phases = tuple(args.phases.split(","))
     print(
-        f"\n== live path, every process, {args.live_seconds:g} s per phase "
+        f"\n== live path, every process, {args.live_seconds:g} s per phase x {args.rounds} rounds "
         f"(private headless PipeWire, app playing 44.1 kHz): {', '.join(phases)}"
     )
-    with live.Bench(work / "live", args.live_seconds, args.settle) as bench:
+    count = len(phases) * args.rounds
+    with live.Bench(work / "live", args.live_seconds, args.settle, count) as bench:
         control_port = bench.server.control_port
         print(f"\n== CLI start-up against snapserver on 127.0.0.1:{control_port}", end="")
         print(f", median of {args.startup_runs}")
@@ -97,7 +112,17 @@ def run_live(args: argparse.Namespace, work: Path, summary: dict[str, Any]) -> N
                 "cpu_ms": round(s.cpu_ms, 1),
             }
         print()
-        results = bench.run(phases)
+        rounds = [bench.run(phases) for _ in range(args.rounds)]
+    # Other load on the machine comes and goes: phases run in turn, round after
+    # round, and each phase reports its median round.
+    results = []
+    for index, name in enumerate(phases):
+        runs = sorted((r[index] for r in rounds), key=lambda p: p.per_second)
+        results.append(runs[len(runs) // 2])
+        if args.rounds > 1:
+            totals = ", ".join(f"{p.per_second * 1000:.1f}" for p in (r[index] for r in rounds))
+            print(f"{name:<20}rounds: {totals} ms CPU/s")
+    print()
     by_name = {p.name: p for p in results}
     summary["live"] = {}
     for phase in results:
@@ -136,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pace", type=float, default=1.0, help="conversion feed, x real time")
     parser.add_argument("--latency-seconds", type=float, default=10)
     parser.add_argument("--live-seconds", type=float, default=30, help="window per live phase")
+    parser.add_argument("--rounds", type=int, default=3, help="live phases, round after round")
     parser.add_argument("--settle", type=float, default=3, help="seconds before each window")
     parser.add_argument("--phases", default=",".join(live.PHASES))
     parser.add_argument("--startup-runs", type=int, default=7)
@@ -146,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="broadcaster-bench-") as tmp:
         work = Path(tmp)
         run_conversion(args, work, summary)
+        run_relay(args, work, summary)
         run_latency(args, work, summary)
         if not args.skip_live:
             run_live(args, work, summary)

@@ -11,8 +11,8 @@ s16 quantization.  The stages, in order:
 2. **channels**: ``mono`` (both channels get their average) and ``swap``.
 3. **filter** (``--filter module:function``): any callable taking and returning
    a frames x 2 float32 numpy block.
-4. **gain** in dB.
-5. **limiter**: always last, so nothing is ever clipped or wrapped.
+4. **gain** in dB and a **limiter**, always last (one multiplication), so
+   nothing is ever clipped or wrapped.
 
 A live source cannot be played faster than it arrives.  The speed stage
 therefore keeps its own clock: for each block of ``n`` frames coming in it
@@ -289,55 +289,52 @@ class FilterStage:
             return block
 
 
-class GainStage:
-    def __init__(self, gain_db: float) -> None:
-        import numpy as np
+class GainLimiter:
+    """Gain in dB and a block-wise peak limiter: no sample leaves above :data:`LIMIT_CEILING`.
 
-        self.factor = np.float32(10 ** (gain_db / 20))
-
-    def __call__(self, block: FloatBlock) -> FloatBlock:
-        out: FloatBlock = block * self.factor
-        return out
-
-
-class Limiter:
-    """Block-wise peak limiter: no sample ever leaves above :data:`LIMIT_CEILING`.
-
-    Each block's gain is the lower of ceiling/peak and the previous gain raised
-    by at most :data:`LIMIT_RELEASE_DB_PER_S`; on the way back up the gain ramps
-    linearly across the block, so it never exceeds ceiling/peak anywhere in it.
-    Attack is immediate (no look-ahead, no added latency).
+    Each block's limiter gain is the lower of ceiling/peak and the previous
+    gain raised by at most :data:`LIMIT_RELEASE_DB_PER_S`; on the way back up
+    it ramps linearly across the block, so it never exceeds ceiling/peak
+    anywhere in it.  Attack is immediate (no look-ahead, no added latency).
+    Gain and limiting are one multiplication: this runs on every block, and
+    on a live path each numpy call counts (docs/performance.md).
     """
 
-    def __init__(self, rate: int, stats: ProcessingStats) -> None:
+    def __init__(self, gain_db: float, rate: int, stats: ProcessingStats) -> None:
         import numpy as np
 
         self._np = np
+        self._max = np.maximum.reduce
+        self._min = np.minimum.reduce
+        self.factor = 10 ** (gain_db / 20)
         self.rate = rate
         self.stats = stats
         self.gain = 1.0
+        """The limiter's own gain (1.0: not limiting)."""
 
     def __call__(self, block: FloatBlock) -> FloatBlock:
         np = self._np
         frames = len(block)
         if not frames:
             return block
-        peak = float(np.max(np.abs(block)))
+        peak = max(float(self._max(block, axis=None)), -float(self._min(block, axis=None)))
+        peak *= self.factor
         target = min(1.0, LIMIT_CEILING / peak) if peak > 0 else 1.0
-        if target >= 1.0 and self.gain >= 1.0:
-            return block
         if target < self.gain:  # attack: down at once
             self.gain = target
             self.stats.limited_blocks += 1
-            scaled: FloatBlock = block * np.float32(target)
-            return scaled
-        step = 10 ** (LIMIT_RELEASE_DB_PER_S * frames / self.rate / 20)
-        new = min(target, self.gain * step)
-        ramp = np.linspace(self.gain, new, frames, dtype=np.float32)
-        self.gain = new
-        if new < 1.0:
-            self.stats.limited_blocks += 1
-        out: FloatBlock = block * ramp[:, None]
+        elif self.gain < 1.0:  # release: ramp up, never above ceiling/peak
+            step = 10 ** (LIMIT_RELEASE_DB_PER_S * frames / self.rate / 20)
+            new = min(target, self.gain * step)
+            ramp = np.linspace(self.gain * self.factor, new * self.factor, frames, dtype=np.float32)
+            self.gain = new
+            if new < 1.0:
+                self.stats.limited_blocks += 1
+            ramped: FloatBlock = block * ramp[:, None]
+            return ramped
+        if self.gain * self.factor == 1.0:
+            return block
+        out: FloatBlock = block * np.float32(self.gain * self.factor)
         return out
 
 
@@ -392,9 +389,7 @@ def build_processor(config: ProcessingConfig, rate: int = 48000) -> Chain | None
         stage = FilterStage(config.filter, load_filter(config.filter), stats)
         stage.check(rate)
         stages.append(stage)
-    if config.gain_db:
-        stages.append(GainStage(config.gain_db))
-    stages.append(Limiter(rate, stats))
+    stages.append(GainLimiter(config.gain_db, rate, stats))
     _LOGGER.info("processing: %s", stats.chain)
     if config.speed > 1.0 and config.speed_policy == "prebuffer":
         cycle = config.prebuffer_s / (1 - 1 / config.speed)

@@ -25,7 +25,7 @@ def test_bench_runs_and_reports_every_part() -> None:
     converters = [tool for tool in ("ffmpeg", "sox") if shutil.which(tool) is None]
     require_tools(pipewire.missing_tools() + snapserver.missing_tools() + converters)
     argv = [sys.executable, "-m", "bench", "--seconds", "2", "--latency-seconds", "1"]
-    argv += ["--live-seconds", "1", "--settle", "0.5", "--startup-runs", "1"]
+    argv += ["--live-seconds", "1", "--settle", "0.5", "--startup-runs", "1", "--rounds", "1"]
     result = subprocess.run(
         argv, cwd=ROOT, capture_output=True, text=True, timeout=400, check=False
     )
@@ -36,6 +36,7 @@ def test_bench_runs_and_reports_every_part() -> None:
     assert set(summary["conversion"]) >= {"broadcaster", "ffmpeg", "sox"}
     assert summary["quality"]["broadcaster"]["thd_n_db"] < -80  # a sine came out, converted
     assert summary["latency"]
+    assert set(summary["relay"]) >= {"python asyncio relay", "ffmpeg s16 -> s16"}
     assert len(summary["startup"]) == 2
     assert set(summary["live"]) == {
         "idle", "broadcaster", "broadcaster-100ms", "broadcaster-gain", "handmade"

@@ -1,0 +1,66 @@
+"""Processing on the real live path: ``broadcaster run --speed --gain`` reaches a room.
+
+The app plays 400 Hz; with ``--speed 1.25`` the room must hear 500 Hz (pitch
+up, like asetrate), at the level ``--gain`` asks for, and the log must tell
+the buffering policy at work (capture switches to f32 for the float chain).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_pipeline import (
+    house,
+    make_tone,
+    start_broadcaster,
+    stop_broadcaster,
+    wait_for_tone,
+)
+from tests.support.pipewire import PipeWireSession
+from tests.support.procs import wait_until
+from tests.support.signal import rms, s16_stereo_to_float
+from tests.support.snapserver import SnapClient, SnapServer
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["house"]  # the fixture, shared with test_pipeline
+
+
+def test_speed_and_gain_on_the_live_path(
+    tmp_path: Path,
+    pw_session: PipeWireSession,
+    house: tuple[SnapServer, list[SnapClient]],
+) -> None:
+    server, rooms = house
+    pw_session.play(make_tone(tmp_path / "t.wav", 400.0, 48000), "TargetApp")
+    wait_until(lambda: pw_session.stream_sinks("TargetApp") == ["speakers"], 10, "app playing")
+    broadcaster = start_broadcaster(
+        pw_session,
+        "run",
+        "TargetApp",
+        "--server",
+        f"127.0.0.1:{server.control_port}",
+        "--speed",
+        "1.25",
+        "--prebuffer",
+        "1",
+        "--gain",
+        "-6dB",
+    )
+    try:
+        audio = wait_for_tone(rooms[0], 500.0, timeout=40)
+        # make_tone plays at 0.5 (rms 0.354); -6 dB halves it.
+        assert rms(s16_stereo_to_float(audio[-48000 * 2 :])[:, 0]) == pytest.approx(0.177, rel=0.1)
+        wait_until(
+            lambda: "speed buffer holds" in broadcaster.log_path.read_text(),
+            10,
+            "the policy to be logged",
+        )
+    finally:
+        code = stop_broadcaster(broadcaster)
+    log = broadcaster.log_path.read_text()
+    assert code == 0, broadcaster.log_tail()
+    assert "processing: speed 1.25 (prebuffer 1 s), gain -6 dB, limiter" in log
+    assert "Traceback" not in log
