@@ -364,7 +364,8 @@ export class SnapPlayer {
       this.setState(
         "unsupported",
         `This stream is encoded as ${codec}, which this browser player cannot decode: ` +
-          "set codec=pcm on the stream in snapserver's configuration.",
+          "set codec=pcm on the stream in snapserver's configuration " +
+          '(for broadcaster\'s own snapserver: codec = "pcm" under [snapserver]).',
       );
       return;
     }
