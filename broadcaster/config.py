@@ -111,8 +111,9 @@ class SnapserverConfig:
     stream_port: int = 1704
     control_port: int = DEFAULT_CONTROL_PORT
     http_port: int = 1780
-    codec: str = "flac"
-    """flac (less bandwidth) or pcm (needed for the browser room)."""
+    codec: str = "pcm"
+    """pcm (the default: browser rooms can play it; ~1.5 Mbit/s per room, fine on
+    a LAN) or flac (a third of the bandwidth, but no browser room); ogg, opus."""
     fifo: str = ""
     """Pipe path; empty: $XDG_RUNTIME_DIR/broadcaster/snapfifo."""
     datadir: str = ""
