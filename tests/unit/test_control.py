@@ -6,12 +6,15 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncGenerator
 from typing import Any, cast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from broadcaster.control import (
     CONNECT_EVENT,
@@ -201,3 +204,23 @@ async def test_reconnects_after_a_drop_also_after_close_and_reopen() -> None:
             assert not snap.connected
         connects = [r for r in fake.requests if r["method"] == "Server.GetStatus"]
         assert len(connects) == 6  # connect + reconnect + one status, twice
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    names=st.lists(st.text(min_size=1, max_size=40), min_size=1, max_size=5),
+    garbage=st.lists(st.binary(max_size=60).filter(lambda b: b"\n" not in b), max_size=3),
+    cuts=st.lists(st.integers(0, 4000), max_size=12),
+)
+def test_any_split_of_any_stream_keeps_every_valid_message(
+    names: list[str], garbage: list[bytes], cuts: list[int]
+) -> None:
+    """Hostile framing (garbage lines, invalid UTF-8, arbitrary read boundaries)
+    never drops the connection nor loses a well-formed message."""
+    seen: list[dict[str, Any]] = []
+    protocol = _classes()[0]({"Server.OnDisconnect": lambda _e: None}, seen.append)
+    data = b"".join(g + b"\r\n" for g in garbage) + b"".join(_notification(n) for n in names)
+    bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+    for start, end in itertools.pairwise(bounds):
+        protocol.data_received(data[start:end])
+    assert [m["params"]["name"] for m in seen] == names
