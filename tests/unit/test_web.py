@@ -143,6 +143,7 @@ async def test_changes_need_the_token(client: TestClient[Any, Any]) -> None:
 async def test_bad_bodies_are_400(client: TestClient[Any, Any]) -> None:
     cases: list[tuple[bytes, str]] = [
         (b"{nope", "not valid JSON"),
+        (b'{"app": "\xff\xfe"}', "not valid JSON"),  # invalid UTF-8
         (b"[1, 2]", "must be a JSON object"),
         (b"{}", "needs app or pid"),
         (b'{"app": 3}', "app must be a non-empty string"),
