@@ -49,6 +49,8 @@ class Sample:
     reconnects: int
     recorder_restarts: int
     rss_mib: float
+    cpu_ms_per_s: float
+    """broadcaster's own CPU (this process, children excluded) per second of audio."""
 
 
 def rss_mib() -> float:
@@ -94,6 +96,7 @@ async def soak(seconds: float, every: float, base: Path) -> list[Sample]:
                 raise RuntimeError("the app never started playing")
             await asyncio.sleep(0.1)
         started = time.monotonic()
+        cpu_start = time.process_time()
         base_written = broadcast.status.delivery.chunks_written
         base_captured = broadcast.status.capture.bytes_captured
         while (elapsed := time.monotonic() - started) < seconds:
@@ -109,6 +112,9 @@ async def soak(seconds: float, every: float, base: Path) -> list[Sample]:
                 reconnects=status.delivery.reconnects,
                 recorder_restarts=status.capture.restarts,
                 rss_mib=round(rss_mib(), 1),
+                cpu_ms_per_s=round(
+                    1000 * (time.process_time() - cpu_start) / (time.monotonic() - started), 2
+                ),
             )
             samples.append(sample)
             print(json.dumps(asdict(sample)), flush=True)
@@ -154,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss_first_mib": first.rss_mib,
         "rss_last_mib": last.rss_mib,
         "rss_max_mib": max(s.rss_mib for s in samples),
+        "cpu_ms_per_s": last.cpu_ms_per_s,
     }
     print("summary " + json.dumps(summary), flush=True)
     return 0

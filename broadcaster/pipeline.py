@@ -242,13 +242,15 @@ class Broadcast:
             self.status.streams = []
 
     async def _pump(self, recorder: Recorder, converter: Converter, delivery: Delivery) -> None:
-        async for block in recorder.blocks():
+        def consume(block: bytes) -> None:
             chunks = converter.push(block)
             # While the app has no stream (pw-record lingers a few seconds), send
             # nothing: snapserver marks the stream idle instead of playing silence.
             if self.status.state == "playing":
                 for chunk in chunks:
                     delivery.write(chunk)
+
+        await recorder.run(consume)
 
 
 def _announce(stream_id: str, target: TargetApp | None) -> None:

@@ -99,7 +99,8 @@ async def _kill_and_reap(proc: asyncio.subprocess.Process) -> None:
 class ChildProcess:
     """A long-lived child process owned by an ``async with`` block.
 
-    ``stdout`` is a pipe the owner reads (``read_stdout=True``) or discarded.
+    ``stdout`` is a pipe the owner reads (``read_stdout=True``), a file
+    descriptor the owner passes (``stdout_fd``), or discarded.
     stderr is drained by a task of this object into the log at DEBUG level; its
     last lines are kept in :attr:`stderr_tail` for error messages.
     """
@@ -111,6 +112,7 @@ class ChildProcess:
         name: str | None = None,
         env: Mapping[str, str] | None = None,
         read_stdout: bool = False,
+        stdout_fd: int | None = None,
         stop_timeout: float = 3.0,
         tail_lines: int = 20,
     ) -> None:
@@ -118,6 +120,7 @@ class ChildProcess:
         self.name = name or os.path.basename(self.argv[0])
         self._env = dict(env) if env is not None else None
         self._read_stdout = read_stdout
+        self._stdout_fd = stdout_fd
         self._stop_timeout = stop_timeout
         self._proc: asyncio.subprocess.Process | None = None
         self._stderr_task: asyncio.Task[None] | None = None
@@ -152,7 +155,11 @@ class ChildProcess:
         self._proc = await asyncio.create_subprocess_exec(
             *self.argv,
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE if self._read_stdout else asyncio.subprocess.DEVNULL,
+            stdout=self._stdout_fd
+            if self._stdout_fd is not None
+            else asyncio.subprocess.PIPE
+            if self._read_stdout
+            else asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             env=self._env,
             # Own process group: a Ctrl-C in the terminal reaches broadcaster, which
