@@ -385,8 +385,19 @@ class PipeWire:
         return found
 
     async def move(self, stream: AppStream, sink_name: str) -> None:
-        """Ask pipewire-pulse to route ``stream`` to ``sink_name``."""
-        await self._pactl("move-sink-input", str(stream.serial), sink_name)
+        """Route ``stream`` to ``sink_name`` through the session manager's metadata.
+
+        Not ``pactl move-sink-input``: WirePlumber 0.4 saves a pulse move in its
+        restore-stream state under the stream's *first* of media.role,
+        application.id, application.name…, so moving one app's "Music" stream
+        would send every later Music stream of every app to the capture sink.
+        A ``target.object`` set by sink name is followed but not remembered.
+        """
+        result = await self._run(
+            "pw-metadata", "-n", "default", str(stream.node_id), "target.object", sink_name
+        )
+        if not result.ok:
+            raise PipeWireError(result.describe_failure())
 
     def subscribe(self) -> ChildProcess:
         """A ``pactl subscribe`` child whose stdout reports graph changes, one per line."""

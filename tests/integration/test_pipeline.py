@@ -155,6 +155,11 @@ def test_one_app_plays_in_every_room_and_everything_is_restored(
             assert band_energy(s16_stereo_to_float(audio)[:, 0], 48000, OTHER_HZ) < 0.01
         # The other app still plays where it was.
         assert pw_session.stream_sinks("OtherApp") == ["speakers"]
+        # An app that starts now (same media.role "Music" as the target) is not
+        # sent to the capture sink by WirePlumber's memory of our moves.
+        late = pw_session.play(other_wav, "LateApp")
+        wait_until(lambda: pw_session.stream_sinks("LateApp") == ["speakers"], 10, "late app")
+        late.stop()
 
         # The app restarts (a new stream): it is followed and capture resumes.
         target.stop()
