@@ -7,9 +7,10 @@ started with argument lists and a deadline each:
   a :class:`Graph` of output streams and sinks (pure, unit-tested).  The process
   that owns a stream is found on the node for pulse clients and on the node's
   Client object for native PipeWire clients (node ``client.id``).
-* ``pactl`` (pipewire-pulse) creates and removes null sinks, moves streams and
-  reports graph changes (``pactl subscribe``).  Streams are addressed by their
-  pulse index, which pipewire-pulse takes from the node's ``object.serial``.
+* ``pactl`` (pipewire-pulse) creates and removes null sinks and reports graph
+  changes (``pactl subscribe``).
+* ``pw-metadata`` moves streams (``target.object`` in the default metadata;
+  see :meth:`PipeWire.move` for why not ``pactl move-sink-input``).
 
 :class:`PipeWire` is the one place that runs these tools.
 """
