@@ -590,6 +590,7 @@ def snapclient_clicks(room: SnapClient, watch: FileWatch) -> list[float]:
     return times
 
 
+@pytest.mark.measure
 async def test_offset_to_a_snapclient_room_is_measured(
     tmp_path: Path, house: tuple[SnapServer, SnapClient]
 ) -> None:
