@@ -41,11 +41,14 @@ venv() {
     fi
     if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         say "installing broadcaster into .venv"
-        .venv/bin/python -m pip install -q --upgrade pip
-        if [ "$extra" = test ]; then
-            .venv/bin/python -m pip install -q -e '.[test]'
-        else
-            .venv/bin/python -m pip install -q -e .
+        local spec=. log=.venv/pip-install.log
+        [ "$extra" = test ] && spec='.[test]'
+        # pip's and setuptools' chatter goes to a log, shown only if it fails.
+        if ! { .venv/bin/python -m pip install -q --upgrade pip \
+               && .venv/bin/python -m pip install -q -e "$spec"; } >"$log" 2>&1; then
+            cat "$log" >&2
+            say "installing Python packages failed (log: $log)"
+            exit 1
         fi
         touch "$stamp"
     fi
