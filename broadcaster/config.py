@@ -235,6 +235,14 @@ def parse_address(text: str, default_port: int) -> tuple[str, int]:
     return host, port
 
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
+
+
+def is_local_host(host: str) -> bool:
+    """True if ``host`` names this machine, so a snapserver there has pipes we can write."""
+    return host in LOCAL_HOSTS
+
+
 def parse_tcp_url(text: str) -> tuple[str, int]:
     """Split ``tcp://HOST:PORT`` into host and port."""
     if not text.startswith("tcp://"):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from .audio import SNAPCAST_FORMAT, AudioFormat, Converter
 from .capture import CaptureStats, Recorder
-from .config import Config, parse_address, parse_tcp_url
+from .config import Config, is_local_host, parse_address, parse_tcp_url
 from .control import StreamInfo, fetch_streams
 from .delivery import Delivery, DeliveryStats, PipeDelivery, TcpDelivery
 from .errors import BroadcasterError, ControlError, DeliveryError, PipeWireError
@@ -32,8 +32,6 @@ from .routing import Router, VirtualSink, sink_name_for
 from .snapserver import EmbeddedSnapserver
 
 _LOGGER = logging.getLogger(__name__)
-
-_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 
 
 @dataclass
@@ -119,7 +117,7 @@ class Broadcast:
                 _LOGGER.info("no snapserver answers on %s:%d; starting one", host, port)
             else:
                 stream = pick_stream(streams, cfg.delivery.stream)
-                if host not in _LOCAL_HOSTS:
+                if not is_local_host(host):
                     raise DeliveryError(
                         f"snapserver at {host} runs on another machine, so its pipe "
                         f"{stream.path} cannot be written from here; give it a tcp source "

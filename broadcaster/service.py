@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .config import Config, parse_address
+from .config import Config, is_local_host, parse_address
 from .control import StreamInfo
 from .controlscript import source_query
 from .delivery import Delivery, DeliveryStats, PipeDelivery
@@ -50,7 +50,6 @@ from .web.snapstate import SnapState
 _LOGGER = logging.getLogger(__name__)
 
 MULTI_TEMPLATE = "multi.conf.in"
-_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 _ENDED = ("stopped", "failed")
 
 
@@ -324,7 +323,7 @@ class Service:
         """Pipe streams captures can feed: the managed server's, else the server's local pipes."""
         if self.managed is not None:
             return list(self.managed.slots)
-        if self.snap.host not in _LOCAL_HOSTS:
+        if not is_local_host(self.snap.host):
             return []
         streams = [StreamInfo.from_status(s) for s in (self.snap.status or {}).get("streams", [])]
         return [Slot(s.id, Path(s.path)) for s in streams if s.scheme == "pipe"]
