@@ -204,10 +204,9 @@ def child(argv: list[str]) -> int:
     converter = Converter(AudioFormat(IN_RATE, 2, "f32"), SNAPCAST_FORMAT, processor=processor)
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     while block := os.read(stdin, CHUNK_BYTES):
-        for chunk in converter.push(block):
-            os.write(stdout, chunk)
-    for chunk in converter.flush():
-        os.write(stdout, chunk)
+        if converted := converter.push(block):
+            os.write(stdout, converted)
+    os.write(stdout, converter.flush())
     return 0
 
 

@@ -6,14 +6,15 @@ live path's own pieces: :class:`~broadcaster.audio.Converter` (soxr) and
 :class:`~broadcaster.delivery.PipeDelivery` writing a real fifo that a reader
 process (``cat``, as prompt as snapserver) empties.  For each block, the
 latency of its *last* sample is measured: from the moment the block is pushed
-until the chunk holding that sample (at its output position, the resampler's
-delay included) has been written into the fifo.  What the pipe and snapserver
+until the write holding that sample (at its output position, the resampler's
+delay included) has gone into the fifo.  What the pipe and snapserver
 hold afterwards is snapserver's buffer, not broadcaster's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import os
 import subprocess
@@ -72,7 +73,7 @@ def resampler_delay_frames(case: Case) -> int:
     impulse[case.rate // 2] = 0.9
     if case.sample == "s16":
         impulse = (impulse * 32767).astype("<i2")
-    out = b"".join(conv.push(impulse.tobytes()) + conv.flush())
+    out = conv.push(impulse.tobytes()) + conv.flush()
     samples = np.frombuffer(out, dtype="<i2").reshape(-1, 2)[:, 0]
     return int(np.argmax(np.abs(samples))) - round(case.rate // 2 * OUT_RATE / case.rate)
 
@@ -97,18 +98,18 @@ async def _measure(
     source = AudioFormat(case.rate, 2, case.sample)  # type: ignore[arg-type]
     conv = Converter(source, SNAPCAST_FORMAT, processor=processor)
     delivery = PipeDelivery(str(fifo))
-    chunk_frames = SNAPCAST_FORMAT.frames_in(20)
+    ends: list[int] = []  # output frames delivered once each write is complete
     data = _signal(case, seconds)
     block_bytes = case.block_frames * source.bytes_per_frame
     period = case.block_frames / case.rate
-    written_at: list[float] = []  # time each output chunk entered the fifo
+    written_at: list[float] = []  # time each write entered the fifo
 
     def note_writes() -> None:
         now = time.perf_counter()
         while len(written_at) < delivery.stats.chunks_written:
             written_at.append(now)
 
-    async def poll() -> None:  # chunks the pipe could not take at once are written later
+    async def poll() -> None:  # what the pipe could not take at once is written later
         while True:
             await asyncio.sleep(0.001)
             note_writes()
@@ -123,8 +124,10 @@ async def _measure(
         for index, offset in enumerate(range(0, len(data), block_bytes)):
             await asyncio.sleep(max(0.0, start + index * period - loop.time()))
             pushed_at.append(time.perf_counter())
-            for chunk in conv.push(data[offset : offset + block_bytes]):
-                delivery.write(chunk)
+            converted = conv.push(data[offset : offset + block_bytes])
+            if converted:
+                ends.append((ends[-1] if ends else 0) + len(converted) // 4)
+                delivery.write(converted)
             note_writes()
         await await_until(
             _ready(lambda: len(written_at) >= delivery.stats.chunks_written), 5, "the last writes"
@@ -138,7 +141,7 @@ async def _measure(
     for index, pushed in enumerate(pushed_at):
         last_in = (index + 1) * case.block_frames - 1
         out_pos = round(last_in * OUT_RATE / case.rate) + delay
-        holder = out_pos // chunk_frames  # the output chunk holding that sample
+        holder = bisect.bisect_right(ends, out_pos)  # the write holding that sample
         if holder < len(written_at):
             latencies.append(written_at[holder] - pushed)
     values = np.array(latencies) * 1000

@@ -3,7 +3,8 @@
 Runs a private headless PipeWire, a real snapserver with one real snapclient
 room, a tone-playing app and broadcaster's library (in this process), with a
 busy loop hogging the other core.  Prints, every ``--every`` seconds and at
-the end: audio captured, chunks written/dropped/discarded, pipe reopenings,
+the end: seconds of audio captured and delivered, chunks (one per captured
+block) written/dropped/discarded, pipe reopenings,
 pw-record restarts and this process's RSS.  The figures, not an assertion, are
 the result; ``tests/integration/test_soak.py`` runs it (``-m soak``).
 
@@ -40,9 +41,10 @@ from tests.support.snapserver import SnapClient, SnapServer, StreamSpec  # noqa:
 @dataclass
 class Sample:
     elapsed_s: float
-    audio_s: float
-    captured: int
-    """Chunks' worth of audio pw-record delivered while the app played."""
+    captured_s: float
+    """Audio pw-record handed over (48 kHz s16 stereo: the default capture format)."""
+    delivered_s: float
+    """Audio the fifo took."""
     written: int
     dropped: int
     discarded: int
@@ -97,15 +99,16 @@ async def soak(seconds: float, every: float, base: Path) -> list[Sample]:
             await asyncio.sleep(0.1)
         started = time.monotonic()
         cpu_start = time.process_time()
-        base_written = broadcast.status.delivery.chunks_written
+        base_written = broadcast.status.delivery.bytes_written
         base_captured = broadcast.status.capture.bytes_captured
+        per_second = 48000 * 4
         while (elapsed := time.monotonic() - started) < seconds:
             await asyncio.sleep(min(every, seconds - elapsed))
             status = broadcast.status
             sample = Sample(
                 elapsed_s=round(time.monotonic() - started, 1),
-                audio_s=round((status.delivery.chunks_written - base_written) * 0.02, 1),
-                captured=(status.capture.bytes_captured - base_captured) // 3840,
+                captured_s=round((status.capture.bytes_captured - base_captured) / per_second, 3),
+                delivered_s=round((status.delivery.bytes_written - base_written) / per_second, 3),
                 written=status.delivery.chunks_written,
                 dropped=status.delivery.chunks_dropped,
                 discarded=status.delivery.chunks_discarded,
@@ -150,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     first, last = samples[0], samples[-1]
     summary = {
         "seconds": last.elapsed_s,
-        "audio_delivered_s": last.audio_s,
-        "chunks_captured": last.captured,
-        "chunks_delivered": round(last.audio_s / 0.02),
+        "audio_captured_s": last.captured_s,
+        "audio_delivered_s": last.delivered_s,
+        "chunks_written": last.written,
         "chunks_dropped": last.dropped,
         "chunks_discarded": last.discarded,
         "pipe_reopens": last.reconnects,

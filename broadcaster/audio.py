@@ -1,9 +1,9 @@
 """Audio formats and normalization to snapserver's format.
 
-Whatever arrives (any rate, s16/s32/f32, mono to 7.1) leaves as fixed-size
-chunks of 48000 Hz, S16LE, stereo.  The work is block-wise numpy plus soxr's
+Whatever arrives (any rate, s16/s32/f32, mono to 7.1) leaves as 48000 Hz,
+S16LE, stereo, block for block.  The work is block-wise numpy plus soxr's
 streaming resampler: no per-sample Python loops.  When the input already is the
-target format and no processing is asked for, bytes are only re-chunked.
+target format and no processing is asked for, bytes pass through untouched.
 
 numpy and soxr are imported lazily (inside :class:`Converter`) so that modules
 importing :class:`AudioFormat` stay cheap for the CLI.
@@ -89,9 +89,6 @@ class AudioFormat:
 SNAPCAST_FORMAT: Final = AudioFormat(48000, 2, "s16")
 """What snapserver's pipe source is configured for (``sampleformat=48000:16:2``)."""
 
-CHUNK_MS: Final = 20
-"""Size of the blocks delivered to snapserver, in milliseconds."""
-
 
 def downmix_matrix(channels: int) -> np.ndarray:
     """A (channels x 2) matrix that folds ``channels`` into stereo.
@@ -137,12 +134,19 @@ Processor = Callable[["FloatBlock"], "FloatBlock"]
 
 
 class Converter:
-    """Streaming converter from ``source`` format to fixed-size target chunks.
+    """Streaming converter from ``source`` format to snapserver's format.
 
-    ``push(data)`` accepts any number of bytes (partial frames are kept for the
-    next call) and returns the complete output chunks now available, each
-    exactly ``chunk_ms`` long.  ``processor`` (see :mod:`broadcaster.processing`)
-    runs on float stereo blocks after resampling and before quantization.
+    ``push(data)`` accepts any number of bytes (a partial frame is kept for the
+    next call) and returns all the output it can produce now, in whole frames:
+    nothing waits to fill a fixed-size chunk (snapserver reads its pipe in its
+    own chunks), so the only delay added is the resampler's.  ``processor``
+    (see :mod:`broadcaster.processing`) runs on float stereo blocks after
+    resampling and before quantization.  When the input already is the target
+    format and nothing processes it, bytes pass through untouched.
+
+    This runs once per captured block (~50 times a second) for as long as the
+    app plays, so every call counts: no copies when input is frame-aligned,
+    and bare numpy ufuncs with ``out=``.
     """
 
     def __init__(
@@ -150,7 +154,6 @@ class Converter:
         source: AudioFormat,
         target: AudioFormat = SNAPCAST_FORMAT,
         *,
-        chunk_ms: int = CHUNK_MS,
         quality: str = "HQ",
         processor: Processor | None = None,
     ) -> None:
@@ -158,10 +161,9 @@ class Converter:
             raise AudioFormatError(f"target format must be s16 stereo, not {target}")
         self.source = source
         self.target = target
-        self.chunk_bytes = target.bytes_in(chunk_ms)
         self._processor = processor
-        self._pending = bytearray()  # input bytes short of a whole frame
-        self._out = bytearray()  # converted bytes short of a whole chunk
+        self._frame = source.bytes_per_frame
+        self._pending = b""  # input bytes short of a whole frame
         self.passthrough = source == target and processor is None
         self._resampler = None
         if not self.passthrough:
@@ -180,32 +182,27 @@ class Converter:
                     source.rate, target.rate, 2, dtype="float32", quality=quality
                 )
 
-    def push(self, data: bytes | bytearray | memoryview) -> list[bytes]:
-        """Convert ``data``; return the whole output chunks now ready."""
-        if self.passthrough:
-            self._out += data
-        else:
-            self._pending += data
-            usable = len(self._pending) - len(self._pending) % self.source.bytes_per_frame
-            if usable == len(self._pending):  # the usual case: whole frames, no copy
-                raw, self._pending = self._pending, bytearray()
-                self._emit(self._to_float_stereo(raw), last=False)
-            elif usable:
-                block = self._to_float_stereo(bytes(self._pending[:usable]))
-                del self._pending[:usable]
-                self._emit(block, last=False)
-        return self._take_chunks()
+    def push(self, data: bytes | bytearray | memoryview) -> bytes:
+        """Convert ``data``; return the output ready now (whole frames, maybe none)."""
+        if self._pending:
+            data = self._pending + bytes(data)
+            self._pending = b""
+        whole = len(data) - len(data) % self._frame
+        if whole != len(data):  # rare: pw-record writes whole frames
+            self._pending = bytes(data[whole:])
+            data = data[:whole]
+        if self.passthrough or not whole:
+            return bytes(data)
+        return self._convert(self._to_float_stereo(data), last=False)
 
-    def flush(self) -> list[bytes]:
-        """Drain the resampler at end of stream; the last partial chunk is padded."""
-        if not self.passthrough and self._resampler is not None:
-            empty = self._np.zeros((0, 2), dtype=self._np.float32)
-            self._emit(empty, last=True)
-        if self._out:
-            self._out += bytes(self.chunk_bytes - len(self._out) % self.chunk_bytes)
-        return self._take_chunks()
+    def flush(self) -> bytes:
+        """Drain the resampler at end of stream (a trailing partial frame is dropped)."""
+        self._pending = b""
+        if self.passthrough or self._resampler is None:
+            return b""
+        return self._convert(self._np.zeros((0, 2), dtype=self._np.float32), last=True)
 
-    def _to_float_stereo(self, raw: bytes | bytearray) -> FloatBlock:
+    def _to_float_stereo(self, raw: bytes | bytearray | memoryview) -> FloatBlock:
         np = self._np
         samples = np.frombuffer(raw, dtype=self._dtype).reshape(-1, self.source.channels)
         if self._as_is:
@@ -217,29 +214,20 @@ class Converter:
             block = np.matmul(block, self._matrix, dtype=np.float32)
         return block
 
-    def _emit(self, block: FloatBlock, *, last: bool) -> None:
+    def _convert(self, block: FloatBlock, *, last: bool) -> bytes:
         np = self._np
         if self._resampler is not None:
             block = self._resampler.resample_chunk(block, last=last)
         if self._processor is not None and len(block):
             block = self._processor(block)
         if not len(block):
-            return
+            return b""
         # Round to nearest; clip instead of wrapping.  Processing stages own
         # limiting (see broadcaster.processing); this is the last safety net.
         # Full scale is 32768, as for the input (ffmpeg and sox do the same).
-        # Bare ufuncs with out=: this runs on every block, and each call counts.
         scaled = np.multiply(block, np.float32(32768.0))
         np.rint(scaled, out=scaled)
         np.minimum(scaled, np.float32(32767.0), out=scaled)
         np.maximum(scaled, np.float32(-32768.0), out=scaled)
-        self._out += scaled.astype("<i2").tobytes()
-
-    def _take_chunks(self) -> list[bytes]:
-        size = self.chunk_bytes
-        count = len(self._out) // size
-        if not count:
-            return []
-        chunks = [bytes(self._out[i * size : (i + 1) * size]) for i in range(count)]
-        del self._out[: count * size]
-        return chunks
+        out: bytes = scaled.astype("<i2").tobytes()
+        return out

@@ -1,4 +1,4 @@
-"""Delivery: normalized audio chunks into snapserver, never blocking capture.
+"""Delivery: normalized audio into snapserver, never blocking capture.
 
 Two destinations share one small interface (:class:`Delivery`):
 
@@ -9,19 +9,24 @@ Two destinations share one small interface (:class:`Delivery`):
   opened read-write and non-blocking: that never blocks and never fails for
   want of a reader, and once broadcaster holds it, snapserver's reads stop
   seeing EOF and it keeps the pipe open.  The kernel pipe is shrunk to at most
-  ``buffer_ms`` of audio, so its back-pressure paces the writer; a queue of
-  up to ``buffer_ms`` more absorbs capture bursts and snapserver's scheduling
-  hiccups, and when snapserver stops reading (gone, hung, restarting),
-  the oldest audio is dropped (and counted) instead of growing without bound:
-  capture never waits.  A pipe that does not exist yet, or that is not a fifo,
-  only delays delivery; the writer keeps retrying and says once what it waits
-  for.  If the path is replaced (a restarted snapserver made a new fifo), the
-  writer notices within a second and reopens it.
+  ``buffer_ms`` of audio.  A pipe that does not exist yet, or that is not a
+  fifo, only delays delivery; the connection side keeps retrying and says once
+  what it waits for.  If the path is replaced (a restarted snapserver made a
+  new fifo), it notices within a second and reopens it.
 * :class:`TcpDelivery` connects to a ``tcp://`` source in server mode on
-  another machine, with the same queue bound and reconnect loop.
+  another machine, with the same bounds and reconnect loop.
 
-``write()`` is synchronous and cheap: the capture loop calls it for every chunk.
-``run()`` is the owner task that (re)connects until cancelled.
+Each has two sides.  ``write()`` is the data path's: it is called from the
+capture thread (see :mod:`broadcaster.capture`) for every block, and is a
+non-blocking write into the pipe or socket.  What the kernel has no room for
+waits in a queue of up to ``buffer_ms`` (capture bursts, snapserver's
+scheduling hiccups cost no audio) and goes out with the next block; beyond
+that the oldest audio is dropped and counted, so a snapserver that stopped
+reading (gone, hung, restarting) costs neither memory nor a blocked capture.
+``run()`` is the connection's side, an asyncio task that opens, watches and
+reopens the pipe or socket until cancelled.  The two meet in
+:class:`_Writer`, under a lock: the data path never writes into a descriptor
+the connection side has closed.
 """
 
 from __future__ import annotations
@@ -33,11 +38,13 @@ import errno
 import fcntl
 import logging
 import os
+import socket
 import stat
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from .audio import CHUNK_MS, SNAPCAST_FORMAT, AudioFormat
+from .audio import SNAPCAST_FORMAT, AudioFormat
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -47,9 +54,14 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 @dataclass
 class DeliveryStats:
-    """Counters a delivery keeps for status output and metrics."""
+    """Counters a delivery keeps for status output and metrics.
+
+    A *chunk* is one ``write()``: one captured block, converted (about 20 ms).
+    """
 
     chunks_written: int = 0
+    bytes_written: int = 0
+    """Audio the pipe or socket took (chunks partly written count their part)."""
     chunks_dropped: int = 0
     """Dropped because snapserver did not read fast enough (queue full)."""
     chunks_discarded: int = 0
@@ -59,7 +71,7 @@ class DeliveryStats:
 
 
 class Delivery(Protocol):
-    """Where chunks go.  ``run`` owns the connection; ``write`` never blocks."""
+    """Where audio goes.  ``run`` owns the connection; ``write`` never blocks."""
 
     stats: DeliveryStats
 
@@ -95,8 +107,173 @@ def pipe_capacity_for(limit_bytes: int) -> int:
     return size
 
 
-class PipeDelivery:
-    """Writes chunks into a named pipe read by snapserver."""
+class _Writer:
+    """Non-blocking writes into one descriptor with a bounded queue; thread-safe.
+
+    The connection side attaches and detaches the descriptor (and closes it);
+    the data path calls :meth:`write`.  After a write error, writes are
+    discarded until the descriptor is detached, and ``on_error`` is called
+    (from the data path's thread).
+    """
+
+    def __init__(self, stats: DeliveryStats, limit_bytes: int) -> None:
+        self.stats = stats
+        self._limit = limit_bytes
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._failed = False
+        self._queue: collections.deque[memoryview] = collections.deque()
+        self._queued = 0
+        self._head_started = False
+        """The queue's head is partly written: dropping it would split a frame."""
+        self._on_error: collections.abc.Callable[[str], None] | None = None
+
+    def attach(self, fd: int, on_error: collections.abc.Callable[[str], None]) -> None:
+        with self._lock:
+            self._fd, self._on_error = fd, on_error
+
+    def detach(self) -> int | None:
+        """Stop writing; return the descriptor (the caller closes it)."""
+        with self._lock:
+            fd, self._fd = self._fd, None
+            self._failed = False
+            self.stats.chunks_discarded += len(self._queue)
+            self._queue.clear()
+            self._queued = 0
+            self._head_started = False
+            return fd
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued
+
+    def write(self, chunk: bytes) -> None:
+        with self._lock:
+            if self._fd is None or self._failed:
+                self.stats.chunks_discarded += 1
+                return
+            if not self._queue:  # the usual case: straight into the kernel
+                try:
+                    written = os.write(self._fd, chunk)
+                except BlockingIOError:
+                    written = 0
+                except OSError as err:
+                    self._fail(err)
+                    return
+                self.stats.bytes_written += written
+                if written == len(chunk):
+                    self.stats.chunks_written += 1
+                    return
+                self._queue.append(memoryview(chunk)[written:])
+                self._queued = len(chunk) - written
+                self._head_started = written > 0
+                return
+            self._queue.append(memoryview(chunk))
+            self._queued += len(chunk)
+            self._trim()
+            self._flush()
+
+    def _trim(self) -> None:
+        """Drop the oldest whole chunks while the queue holds more than the limit."""
+        queue = self._queue
+        while self._queued > self._limit and len(queue) > 1:
+            victim = queue.popleft()
+            if self._head_started:  # keep the partly written one: frames stay whole
+                kept, victim = victim, queue.popleft()
+                queue.appendleft(kept)
+            self._queued -= len(victim)
+            self.stats.chunks_dropped += 1
+
+    def _flush(self) -> None:
+        fd = self._fd
+        queue = self._queue
+        while queue and fd is not None:
+            head = queue[0]
+            try:
+                written = os.write(fd, head)
+            except BlockingIOError:
+                return
+            except OSError as err:
+                self._fail(err)
+                return
+            self._queued -= written
+            self.stats.bytes_written += written
+            if written == len(head):
+                queue.popleft()
+                self._head_started = False
+                self.stats.chunks_written += 1
+            else:
+                queue[0] = head[written:]
+                self._head_started = True
+
+    def _fail(self, err: OSError) -> None:
+        # Called with the lock held: stop writing, let the owner reconnect.
+        self._failed = True
+        self.stats.chunks_discarded += len(self._queue) + 1
+        self._queue.clear()
+        self._queued = 0
+        self._head_started = False
+        if self._on_error is not None:
+            self._on_error(os.strerror(err.errno or 0))
+
+
+class _Connection:
+    """What both deliveries share: the writer, the stats and a 'broken' signal."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.stats = DeliveryStats()
+        self._writer = _Writer(self.stats, limit_bytes)
+        self._broken = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_problem: str | None = None
+        self._ever_connected = False
+        self._error = ""
+
+    def write(self, chunk: bytes) -> None:
+        """Hand one block to snapserver; never blocks.  Safe from any thread."""
+        self._writer.write(chunk)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Audio waiting for room in the pipe or socket (at most ``buffer_ms``)."""
+        return self._writer.queued_bytes
+
+    def _attach(self, fd: int) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._broken.clear()
+        self._writer.attach(fd, self._on_write_error)
+        if self._ever_connected:
+            self.stats.reconnects += 1
+        self._ever_connected = True
+        self._last_problem = None
+        self.stats.connected = True
+
+    def _detach(self) -> None:
+        fd = self._writer.detach()
+        self.stats.connected = False
+        if fd is not None:
+            self._close(fd)
+
+    def _close(self, fd: int) -> None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+    def _on_write_error(self, reason: str) -> None:
+        # The data path's thread: only tell the loop.
+        self._error = reason
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(self._broken.set)
+
+    def _problem(self, message: str, level: int = logging.WARNING) -> None:
+        if message != self._last_problem:
+            _LOGGER.log(level, "%s", message)
+            self._last_problem = message
+
+
+class PipeDelivery(_Connection):
+    """Writes audio into a named pipe read by snapserver."""
 
     def __init__(
         self,
@@ -104,112 +281,57 @@ class PipeDelivery:
         *,
         audio_format: AudioFormat = SNAPCAST_FORMAT,
         buffer_ms: int = 100,
-        chunk_ms: int = CHUNK_MS,
         retry_first: float = 0.05,
         retry_cap: float = 0.5,
         check_interval: float = 1.0,
     ) -> None:
+        limit = audio_format.bytes_in(buffer_ms)
+        super().__init__(limit)
         self.path = path
         self._check_interval = check_interval
-        self.stats = DeliveryStats()
-        limit = audio_format.bytes_in(buffer_ms)
         self._pipe_size = pipe_capacity_for(limit)
-        chunk_bytes = audio_format.bytes_in(chunk_ms)
-        # Up to buffer_ms more may wait here while snapserver is late reading
-        # (a busy box): capture bursts and scheduling hiccups cost no audio.
-        self._max_queue = max(2, -(-limit // chunk_bytes))
-        self._queue: collections.deque[memoryview] = collections.deque()
-        self._fd: int | None = None
-        self._waiting_writable = False
-        self._broken = asyncio.Event()
         self._backoff = _Backoff(retry_first, retry_cap)
-        self._last_problem: str | None = None
-        self._ever_connected = False
 
     @property
     def target(self) -> str:
         return f"pipe {self.path}"
 
-    # --- the capture side ------------------------------------------------------
-
-    def write(self, chunk: bytes) -> None:
-        if self._fd is None:
-            self.stats.chunks_discarded += 1
-            return
-        self._queue.append(memoryview(chunk))
-        while len(self._queue) > self._max_queue:
-            self._queue.popleft()
-            self.stats.chunks_dropped += 1
-        if not self._waiting_writable:
-            self._flush()
-
-    def _flush(self) -> None:
-        fd = self._fd
-        while self._queue and fd is not None:
-            head = self._queue[0]
-            try:
-                written = os.write(fd, head)
-            except BlockingIOError:
-                self._wait_writable(fd)
-                return
-            except OSError as err:  # not expected on a pipe we also read; reopen it
-                self._lost(f"writing {self.path} failed: {os.strerror(err.errno or 0)}")
-                return
-            if written == len(head):
-                self._queue.popleft()
-                self.stats.chunks_written += 1
-            else:  # partial write (chunks larger than PIPE_BUF)
-                self._queue[0] = head[written:]
-
-    def _wait_writable(self, fd: int) -> None:
-        if not self._waiting_writable:
-            self._waiting_writable = True
-            asyncio.get_running_loop().add_writer(fd, self._on_writable)
-
-    def _on_writable(self) -> None:
-        self._stop_waiting()
-        self._flush()
-
-    def _stop_waiting(self) -> None:
-        if self._waiting_writable and self._fd is not None:
-            asyncio.get_running_loop().remove_writer(self._fd)
-        self._waiting_writable = False
-
-    # --- the connection side ---------------------------------------------------
-
     async def run(self) -> None:
         """Open the pipe and keep it open (reopening it if replaced) until cancelled."""
         try:
             while True:
-                if not self._try_open():
+                fd = self._open()
+                if fd is None:
                     await asyncio.sleep(self._backoff.next())
                     continue
                 self._backoff.reset()
-                while self._fd is not None and self._still_same_pipe():
+                self._attach(fd)
+                _LOGGER.info("delivering into %s", self.path)
+                while self._still_same_pipe(fd):
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._broken.wait(), self._check_interval)
                     if self._broken.is_set():
+                        # Not expected on a pipe we also read; reopen it.
+                        self._problem(f"writing {self.path} failed: {self._error}")
                         break
-                self._broken.clear()
-                self._close()
+                self._detach()
         finally:
-            self._close()
+            self._detach()
 
-    def _still_same_pipe(self) -> bool:
+    def _still_same_pipe(self, fd: int) -> bool:
         """False once the path no longer names the fifo we hold."""
-        assert self._fd is not None
         try:
             now = os.stat(self.path)
         except OSError:
             self._problem(f"{self.path} disappeared; waiting for it to come back")
             return False
-        held = os.fstat(self._fd)
+        held = os.fstat(fd)
         if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
             _LOGGER.info("%s was replaced; reopening it", self.path)
             return False
         return True
 
-    def _try_open(self) -> bool:
+    def _open(self) -> int | None:
         try:
             # Read-write: never blocks, never ENXIO (see the module docstring).
             fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -220,7 +342,7 @@ class PipeDelivery:
                 self._problem(f"no permission to write {self.path}; retrying", level=logging.ERROR)
             else:
                 self._problem(f"cannot open {self.path}: {err.strerror}; retrying", logging.ERROR)
-            return False
+            return None
         if not stat.S_ISFIFO(os.fstat(fd).st_mode):
             os.close(fd)
             self._problem(
@@ -228,41 +350,14 @@ class PipeDelivery:
                 "snapserver can create its fifo; retrying",
                 level=logging.ERROR,
             )
-            return False
+            return None
         with contextlib.suppress(OSError):  # may be refused above the user limit
             fcntl.fcntl(fd, _F_SETPIPE_SZ, self._pipe_size)
-        self._fd = fd
-        if self._ever_connected:
-            self.stats.reconnects += 1
-        self._ever_connected = True
-        self.stats.connected = True
-        _LOGGER.info("delivering into %s", self.path)
-        self._last_problem = None
-        return True
-
-    def _problem(self, message: str, level: int = logging.WARNING) -> None:
-        if message != self._last_problem:
-            _LOGGER.log(level, "%s", message)
-            self._last_problem = message
-
-    def _lost(self, reason: str) -> None:
-        self._problem(reason)
-        self._close()
-        self._broken.set()
-
-    def _close(self) -> None:
-        self._stop_waiting()
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
-        self.stats.chunks_discarded += len(self._queue)
-        self._queue.clear()
-        self.stats.connected = False
+        return fd
 
 
-class TcpDelivery:
-    """Writes chunks to a snapserver ``tcp://`` source in server mode."""
+class TcpDelivery(_Connection):
+    """Writes audio to a snapserver ``tcp://`` source in server mode."""
 
     def __init__(
         self,
@@ -275,68 +370,80 @@ class TcpDelivery:
         retry_first: float = 0.1,
         retry_cap: float = 2.0,
     ) -> None:
+        limit = audio_format.bytes_in(buffer_ms)
+        super().__init__(limit)
         self.host, self.port = host, port
-        self.stats = DeliveryStats()
-        self._limit = audio_format.bytes_in(buffer_ms)
-        self._writer: asyncio.StreamWriter | None = None
+        self._sndbuf = limit
+        self._sock: socket.socket | None = None
         self._connect_timeout = connect_timeout
         self._backoff = _Backoff(retry_first, retry_cap)
-        self._last_problem: str | None = None
-        self._ever_connected = False
 
     @property
     def target(self) -> str:
         return f"tcp://{self.host}:{self.port}"
 
-    def write(self, chunk: bytes) -> None:
-        writer = self._writer
-        if writer is None or writer.is_closing():
-            self.stats.chunks_discarded += 1
-            return
-        if writer.transport.get_write_buffer_size() + len(chunk) > self._limit:
-            self.stats.chunks_dropped += 1
-            return
-        writer.write(chunk)
-        self.stats.chunks_written += 1
-
     async def run(self) -> None:
         try:
             while True:
                 try:
-                    reader, writer = await asyncio.wait_for(
-                        asyncio.open_connection(self.host, self.port), self._connect_timeout
-                    )
+                    sock = await asyncio.wait_for(self._connect(), self._connect_timeout)
                 except (OSError, TimeoutError) as err:
                     reason = "timed out" if isinstance(err, TimeoutError) else err.strerror
-                    message = f"cannot connect to {self.target}: {reason}; retrying"
-                    if message != self._last_problem:
-                        _LOGGER.warning("%s", message)
-                        self._last_problem = message
+                    self._problem(f"cannot connect to {self.target}: {reason}; retrying")
                     await asyncio.sleep(self._backoff.next())
                     continue
-                if self._ever_connected:
-                    self.stats.reconnects += 1
-                self._ever_connected = True
-                self._last_problem = None
                 self._backoff.reset()
-                self._writer = writer
-                self.stats.connected = True
+                self._sock = sock
+                self._attach(sock.fileno())
                 _LOGGER.info("delivering into %s", self.target)
                 try:
-                    # snapserver sends nothing on a source socket: EOF means it went away.
-                    while await reader.read(4096):
-                        pass
-                except OSError:
-                    pass
+                    await self._until_closed(sock)
                 finally:
-                    self._writer = None
-                    self.stats.connected = False
-                    # abort, not close: unsent audio is stale, and a stalled peer
-                    # would make a graceful close wait forever.
-                    writer.transport.abort()
+                    self._detach()
                 self._last_problem = f"{self.target} closed the connection"
                 _LOGGER.warning("%s; reconnecting", self._last_problem)
         finally:
-            if self._writer is not None:
-                self._writer.transport.abort()
-                self._writer = None
+            self._detach()
+
+    def _close(self, fd: int) -> None:
+        if self._sock is not None and self._sock.fileno() == fd:
+            self._sock.close()
+            self._sock = None
+
+    async def _connect(self) -> socket.socket:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        if not infos:
+            raise OSError(errno.EHOSTUNREACH, "no address")
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            # Bound what the kernel holds for a peer that stopped reading
+            # (Linux doubles the value for its bookkeeping).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max(4096, self._sndbuf // 2))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await loop.sock_connect(sock, address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    async def _until_closed(self, sock: socket.socket) -> None:
+        """Wait for EOF or an error on the socket, or a failed write."""
+        loop = asyncio.get_running_loop()
+        reading = asyncio.ensure_future(self._drain_reads(loop, sock))
+        broken = asyncio.ensure_future(self._broken.wait())
+        try:
+            await asyncio.wait({reading, broken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            reading.cancel()
+            broken.cancel()
+            await asyncio.gather(reading, broken, return_exceptions=True)
+
+    @staticmethod
+    async def _drain_reads(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        # snapserver sends nothing on a source socket: EOF means it went away.
+        with contextlib.suppress(OSError):
+            while await loop.sock_recv(sock, 4096):
+                pass

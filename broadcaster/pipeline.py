@@ -240,13 +240,15 @@ class Broadcast:
             self.status.streams = []
 
     async def _pump(self, recorder: Recorder, converter: Converter, delivery: Delivery) -> None:
+        status = self.status
+
         def consume(block: bytes) -> None:
-            chunks = converter.push(block)
+            # The capture thread, for every block: convert and hand over.
+            converted = converter.push(block)
             # While the app has no stream (pw-record lingers a few seconds), send
             # nothing: snapserver marks the stream idle instead of playing silence.
-            if self.status.state == "playing":
-                for chunk in chunks:
-                    delivery.write(chunk)
+            if converted and status.state == "playing":
+                delivery.write(converted)
 
         await recorder.run(consume)
 

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -117,11 +118,19 @@ class Level:
 
 
 class MeteredDelivery:
-    """A :class:`Delivery` that also measures the level of what passes through."""
+    """A :class:`Delivery` that also measures the level of what passes through.
+
+    ``write`` runs in the capture thread, ``sample`` in the event loop: the
+    running sums are shared under a lock.
+    """
 
     def __init__(self, inner: Delivery) -> None:
+        import numpy as np
+
+        self._np = np
         self._inner = inner
         self.stats: DeliveryStats = inner.stats
+        self._lock = threading.Lock()
         self._sum_squares = 0.0
         self._samples = 0
         self._peak = 0
@@ -132,14 +141,16 @@ class MeteredDelivery:
         return self._inner.target
 
     def write(self, chunk: bytes) -> None:
-        import numpy as np
-
+        np = self._np
         samples = np.frombuffer(chunk, dtype="<i2")
         if samples.size:
             wide = samples.astype(np.float64)
-            self._sum_squares += float(np.dot(wide, wide))
-            self._samples += int(samples.size)
-            self._peak = max(self._peak, int(np.abs(samples.astype(np.int32)).max()))
+            energy = float(np.dot(wide, wide))
+            peak = int(np.abs(samples.astype(np.int32)).max())
+            with self._lock:
+                self._sum_squares += energy
+                self._samples += int(samples.size)
+                self._peak = max(self._peak, peak)
         self._inner.write(chunk)
 
     async def run(self) -> None:
@@ -147,12 +158,14 @@ class MeteredDelivery:
 
     def sample(self) -> Level:
         """The level since the last call (the sampler calls this once a second)."""
-        if self._samples:
-            rms = math.sqrt(self._sum_squares / self._samples) / 32768
-            self.level = Level(_db(rms), _db(self._peak / 32768))
+        with self._lock:
+            sum_squares, samples, peak = self._sum_squares, self._samples, self._peak
+            self._sum_squares, self._samples, self._peak = 0.0, 0, 0
+        if samples:
+            rms = math.sqrt(sum_squares / samples) / 32768
+            self.level = Level(_db(rms), _db(peak / 32768))
         else:
             self.level = Level()
-        self._sum_squares, self._samples, self._peak = 0.0, 0, 0
         return self.level
 
 

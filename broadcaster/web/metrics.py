@@ -63,7 +63,11 @@ def render(service: Service) -> str:
             ("broadcaster_captures", "gauge", "Captures the service runs."),
             ("broadcaster_capture_playing", "gauge", "1 while the captured app plays."),
             ("broadcaster_frames_captured_total", "counter", "Audio frames read from PipeWire."),
-            ("broadcaster_chunks_delivered_total", "counter", "Chunks written to snapserver."),
+            (
+                "broadcaster_chunks_delivered_total",
+                "counter",
+                "Chunks (captured blocks) written to snapserver.",
+            ),
             (
                 "broadcaster_chunks_dropped_total",
                 "counter",

@@ -38,7 +38,7 @@ def run_live(
     data = stereo.tobytes()
     step = block * F32.bytes_per_frame
     for start in range(0, len(data), step):
-        out += conv.push(data[start : start + step])
+        out.append(conv.push(data[start : start + step]))
     return s16_stereo_to_float(b"".join(out))
 
 
