@@ -155,6 +155,14 @@ def run_live(args: argparse.Namespace, work: Path, summary: dict[str, Any]) -> N
                 print(line)
 
 
+PARTS = {
+    "conversion": run_conversion,
+    "relay": run_relay,
+    "latency": run_latency,
+    "live": run_live,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30, help="audio for the conversion run")
@@ -166,16 +174,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", default=",".join(live.PHASES))
     parser.add_argument("--startup-runs", type=int, default=7)
     parser.add_argument("--skip-live", action="store_true", help="no PipeWire/snapserver parts")
+    parser.add_argument(
+        "--only", default="", help="comma-separated parts: conversion, relay, latency, live"
+    )
     args = parser.parse_args(argv)
+    only = set(filter(None, args.only.split(",")))
+    if only - set(PARTS):
+        parser.error(f"--only takes {', '.join(PARTS)}")
     summary: dict[str, Any] = {"cpus": os.cpu_count(), "load": os.getloadavg()[0]}
     print(f"broadcaster bench: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="broadcaster-bench-") as tmp:
         work = Path(tmp)
-        run_conversion(args, work, summary)
-        run_relay(args, work, summary)
-        run_latency(args, work, summary)
-        if not args.skip_live:
-            run_live(args, work, summary)
+        for part, run in PARTS.items():
+            if (not only or part in only) and not (part == "live" and args.skip_live):
+                run(args, work, summary)
     print("summary " + json.dumps(summary), flush=True)
     return 0
 

@@ -84,7 +84,7 @@ class Recorder:
         sink: str,
         audio_format: AudioFormat,
         *,
-        latency_ms: int = 40,
+        latency_ms: int = 100,
         env: Mapping[str, str] | None = None,
         block_bytes: int = 16384,
         restart_first: float = 0.2,

@@ -53,10 +53,12 @@ class CaptureConfig:
     normalized by soxr/numpy."""
     restore: bool = True
     """Move the app's streams back where they were when the run ends."""
-    latency_ms: int = 40
+    latency_ms: int = 100
     """pw-record's node latency: how much audio each wakeup hands over.  Lower
-    means more wakeups of PipeWire and broadcaster (CPU); 40 ms keeps the graph
-    near PipeWire's default quantum."""
+    means more wakeups of PipeWire, pw-record and broadcaster (CPU: 40 ms costs
+    about twice 100 ms, measured in docs/performance.md) for a capture delay
+    that snapserver's buffer (1 s by default) dwarfs anyway.  100 ms is
+    pw-record's own default."""
 
     idle_stop: float = 10.0
     """Seconds after the app's last stream ends before pw-record is stopped

@@ -135,7 +135,7 @@ class Router:
         sink_name: str,
         *,
         recheck_delay: float = 1.0,
-        resync_interval: float = 15.0,
+        resync_interval: float = 60.0,
         on_sink_missing: Callable[[], Awaitable[None]] | None = None,
         on_sink_back: Callable[[], None] | None = None,
         on_playing: Callable[[bool], None] | None = None,

@@ -226,7 +226,7 @@ async def test_metrics_text_format() -> None:
     assert f"broadcaster_frames_captured_total{labels} 48000" in lines
     assert f"broadcaster_chunks_dropped_total{labels} 3" in lines
     assert f"broadcaster_level_dbfs{labels} -Inf" in lines
-    assert f"broadcaster_capture_latency_seconds{labels} 0.04" in lines
+    assert f"broadcaster_capture_latency_seconds{labels} 0.1" in lines
     assert 'broadcaster_room_volume_percent{room="kitchen-id",name="Kitchen"} 40' in lines
     assert "broadcaster_up 1" in lines
     for line in lines:
