@@ -5,9 +5,9 @@ its stdin in 20 ms blocks, as the live path reads pw-record), ``ffmpeg`` and
 ``sox`` get the same input through a pipe, written in 20 ms chunks at
 ``pace`` x real time, and write to a file.  CPU is each child's utime+stime
 (the cutime/cstime of this process in /proc/self/stat around the run); the
-start-up cost (a run on empty input) is measured too, and subtracted for the
-steady-state figure.  The outputs then give the quality figures: a 997 Hz sine
-at -6 dBFS against the ideal one.
+start-up cost (a run on empty input, median of three) is measured too, and
+subtracted for the steady-state figure.  The outputs then give the quality
+figures: a 997 Hz sine at -6 dBFS against the ideal one.
 
 ``python -m bench.conversion --child [--gain DB ...]`` is broadcaster's side.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import threading
@@ -127,8 +128,11 @@ def measure(
     """Every tool at once, each fed by its own thread (same conditions, same run)."""
     data = sine_f32(seconds)
     commands = tools()
+    # Start-up CPU (Python importing numpy and soxr: ~0.4 s) varies by tens of
+    # ms from run to run: take the median of three.
     startup = {
-        name: run_tool(argv, b"", workdir / "empty.raw", 0) for name, argv in commands.items()
+        name: statistics.median(run_tool(argv, b"", workdir / "empty.raw", 0) for _ in range(3))
+        for name, argv in commands.items()
     }
     outputs = {name: workdir / f"{name.split()[0]}-{len(name)}.raw" for name in commands}
     cpu: dict[str, float] = {}

@@ -254,11 +254,11 @@ class SnapState:
 
     async def set_volume(self, room: str, percent: int | None, muted: bool | None) -> Room:
         current = self.room(room)
-        volume = {
-            "percent": current.volume if percent is None else percent,
-            "muted": current.muted if muted is None else muted,
-        }
-        await self.call("Client.SetVolume", {"id": current.id, "volume": volume})
+        await self.control.set_room_volume(
+            current.id,
+            current.volume if percent is None else percent,
+            current.muted if muted is None else muted,
+        )
         await self._reload()
         return self.room(current.id)
 
@@ -285,27 +285,27 @@ class SnapState:
 
     async def set_room_name(self, room: str, name: str) -> Room:
         current = self.room(room)
-        await self.call("Client.SetName", {"id": current.id, "name": name})
+        await self.control.set_room_name(current.id, name)
         await self._reload()
         return self.room(current.id)
 
     async def set_group_stream(self, group: str, stream: str) -> Group:
         current = self.group(group)
         target = self.stream(stream)
-        await self.call("Group.SetStream", {"id": current.id, "stream_id": target.id})
+        await self.control.set_group_stream(current.id, target.id)
         await self._reload()
         return self.group(current.id)
 
     async def set_group_mute(self, group: str, muted: bool) -> Group:
         current = self.group(group)
-        await self.call("Group.SetMute", {"id": current.id, "mute": muted})
+        await self.control.set_group_mute(current.id, muted)
         await self._reload()
         return self.group(current.id)
 
     async def set_group_rooms(self, group: str, rooms: list[str]) -> Group:
         current = self.group(group)
         ids = [self.room(key).id for key in rooms]
-        await self.call("Group.SetClients", {"id": current.id, "clients": ids})
+        await self.control.set_group_rooms(current.id, ids)
         await self._reload()
         try:
             return self.group(current.id)

@@ -39,6 +39,6 @@ def test_bench_runs_and_reports_every_part() -> None:
     assert set(summary["relay"]) >= {"python asyncio relay", "ffmpeg s16 -> s16"}
     assert len(summary["startup"]) == 2
     assert set(summary["live"]) == {
-        "idle", "broadcaster", "broadcaster-100ms", "broadcaster-gain", "handmade"
+        "idle", "broadcaster", "broadcaster-40ms", "broadcaster-gain", "handmade"
     }  # fmt: skip
     assert summary["live"]["broadcaster"]["rss_mib"]["broadcaster (python)"] > 0

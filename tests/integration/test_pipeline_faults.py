@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import fcntl
+import json
 import os
 import signal
 import termios
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_pipeline import (
+    SECOND,
     TARGET_HZ,
     fresh_audio,
     make_tone,
@@ -24,6 +26,7 @@ from tests.integration.test_pipeline import (
 )
 from tests.support.pipewire import PipeWireSession
 from tests.support.procs import wait_until
+from tests.support.signal import band_energy, rms, s16_stereo_to_float
 from tests.support.snapserver import SnapClient, SnapServer, StreamSpec
 
 pytestmark = pytest.mark.integration
@@ -228,4 +231,77 @@ def test_capture_pauses_while_the_app_is_idle_and_resumes(
         wait_for_tone(room, TARGET_HZ)
     finally:
         code = stop_broadcaster(broadcaster)
+    assert code == 0, broadcaster.log_tail()
+
+
+def _seconds_until_tone(room: SnapClient, since: int, start: float, timeout: float = 15) -> float:
+    """Seconds from ``start`` until the room's newest 0.1 s (after byte ``since``) is the tone.
+
+    The room (snapclient's file player) writes 50 ms blocks in real time, so
+    the figure is good to about 0.1 s.
+    """
+    window = SECOND // 10
+
+    def back() -> bool:
+        size = room.size()
+        if size - since < window:
+            return False
+        samples = s16_stereo_to_float(room.read_from(size - window))[:, 0]
+        return rms(samples) > 0.05 and band_energy(samples, 48000, TARGET_HZ) > 0.8
+
+    wait_until(back, timeout, f"{room.host_id} to play again", interval=0.02)
+    return time.monotonic() - start
+
+
+def test_audio_is_back_soon_after_snapserver_returns(
+    tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
+) -> None:
+    """How long the rooms are silent once snapserver is back: a figure per fault.
+
+    Asserted: snapserver reads broadcaster's audio again within 2 s of its
+    return (broadcaster's part: the held fifo is read at once, a re-created
+    one is reopened within the 1 s inode check).  Reported, with a looser
+    bound: when the room plays again, which adds snapclient's own reconnect
+    cadence.  The figures go to ``recovery.json`` in the test's directory and
+    to stdout (``pytest -s``).
+    """
+    server, room = one_room
+    wav = make_tone(tmp_path / "t.wav", TARGET_HZ, 48000)
+    pw_session.play(wav, "TargetApp")
+    broadcaster = start_broadcaster(pw_session, *run_against(pw_session, server))
+    fifo = tmp_path / "snap" / "fifo"
+    figures: dict[str, dict[str, float]] = {}
+
+    def measure(fault: str) -> None:
+        returned = time.monotonic()
+        since = room.size()
+        wait_until(lambda: server.stream_status("Main") == "playing", 10, "snapserver to play")
+        stream_s = time.monotonic() - returned
+        room_s = _seconds_until_tone(room, since, returned)
+        figures[fault] = {"stream_playing_s": round(stream_s, 2), "room_s": round(room_s, 2)}
+        assert stream_s <= 2.0, (fault, figures)
+        # Measured 0.6-1.4 s (docs/reliability.md); the bound only catches a
+        # regression, with room for a loaded CI machine.
+        assert room_s <= 4.0, (fault, figures)
+        assert broadcaster.alive(), broadcaster.log_tail()
+
+    try:
+        wait_for_tone(room, TARGET_HZ)
+        server.pause()  # hung: SIGSTOP for 3 s
+        time.sleep(3)
+        server.resume()
+        measure("hung 3 s (SIGSTOP/SIGCONT)")
+
+        server.kill()  # killed, restarted on the same fifo
+        server.start()
+        measure("killed and restarted")
+
+        server.stop()  # stopped, its fifo removed: the new one is another file
+        fifo.unlink()
+        server.start()
+        measure("restarted with a new fifo")
+    finally:
+        code = stop_broadcaster(broadcaster)
+        print("recovery " + json.dumps(figures))  # noqa: T201 - the figures are the point
+        (tmp_path / "recovery.json").write_text(json.dumps(figures, indent=2))
     assert code == 0, broadcaster.log_tail()
