@@ -1,10 +1,12 @@
 """What an event loop costs: relaying pw-record's stream without converting anything.
 
-The default live path converts nothing (PipeWire delivers 48 kHz s16 stereo)
-and only re-chunks.  Here 48 kHz s16 stereo arrives in 1024-frame writes at
-real time (what pw-record hands over per quantum) and leaves in 20 ms chunks,
-through: an asyncio loop (StreamReader, as broadcaster's capture reads), a
-plain blocking Python loop, ``ffmpeg`` (s16 -> s16) and ``cat``, all at once.
+The default live path converts nothing (PipeWire delivers 48 kHz s16 stereo).
+Here 48 kHz s16 stereo arrives in 1024-frame writes at real time (what
+pw-record hands over per quantum at 40 ms latency) and leaves in 20 ms chunks,
+through: an asyncio loop (StreamReader, as broadcaster's capture first read
+it), a plain blocking Python loop (the design of today's capture thread),
+``ffmpeg`` (s16 -> s16) and ``cat``, all at once.  This measurement is why the
+data path moved into a thread.
 
 ``python -m bench.relay asyncio|blocking`` is the Python side.
 """

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import MprisError
+from .files import write_atomic
 
 if TYPE_CHECKING:
     from dbus_fast import Message
@@ -90,12 +91,8 @@ def write_target(stream: str, match: PlayerMatch | None, base: Path | None = Non
     Call it when a capture starts or stops; the controlscript picks it up
     within a second.
     """
-    path = target_path(stream, base)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {"app": match.app, "pid": match.pid} if match is not None else {}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(target_path(stream, base), json.dumps(data))
 
 
 def read_target(stream: str, base: Path | None = None) -> PlayerMatch | None:

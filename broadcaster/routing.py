@@ -47,7 +47,7 @@ class VirtualSink:
 
     async def create(self) -> None:
         for index, module, args in await self._pw.modules():
-            if module == "module-null-sink" and f"sink_name={self.name} " in f"{args} ":
+            if module == "module-null-sink" and f"sink_name={self.name}" in args.split():
                 _LOGGER.info("removing stale sink %s left by an earlier run", self.name)
                 with contextlib.suppress(PipeWireError):
                     await self._pw.unload_module(index)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, NotFoundError
+from .files import write_atomic
 
 if TYPE_CHECKING:
     from .control import SnapControl
@@ -151,17 +151,7 @@ class SceneStore:
         data = {"version": FORMAT_VERSION, "scenes": {n: s.to_json() for n, s in scenes.items()}}
         text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".scenes-", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    handle.write(text)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomic(self.path, text)
         except OSError as err:
             raise ConfigError(f"cannot write scenes to {self.path}: {err.strerror}") from None
 

@@ -37,6 +37,7 @@ from .control import StreamInfo
 from .controlscript import source_query
 from .delivery import Delivery, DeliveryStats, PipeDelivery
 from .errors import BusyError, ConfigError, NotFoundError
+from .files import write_atomic
 from .pipeline import Broadcast, BroadcastStatus
 from .pipewire import TargetApp
 from .snapserver import (
@@ -101,9 +102,7 @@ class ManagedSnapserver(EmbeddedSnapserver):
         self.paths.config_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.paths.datadir.mkdir(parents=True, exist_ok=True)
         self.paths.fifo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.paths.config_file.with_suffix(".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(self.paths.config_file)
+        write_atomic(self.paths.config_file, text)
 
 
 # --- one capture --------------------------------------------------------------

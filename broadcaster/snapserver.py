@@ -25,6 +25,7 @@ from types import TracebackType
 
 from .config import SnapserverConfig
 from .errors import SnapserverError
+from .files import write_atomic
 from .process import ChildProcess
 
 _LOGGER = logging.getLogger(__name__)
@@ -142,9 +143,7 @@ class EmbeddedSnapserver:
         self.paths.config_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.paths.datadir.mkdir(parents=True, exist_ok=True)
         self.paths.fifo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.paths.config_file.with_suffix(".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, self.paths.config_file)
+        write_atomic(self.paths.config_file, text)
 
     async def start(self) -> None:
         """Start snapserver and wait until it serves; raise :class:`SnapserverError` if not."""

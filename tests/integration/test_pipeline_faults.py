@@ -147,6 +147,37 @@ def test_an_app_that_never_plays_sends_nothing_and_stops_cleanly(
     assert CAPTURE_SINK not in pw_session.sinks()
 
 
+def _null_sink_modules(session: PipeWireSession, name: str) -> list[str]:
+    """Indexes of the loaded null-sink modules that make sink ``name``."""
+    rows = session.pactl("list", "short", "modules").splitlines()
+    return [
+        row.split("\t")[0]
+        for row in rows
+        if "module-null-sink" in row and f"sink_name={name} " in row.replace("\t", " ") + " "
+    ]
+
+
+def test_a_sink_left_by_a_crashed_run_is_replaced_not_doubled(
+    tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
+) -> None:
+    server, room = one_room
+    pw_session.load_null_sink(CAPTURE_SINK)  # what a SIGKILLed run leaves behind
+    wav = make_tone(tmp_path / "t.wav", TARGET_HZ, 48000)
+    pw_session.play(wav, "TargetApp")
+    broadcaster = start_broadcaster(pw_session, *run_against(pw_session, server))
+    try:
+        wait_for_tone(room, TARGET_HZ)
+        modules = _null_sink_modules(pw_session, CAPTURE_SINK)
+        # One sink, broadcaster's (pipewire-pulse may reuse the freed module index).
+        assert len(modules) == 1, (modules, broadcaster.log_tail())
+        assert "removing stale sink" in broadcaster.log_path.read_text()
+    finally:
+        code = stop_broadcaster(broadcaster)
+    assert code == 0, broadcaster.log_tail()
+    assert _null_sink_modules(pw_session, CAPTURE_SINK) == []
+    assert pw_session.stream_sinks("TargetApp") == ["speakers"]
+
+
 def test_a_hung_snapserver_costs_audio_not_the_capture(
     tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
 ) -> None:
