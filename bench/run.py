@@ -122,6 +122,11 @@ def run_live(args: argparse.Namespace, work: Path, summary: dict[str, Any]) -> N
         if args.rounds > 1:
             totals = ", ".join(f"{p.per_second * 1000:.1f}" for p in (r[index] for r in rounds))
             print(f"{name:<20}rounds: {totals} ms CPU/s")
+            for number, phase in enumerate((r[index] for r in rounds), 1):
+                parts = ", ".join(
+                    f"{k} {v * 1000 / phase.seconds:.1f}" for k, v in phase.cpu.items() if v
+                )
+                print(f"{'':<20}round {number}: {parts}")
     print()
     by_name = {p.name: p for p in results}
     summary["live"] = {}
