@@ -20,7 +20,8 @@ Each has two sides.  ``write()`` is the data path's: it is called from the
 capture thread (see :mod:`broadcaster.capture`) for every block, and is a
 non-blocking write into the pipe or socket.  What the kernel has no room for
 waits in a queue of up to ``buffer_ms`` (capture bursts, snapserver's
-scheduling hiccups cost no audio) and goes out with the next block; beyond
+scheduling hiccups cost no audio) and goes out as soon as there is room (the
+event loop watches for it while anything is queued); beyond
 that the oldest audio is dropped and counted, so a snapserver that stopped
 reading (gone, hung, restarting) costs neither memory nor a blocked capture.
 ``run()`` is the connection's side, an asyncio task that opens, watches and
@@ -41,6 +42,7 @@ import os
 import socket
 import stat
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -113,7 +115,10 @@ class _Writer:
     The connection side attaches and detaches the descriptor (and closes it);
     the data path calls :meth:`write`.  After a write error, writes are
     discarded until the descriptor is detached, and ``on_error`` is called
-    (from the data path's thread).
+    (from the data path's thread).  When audio starts to queue up,
+    ``on_backlog`` is called (from the data path's thread too), so that the
+    owner can :meth:`flush` as soon as there is room instead of waiting for
+    the next block.
     """
 
     def __init__(self, stats: DeliveryStats, limit_bytes: int) -> None:
@@ -126,11 +131,25 @@ class _Writer:
         self._queued = 0
         self._head_started = False
         """The queue's head is partly written: dropping it would split a frame."""
-        self._on_error: collections.abc.Callable[[str], None] | None = None
+        self._on_error: Callable[[str], None] | None = None
+        self._on_backlog: Callable[[], None] | None = None
 
-    def attach(self, fd: int, on_error: collections.abc.Callable[[str], None]) -> None:
+    def attach(
+        self, fd: int, on_error: Callable[[str], None], on_backlog: Callable[[], None]
+    ) -> None:
         with self._lock:
-            self._fd, self._on_error = fd, on_error
+            self._fd, self._on_error, self._on_backlog = fd, on_error, on_backlog
+
+    @property
+    def fd(self) -> int | None:
+        return self._fd
+
+    def flush(self) -> bool:
+        """Write what is queued as far as the kernel takes it; True if some is left."""
+        with self._lock:
+            if self._fd is not None and not self._failed:
+                self._flush()
+            return bool(self._queue)
 
     def detach(self) -> int | None:
         """Stop writing; return the descriptor (the caller closes it)."""
@@ -158,6 +177,7 @@ class _Writer:
                 except BlockingIOError:
                     written = 0
                 except OSError as err:
+                    self.stats.chunks_discarded += 1
                     self._fail(err)
                     return
                 self.stats.bytes_written += written
@@ -167,6 +187,8 @@ class _Writer:
                 self._queue.append(memoryview(chunk)[written:])
                 self._queued = len(chunk) - written
                 self._head_started = written > 0
+                if self._on_backlog is not None:
+                    self._on_backlog()
                 return
             self._queue.append(memoryview(chunk))
             self._queued += len(chunk)
@@ -209,7 +231,7 @@ class _Writer:
     def _fail(self, err: OSError) -> None:
         # Called with the lock held: stop writing, let the owner reconnect.
         self._failed = True
-        self.stats.chunks_discarded += len(self._queue) + 1
+        self.stats.chunks_discarded += len(self._queue)
         self._queue.clear()
         self._queued = 0
         self._head_started = False
@@ -225,6 +247,8 @@ class _Connection:
         self._writer = _Writer(self.stats, limit_bytes)
         self._broken = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._draining: int | None = None
+        """The descriptor watched for room while audio is queued."""
         self._last_problem: str | None = None
         self._ever_connected = False
         self._error = ""
@@ -241,7 +265,7 @@ class _Connection:
     def _attach(self, fd: int) -> None:
         self._loop = asyncio.get_running_loop()
         self._broken.clear()
-        self._writer.attach(fd, self._on_write_error)
+        self._writer.attach(fd, self._on_write_error, self._on_backlog)
         if self._ever_connected:
             self.stats.reconnects += 1
         self._ever_connected = True
@@ -249,6 +273,7 @@ class _Connection:
         self.stats.connected = True
 
     def _detach(self) -> None:
+        self._stop_draining()
         fd = self._writer.detach()
         self.stats.connected = False
         if fd is not None:
@@ -265,6 +290,30 @@ class _Connection:
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closing
                 loop.call_soon_threadsafe(self._broken.set)
+
+    def _on_backlog(self) -> None:
+        # The data path's thread: the kernel is full and audio queues up.  Let
+        # the loop write it out the moment there is room (rare: snapserver late).
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(self._drain_when_writable)
+
+    def _drain_when_writable(self) -> None:
+        fd = self._writer.fd
+        if fd is None or self._draining is not None or self._loop is None:
+            return
+        self._loop.add_writer(fd, self._on_writable)
+        self._draining = fd
+
+    def _on_writable(self) -> None:
+        if not self._writer.flush():
+            self._stop_draining()
+
+    def _stop_draining(self) -> None:
+        if self._draining is not None and self._loop is not None:
+            self._loop.remove_writer(self._draining)
+        self._draining = None
 
     def _problem(self, message: str, level: int = logging.WARNING) -> None:
         if message != self._last_problem:

@@ -80,6 +80,30 @@ async def test_a_stalled_reader_costs_drops_not_memory_or_blocking(tmp_path: Pat
     assert delivery.stats.chunks_written + delivery.stats.chunks_dropped <= 500
 
 
+async def test_queued_audio_goes_out_as_soon_as_there_is_room(tmp_path: Path) -> None:
+    """No waiting for the next block: the loop writes the queue out once the reader catches up."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    delivery = PipeDelivery(str(fifo), buffer_ms=100)
+    async with running(delivery):
+        await await_until(lambda: _async(delivery.stats.connected), 5, "the pipe to open")
+        sent = b""
+        n = 0
+        while delivery.queued_bytes == 0:  # fill the 16 KiB pipe, then some
+            delivery.write(chunk(n))
+            sent += chunk(n)
+            n += 1
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            got = read_available(reader)  # snapserver catches up
+            await await_until(lambda: _async(delivery.queued_bytes == 0), 5, "the queue to drain")
+            got += read_available(reader)
+        finally:
+            os.close(reader)
+    assert got == sent
+    assert delivery.stats.chunks_dropped == 0
+
+
 async def test_waits_for_a_missing_fifo_then_delivers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
