@@ -19,6 +19,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -140,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--every", type=float, default=30.0, help="seconds between samples")
     args = parser.parse_args(argv)
+    # SIGTERM (timeout, pkill) unwinds like Ctrl-C: the servers it started are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="broadcaster-soak-") as tmp:
         seconds = args.minutes * 60
         subprocess.run(
