@@ -1,24 +1,23 @@
 """Zeroconf announcements of ``broadcaster serve``, inside a private network namespace.
 
 mDNS must never leave the machine, so the whole exchange runs under
-``unshare -n`` with only ``lo`` up (multicast on, 224.0.0.0/4 routed to it):
-serve (with its own snapserver, no avahi in the namespace) must announce
-``_broadcaster._tcp`` with its port and TXT record, and the snapserver's
-``_snapcast._tcp`` / ``_snapcast-jsonrpc._tcp`` records for the Snapcast apps,
-and withdraw them when it stops.
+``unshare -n`` with only ``lo`` up (multicast on, 224.0.0.0/4 routed to it; see
+:mod:`tests.support.netns`): serve (with its own snapserver, no avahi in the
+namespace) must announce ``_broadcaster._tcp`` with its port and TXT record,
+and the snapserver's ``_snapcast._tcp`` / ``_snapcast-jsonrpc._tcp`` records
+for the Snapcast apps, and withdraw them when it stops.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_tools
+from tests.support import netns
 
 pytestmark = pytest.mark.integration
 
@@ -87,23 +86,10 @@ print(json.dumps(result))
 
 
 def test_serve_announces_itself_and_its_snapserver(tmp_path: Path, snap_tools: None) -> None:
-    require_tools([t for t in ("unshare", "ip") if shutil.which(t) is None])
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot make a network namespace here: {probe.stderr.decode().strip()}")
+    require_tools(netns.missing_tools())
     script = tmp_path / "inner.py"
     script.write_text(INNER, encoding="utf-8")
-    setup = (
-        "ip link set lo up && ip link set lo multicast on && "
-        'ip route add 224.0.0.0/4 dev lo && exec "$0" "$@"'
-    )
-    done = subprocess.run(
-        ["unshare", "-n", "sh", "-c", setup, sys.executable, str(script), str(tmp_path)],
-        capture_output=True,
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
+    done = netns.run([sys.executable, str(script), str(tmp_path)], cwd=REPO, timeout=120)
     log_file = tmp_path / "serve.log"
     log = log_file.read_text(errors="replace") if log_file.exists() else ""
     assert done.returncode == 0, done.stderr.decode() + log

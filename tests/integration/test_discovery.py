@@ -2,11 +2,11 @@
 
 mDNS must never leave the machine: the publisher, a real snapserver and the
 ``broadcaster`` commands all run in one child started under ``unshare -n``
-with only ``lo`` up (multicast on, 224.0.0.0/4 routed to it).  Records are
-published as snapserver 0.26 does (``_snapcast._tcp``,
-``_snapcast-stream._tcp``, ``_snapcast-jsonrpc._tcp``, ``_snapcast-tcp._tcp``,
-``_snapcast-http._tcp``) for one server and as 0.33+ does
-(``_snapcast-ctrl._tcp`` for control) for another, which is a real
+with only ``lo`` up (multicast on, 224.0.0.0/4 routed to it; see
+:mod:`tests.support.netns`).  Records are published as snapserver 0.26 does
+(``_snapcast._tcp``, ``_snapcast-stream._tcp``, ``_snapcast-jsonrpc._tcp``,
+``_snapcast-tcp._tcp``, ``_snapcast-http._tcp``) for one server and as 0.33+
+does (``_snapcast-ctrl._tcp`` for control) for another, which is a real
 snapserver.  ``broadcaster discover`` must list both with the right ports;
 ``broadcaster status`` without --server must find the real one by mDNS.
 """
@@ -14,14 +14,13 @@ snapserver.  ``broadcaster discover`` must list both with the right ports;
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_tools
+from tests.support import netns
 
 pytestmark = pytest.mark.integration
 
@@ -85,23 +84,10 @@ finally:
 def test_discover_finds_both_generations_and_status_uses_it(
     tmp_path: Path, snap_tools: None
 ) -> None:
-    require_tools([t for t in ("unshare", "ip") if shutil.which(t) is None])
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False)
-    if probe.returncode != 0:
-        require_tools([f"unshare -n ({probe.stderr.decode().strip()})"])
+    require_tools(netns.missing_tools())
     script = tmp_path / "inner.py"
     script.write_text(INNER, encoding="utf-8")
-    setup = (
-        "ip link set lo up && ip link set lo multicast on && "
-        'ip route add 224.0.0.0/4 dev lo && exec "$0" "$@"'
-    )
-    done = subprocess.run(
-        ["unshare", "-n", "sh", "-c", setup, sys.executable, str(script), str(tmp_path)],
-        capture_output=True,
-        cwd=REPO,
-        timeout=180,
-        check=False,
-    )
+    done = netns.run([sys.executable, str(script), str(tmp_path)], cwd=REPO, timeout=180)
     assert done.returncode == 0, done.stderr.decode()
     result = json.loads(done.stdout.decode().strip().splitlines()[-1])
     control, stream, http = result["ports"]

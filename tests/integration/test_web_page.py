@@ -15,9 +15,7 @@ one makes this browser a room with "Play here".
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import itertools
 import json
 import os
 import shutil
@@ -25,14 +23,14 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 
 from tests.conftest import require_tools
 from tests.integration.test_api import house  # noqa: F401 (fixture)
 from tests.integration.test_pipeline import make_tone, wait_for_tone
+from tests.support import browser
+from tests.support.browser import DevTools
 from tests.support.pipewire import PipeWireSession
 from tests.support.procs import Proc, await_until, free_port, port_open, wait_until
 from tests.support.snapserver import SnapClient, SnapServer
@@ -41,44 +39,6 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "page-test-token"
-
-
-class DevTools:
-    """A minimal Chrome DevTools Protocol client over one page's WebSocket."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self._ids = itertools.count(1)
-
-    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
-        request_id = next(self._ids)
-        await self.ws.send_json({"id": request_id, "method": method, "params": params or {}})
-        async with asyncio.timeout(30):
-            while True:
-                message = await self.ws.receive_json()
-                if message.get("id") == request_id:
-                    if "error" in message:
-                        raise AssertionError(f"{method}: {message['error']}")
-                    return message.get("result", {})
-
-    async def evaluate(self, expression: str) -> Any:
-        result = await self.call(
-            "Runtime.evaluate", {"expression": expression, "returnByValue": True}
-        )
-        if "exceptionDetails" in result:
-            raise AssertionError(f"{expression}: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    async def click(self, x: float, y: float) -> None:
-        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-            await self.call(
-                "Input.dispatchMouseEvent",
-                {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1},
-            )
-
-    async def screenshot(self) -> bytes:
-        result = await self.call("Page.captureScreenshot", {"format": "png"})
-        return base64.b64decode(result["data"])
 
 
 @contextlib.contextmanager
@@ -131,48 +91,13 @@ def serve(
 
 @pytest.fixture
 async def page(tmp_path: Path) -> AsyncIterator[DevTools]:
-    require_tools([] if shutil.which("chromium") else ["chromium"])
-    port = free_port()
-    chromium = Proc(
-        [
-            "chromium",
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--no-first-run",
-            "--autoplay-policy=no-user-gesture-required",
-            "--window-size=420,900",
-            f"--user-data-dir={tmp_path / 'chromium'}",
-            f"--remote-debugging-port={port}",
-            "about:blank",
-        ],
-        tmp_path / "chromium.log",
-    )
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
-
-            async def page_target() -> str:
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/json/list") as reply:
-                        targets = await reply.json()
-                except (aiohttp.ClientError, ValueError):
-                    return ""
-                urls = [t["webSocketDebuggerUrl"] for t in targets if t.get("type") == "page"]
-                return urls[0] if urls else ""
-
-            url = await await_until(page_target, 60, "chromium's DevTools endpoint")
-            async with http.ws_connect(url, max_msg_size=0) as ws:
-                tools = DevTools(ws)
-                await tools.call("Page.enable")
-                await tools.call("Runtime.enable")
-                yield tools
-    finally:
-        chromium.stop()
+    require_tools(browser.missing_tools())
+    async with browser.chromium(tmp_path, window="420,900") as tools:
+        yield tools
 
 
 async def _open(page: DevTools, port: int) -> None:
-    await page.call("Page.navigate", {"url": f"http://127.0.0.1:{port}/#token={TOKEN}"})
+    await page.navigate(f"http://127.0.0.1:{port}/#token={TOKEN}")
 
     async def rooms_shown() -> bool:
         count = await page.evaluate("document.querySelectorAll('.room').length")
@@ -269,10 +194,9 @@ async def test_slider_changes_snapserver_and_outside_changes_show_live(
     await page.evaluate(_choose("room2", "\u0000new"))
     await asyncio.to_thread(wait_until, lambda: not same_group(), 20, "room2 in a group of its own")
 
-    png = await page.screenshot()
+    png = await page.screenshot(tmp_path / "page.png")
     assert png.startswith(b"\x89PNG")
     assert len(png) > 5000
-    await asyncio.to_thread(_save_screenshot, png, tmp_path / "page.png")
 
 
 def _choose(room: str, group: str) -> str:
@@ -283,9 +207,8 @@ def _choose(room: str, group: str) -> str:
     )
 
 
-def _save_screenshot(png: bytes, path: Path, *, docs: bool = False) -> None:
-    path.write_bytes(png)
-    if docs and os.environ.get("BROADCASTER_UPDATE_SCREENSHOT"):
+def _update_docs_screenshot(path: Path) -> None:
+    if os.environ.get("BROADCASTER_UPDATE_SCREENSHOT"):
         shutil.copyfile(path, REPO / "docs" / "screenshot.png")
 
 
@@ -313,12 +236,7 @@ async def test_play_here_makes_this_browser_a_room_of_the_group(
         )
 
     await await_until(button_shown, 20, "the Play here button")
-    rect = await page.evaluate(
-        'JSON.stringify(document.querySelector(\'.group:has(.room[data-room="room1"]) '
-        ".play-here').getBoundingClientRect())"
-    )
-    box = json.loads(rect)
-    await page.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    await page.click_selector('.group:has(.room[data-room="room1"]) .play-here')
 
     def browser_room_with_room1() -> bool:
         group = _group_of(server, "room1")
@@ -378,8 +296,8 @@ async def test_broadcast_an_app_from_the_page(
             return "Radio" in str(text)
 
         await await_until(now_playing, 20, "Radio under now playing")
-        png = await page.screenshot()
-        await asyncio.to_thread(_save_screenshot, png, tmp_path / "capture.png", docs=True)
+        await page.screenshot(tmp_path / "capture.png")
+        await asyncio.to_thread(_update_docs_screenshot, tmp_path / "capture.png")
         await page.evaluate("document.querySelector('.capture button').click()")
 
         async def no_capture() -> bool:
