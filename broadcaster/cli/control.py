@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..control import Event, SnapControl
+    from ..discovery import DiscoveredServer
     from ..rooms import Group, Room, ServerStatus
 
 _LOGGER = logging.getLogger(__name__)
@@ -152,11 +153,27 @@ async def resolve_server(args: argparse.Namespace) -> tuple[str, int, float]:
         _LOGGER.info("%s", err)
         found = []
     if found:
-        server = found[0]
+        server = await _first_answering(found)
         _LOGGER.info("using snapserver %s found with mDNS", server.control_address)
         host, port = parse_address(server.control_address, DEFAULT_CONTROL_PORT)
         return host, port, timeout
     return DEFAULT_SERVER, DEFAULT_CONTROL_PORT, timeout
+
+
+async def _first_answering(found: list[DiscoveredServer]) -> DiscoveredServer:
+    """The first server whose control port accepts a connection (else the first found).
+
+    mDNS can list a server that is gone (a record not yet expired) or several
+    servers; one that does not even accept connections is skipped.
+    """
+    from ..snapserver import port_answers
+
+    if len(found) > 1:
+        for server in found:
+            if await port_answers(server.address, server.control_port):
+                return server
+            _LOGGER.info("snapserver %s found with mDNS does not answer", server.control_address)
+    return found[0]
 
 
 async def _connect(args: argparse.Namespace, reconnect: bool = False) -> SnapControl:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import copy
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,34 @@ async def test_server_resolution_order(tmp_path: Path, monkeypatch: pytest.Monke
     assert await cli.resolve_server(_args(tmp_path)) == ("10.1.1.1", 1805, 5.0)
     assert calls == [cli.DISCOVERY_TIMEOUT, cli.DISCOVERY_TIMEOUT]
     assert not [c for c in calls if c > 2]
+
+
+async def test_of_several_servers_found_the_first_that_answers_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listening = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
+    closed = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    gone = closed.sockets[0].getsockname()[1]
+    closed.close()
+    await closed.wait_closed()
+    found = [
+        DiscoveredServer("Snapcast", "gone.local.", ("127.0.0.1",), gone),
+        DiscoveredServer("Snapcast", "here.local.", ("127.0.0.1",), port),
+    ]
+
+    async def fake_discover(timeout: float = 2.0) -> list[DiscoveredServer]:
+        return found
+
+    monkeypatch.setattr("broadcaster.discovery.discover", fake_discover)
+    monkeypatch.delenv("BROADCASTER_SERVER", raising=False)
+    try:
+        assert await cli.resolve_server(_args(tmp_path)) == ("127.0.0.1", port, 5.0)
+        found.pop()  # only the silent one: it is used anyway, so the error names it
+        assert await cli.resolve_server(_args(tmp_path)) == ("127.0.0.1", gone, 5.0)
+    finally:
+        listening.close()
+        await listening.wait_closed()
 
 
 def test_status_table_lists_everything() -> None:
