@@ -108,6 +108,11 @@ class _SnapServer(Protocol):
     def set_on_disconnect_callback(self, func: Callable[[Exception | None], None]) -> None: ...
 
 
+MAX_MESSAGE_CHARS = 16 << 20
+"""The longest message taken from snapserver (a status of hundreds of rooms is
+well under 1 MiB); anything longer is skipped, so memory stays bounded."""
+
+
 @functools.cache
 def _classes() -> tuple[type[Any], type[Any]]:
     """python-snapcast's protocol and server classes with our fixes (imported lazily)."""
@@ -126,13 +131,29 @@ def _classes() -> tuple[type[Any], type[Any]]:
             self._on_message = on_message
             self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
             self._text = ""
+            self._skipping = False
+            """Inside a message over MAX_MESSAGE_CHARS: drop until its line ends."""
 
         def data_received(self, data: bytes) -> None:
-            self._text += self._decoder.decode(data)
-            *lines, self._text = self._text.split("\n")
-            for line in lines:
-                if line.strip():
-                    self._line(line)
+            text = self._decoder.decode(data)
+            if self._skipping:
+                end = text.find("\n")
+                if end < 0:
+                    return
+                text, self._skipping = text[end + 1 :], False
+            if "\n" not in text:  # a long message arriving: no rescan of what came before
+                self._text += text
+            else:
+                *lines, self._text = (self._text + text).split("\n")
+                for line in lines:
+                    if line.strip():
+                        self._line(line)
+            if len(self._text) > MAX_MESSAGE_CHARS:
+                _LOGGER.warning(
+                    "snapserver sent a message of more than %d MiB; skipping it",
+                    MAX_MESSAGE_CHARS >> 20,
+                )
+                self._text, self._skipping = "", True
 
         def _line(self, line: str) -> None:
             try:

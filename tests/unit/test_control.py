@@ -70,6 +70,18 @@ def test_garbage_and_unknown_ids_do_not_break_the_protocol() -> None:
     assert [m["params"]["name"] for m in seen] == ["ok"]
 
 
+def test_a_huge_message_is_skipped_with_bounded_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("broadcaster.control.MAX_MESSAGE_CHARS", 1 << 16)
+    seen: list[dict[str, Any]] = []
+    protocol = _classes()[0]({"Server.OnDisconnect": lambda _e: None}, seen.append)
+    protocol.data_received(_notification("before"))
+    for _ in range(100):  # 6.4 MB of one line, a hundred times the bound
+        protocol.data_received(b"x" * 65536)
+        assert len(protocol._text) <= 1 << 16
+    protocol.data_received(b"tail of the huge line\r\n" + _notification("after"))
+    assert [m["params"]["name"] for m in seen] == ["before", "after"]
+
+
 async def test_split_reply_and_garbage_from_a_server() -> None:
     async with FakeSnapserver() as fake:
         status = minimal_status()
