@@ -202,6 +202,18 @@ def test_metered_delivery_measures_level() -> None:
     assert math.isinf(meter.level.rms_db)
 
 
+def test_the_meter_measures_one_block_in_four() -> None:
+    inner = FakeDelivery()
+    meter = MeteredDelivery(inner)
+    silent, loud = bytes(4096), b"\xff\x7f" * 2048
+    for block in (silent, loud, loud, loud, loud):  # blocks 0 and 4 are measured
+        meter.write(block)
+    assert len(inner.chunks) == 5  # every block is delivered all the same
+    level = meter.sample()
+    assert level.peak_db == pytest.approx(0.0, abs=0.01)
+    assert level.rms_db == pytest.approx(20 * math.log10(math.sqrt(0.5)), abs=0.01)
+
+
 def test_check_serving_refuses_single_destination_settings() -> None:
     with pytest.raises(ConfigError, match="own snapserver pipe stream"):
         check_serving(Config(delivery=DeliveryConfig(pipe="/tmp/p")))
