@@ -195,6 +195,12 @@ class Converter:
             return bytes(data)
         return self._convert(self._to_float_stereo(data), last=False)
 
+    def reset(self) -> None:
+        """Start a new input stream: drop a partial frame and the resampler's history."""
+        self._pending = b""
+        if self._resampler is not None:
+            self._resampler.clear()
+
     def flush(self) -> bytes:
         """Drain the resampler at end of stream (a trailing partial frame is dropped)."""
         self._pending = b""

@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .audio import AudioFormat
 from .errors import CaptureError
@@ -141,11 +142,15 @@ class Recorder:
         stats = self.stats
         size = self._block
         try:
-            while data := os.read(fd, size):
+            while True:
+                try:
+                    data = os.read(fd, size)
+                except OSError:
+                    break  # like EOF: pw-record is gone
+                if not data:
+                    break
                 stats.bytes_captured += len(data)
                 consume(data)
-        except OSError:
-            pass  # like EOF: pw-record is gone
         except Exception as err:  # a bug downstream: end the run loudly, not per block
             error = err
         finally:
@@ -153,8 +158,14 @@ class Recorder:
             with contextlib.suppress(RuntimeError):  # the loop is already closed
                 loop.call_soon_threadsafe(_settle, ended, error)
 
-    async def run(self, consume: Callable[[bytes], None]) -> None:
+    async def run(
+        self, consume: Callable[[bytes], None], on_start: Callable[[], None] | None = None
+    ) -> None:
         """Hand raw PCM in :attr:`format` to ``consume`` as it arrives, until cancelled.
+
+        ``on_start`` is called (in the event loop, no capture thread running)
+        before each pw-record run's first block: a new run is a new stream
+        (e.g. a partial frame of the previous one must not be carried over).
 
         ``consume`` is called in the capture thread (see the module
         docstring), once per block read; it must not block, and whatever it
@@ -171,13 +182,17 @@ class Recorder:
                 child = ChildProcess(
                     self._argv, name="pw-record", env=self._env, stdout_fd=write_fd
                 )
+                # A restart() or idle stop while pw-record starts must not be lost.
+                self._restart_now = False
                 try:
                     await child.start()
-                except FileNotFoundError:
+                except BaseException as err:
                     os.close(read_fd)
-                    raise CaptureError(
-                        "pw-record is not installed (sudo apt-get install pipewire-bin)"
-                    ) from None
+                    if isinstance(err, FileNotFoundError):
+                        raise CaptureError(
+                            "pw-record is not installed (sudo apt-get install pipewire-bin)"
+                        ) from None
+                    raise
                 finally:
                     os.close(write_fd)
                 if started_once:
@@ -185,8 +200,11 @@ class Recorder:
                 started_once = True
                 started = time.monotonic()
                 self._child = child
-                self._restart_now = False
+                if self._restart_now or not self._wanted.is_set():
+                    child.terminate()  # asked for while it started: EOF comes at once
                 self.stats.running = True
+                if on_start is not None:
+                    on_start()
                 ended: asyncio.Future[None] = loop.create_future()
                 reader = threading.Thread(
                     target=self._read,
@@ -195,13 +213,25 @@ class Recorder:
                     daemon=True,
                 )
                 reader.start()  # owns read_fd from here
+                exited = asyncio.ensure_future(child.wait())
+                waiting: set[asyncio.Future[Any]] = {ended, exited}
                 try:
-                    await asyncio.shield(ended)
+                    # The thread ends at pw-record's EOF; if pw-record exits and the
+                    # thread does not follow (a consumer stuck), _join bounds the wait.
+                    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                    if ended.done():
+                        ended.result()  # the consumer's exception, if it raised
                 finally:
+                    exited.cancel()
                     self.stats.running = False
                     self._child = None
                     await child.stop()  # EOF for the thread, if it still reads
-                    await _join(ended, reader)
+                    stuck = not await _join(ended, reader)
+                if stuck:  # never two threads on one converter
+                    raise CaptureError(
+                        "the capture thread did not stop within 2 s of pw-record "
+                        "(a --filter function that never returns?)"
+                    )
                 if self._restart_now or not self._wanted.is_set():
                     delay = self._restart_first
                     continue
@@ -230,10 +260,11 @@ def _settle(ended: asyncio.Future[None], error: BaseException | None) -> None:
         ended.set_exception(error)
 
 
-async def _join(ended: asyncio.Future[None], reader: threading.Thread) -> None:
-    """Wait (briefly) for the capture thread, once pw-record is gone."""
+async def _join(ended: asyncio.Future[None], reader: threading.Thread) -> bool:
+    """Wait (briefly) for the capture thread, once pw-record is gone; False if it hangs."""
     done, _ = await asyncio.wait({ended}, timeout=2.0)
     if done and not ended.cancelled():
         ended.exception()  # seen (raised by run(), or moot after a cancel)
     elif not done:  # a --filter hook that hangs, say: leave the daemon thread be
         _LOGGER.warning("the capture thread %r did not stop within 2 s", reader.name)
+    return bool(done)

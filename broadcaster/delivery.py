@@ -192,8 +192,8 @@ class _Writer:
                 return
             self._queue.append(memoryview(chunk))
             self._queued += len(chunk)
+            self._flush()  # room may have come since: write before dropping anything
             self._trim()
-            self._flush()
 
     def _trim(self) -> None:
         """Drop the oldest whole chunks while the queue holds more than the limit."""

@@ -250,7 +250,8 @@ class Broadcast:
             if converted and status.state == "playing":
                 delivery.write(converted)
 
-        await recorder.run(consume)
+        # A new pw-record run is a new stream: no partial frame carried over.
+        await recorder.run(consume, on_start=converter.reset)
 
 
 def _announce(stream_id: str, target: TargetApp | None) -> None:

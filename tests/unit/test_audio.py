@@ -69,6 +69,14 @@ def test_passthrough_hands_on_whole_frames_without_touching_bytes() -> None:
     assert conv.flush() == b""
 
 
+def test_reset_drops_a_partial_frame_of_the_previous_stream() -> None:
+    conv = Converter(SNAPCAST_FORMAT)
+    frame = bytes([1, 2, 3, 4])
+    assert conv.push(frame + frame[:2]) == frame  # half a frame waits
+    conv.reset()  # pw-record restarted: a new stream
+    assert conv.push(frame) == frame  # not the stale half in front (channels swapped)
+
+
 def test_resampler_latency_is_small_and_stream_is_continuous() -> None:
     fmt = AudioFormat(44100, 2, "f32")
     conv = Converter(fmt)

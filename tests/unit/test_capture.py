@@ -1,0 +1,103 @@
+"""The Recorder's life cycle, with a stand-in for pw-record (a child that writes PCM).
+
+The races here (a request arriving while the child is being started, a
+consumer that hangs) cannot be provoked on demand with the real pw-record;
+everything else about capture is in tests/integration/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import threading
+from collections.abc import AsyncIterator
+
+import pytest
+
+from broadcaster.audio import SNAPCAST_FORMAT
+from broadcaster.capture import Recorder
+from broadcaster.errors import CaptureError
+from broadcaster.process import ChildProcess
+from tests.support.procs import await_until
+
+WRITES_THEN_WAITS = [
+    sys.executable,
+    "-c",
+    "import os, time; os.write(1, bytes(4096)); time.sleep(30)",
+]
+
+
+def recorder() -> Recorder:
+    rec = Recorder("sink", SNAPCAST_FORMAT, idle_stop=0.05, restart_first=0.01)
+    rec._argv = WRITES_THEN_WAITS  # the stand-in for pw-record
+    return rec
+
+
+@contextlib.asynccontextmanager
+async def running(task: asyncio.Task[None]) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_a_restart_asked_while_pw_record_starts_is_not_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rec = recorder()
+    starts: list[ChildProcess] = []
+    real_start = ChildProcess.start
+
+    async def start_then_restart(self: ChildProcess) -> None:
+        await real_start(self)
+        starts.append(self)
+        if len(starts) == 1:
+            rec.restart()  # e.g. the sink came back: arrives before run() knows the child
+
+    monkeypatch.setattr(ChildProcess, "start", start_then_restart)
+    rec.set_wanted(True)
+    async with running(asyncio.create_task(rec.run(lambda _b: None))):
+        await await_until(lambda: _true(len(starts) >= 2), 5, "pw-record to be restarted")
+
+
+async def test_a_new_run_starts_a_new_stream() -> None:
+    rec = recorder()
+    events: list[str] = []
+    rec.set_wanted(True)
+    task = asyncio.create_task(
+        rec.run(lambda b: events.append(f"block {len(b)}"), on_start=lambda: events.append("start"))
+    )
+    async with running(task):
+        await await_until(lambda: _true("block 4096" in events), 5, "a block")
+        rec.restart()
+        await await_until(lambda: _true(events.count("block 4096") >= 2), 5, "a second run")
+    assert events[:2] == ["start", "block 4096"]
+    assert events[events.index("block 4096", 2) - 1] == "start"
+
+
+async def test_a_consumer_that_hangs_ends_the_run_with_a_clear_error() -> None:
+    rec = recorder()
+    release = threading.Event()
+    rec.set_wanted(True)
+
+    def stuck(_block: bytes) -> None:
+        release.wait(10)
+
+    task = asyncio.create_task(rec.run(stuck))
+    try:
+        await asyncio.sleep(0.5)  # the stand-in has written; the consumer is stuck in it
+        rec.restart()  # pw-record goes, the thread does not come back
+        with pytest.raises(CaptureError, match="did not stop within 2 s"):
+            await asyncio.wait_for(task, 10)
+    finally:
+        release.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, CaptureError):
+            await task
