@@ -98,6 +98,13 @@ class Broadcast:
 
     # --- destination -------------------------------------------------------
 
+    def wrap_delivery(self, delivery: Delivery) -> Delivery:
+        """Hook for subclasses: wrap where the audio goes (e.g. to meter it).
+
+        The returned delivery's ``write`` runs in the capture thread.
+        """
+        return delivery
+
     async def _destination(self, stack: contextlib.AsyncExitStack) -> Delivery:
         cfg = self.config
         buffer_ms = cfg.delivery.buffer_ms
@@ -151,7 +158,7 @@ class Broadcast:
         processor = build_processor(cfg.processing, SNAPCAST_FORMAT.rate)
         self.status.processing = processor.stats if processor is not None else None
         await self._pw.check()
-        delivery = await self._destination(stack)
+        delivery = self.wrap_delivery(await self._destination(stack))
         self.status.destination = delivery.target
         stream_id = self._stream_id or cfg.delivery.stream
         if stream_id:

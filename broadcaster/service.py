@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from .config import Config, is_local_host, parse_address
 from .control import StreamInfo
 from .controlscript import source_query
-from .delivery import Delivery, DeliveryStats, PipeDelivery
+from .delivery import Delivery, DeliveryStats
 from .errors import BusyError, ConfigError, NotFoundError
 from .files import write_atomic
 from .pipeline import Broadcast, BroadcastStatus
@@ -181,7 +181,7 @@ def _db(value: float) -> float:
 
 
 class SlotBroadcast(Broadcast):
-    """A :class:`Broadcast` that feeds a given slot's pipe, metered."""
+    """A :class:`Broadcast` that feeds a given slot's pipe (``delivery.pipe``), metered."""
 
     def __init__(
         self, target: TargetApp, config: Config, *, env: Mapping[str, str] | None = None
@@ -189,9 +189,8 @@ class SlotBroadcast(Broadcast):
         super().__init__(target, config, env=env)
         self.meter: MeteredDelivery | None = None
 
-    async def _destination(self, stack: contextlib.AsyncExitStack) -> Delivery:
-        inner = PipeDelivery(self.config.delivery.pipe, buffer_ms=self.config.delivery.buffer_ms)
-        self.meter = MeteredDelivery(inner)
+    def wrap_delivery(self, delivery: Delivery) -> Delivery:
+        self.meter = MeteredDelivery(delivery)
         return self.meter
 
 
