@@ -91,9 +91,7 @@ class Bench:
     def __enter__(self) -> Bench:
         try:
             self.session.start()
-            self.session.load_null_sink("speakers")
-            self.session.pactl("set-default-sink", "speakers")
-            self.session.wait_default("speakers")
+            self.session.add_speakers()
             self.server.start()
             length = (self.seconds + self.settle + 30) * self.phases + 120
             wav = make_tone(self.base / "tone.wav", int(length))

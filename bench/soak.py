@@ -78,8 +78,7 @@ async def soak(seconds: float, every: float, base: Path) -> list[Sample]:
     samples: list[Sample] = []
     try:
         session.start()
-        session.load_null_sink("speakers")
-        session.pactl("set-default-sink", "speakers")
+        session.add_speakers()
         wav = base / "tone.wav"
         server.start()
         room.start()

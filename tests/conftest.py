@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import pipewire, snapserver
+
+LOG_TAIL_LINES = 25
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    """A failed test shows the tail of every process log in its tmp dir.
+
+    The real processes (snapserver, snapclient, PipeWire, broadcaster) log
+    into ``tmp_path``, which pytest deletes after a few runs: a failure seen
+    once in CI is explained by its report or not at all.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
+    if not report.failed or call.when == "collect" or not isinstance(tmp_path, Path):
+        return
+    for log in sorted(tmp_path.rglob("*.log")):
+        with_lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        if with_lines:
+            report.sections.append((f"log {log.relative_to(tmp_path)}", "\n".join(with_lines)))
 
 
 def require_tools(missing: list[str]) -> None:
@@ -32,9 +55,7 @@ def pw_session(tmp_path: Path) -> Iterator[pipewire.PipeWireSession]:
     session = pipewire.PipeWireSession(tmp_path / "pw")
     try:
         session.start()
-        session.load_null_sink("speakers")
-        session.pactl("set-default-sink", "speakers")
-        session.wait_default("speakers")
+        session.add_speakers()
         yield session
     finally:
         session.stop()

@@ -74,8 +74,7 @@ def test_pipewire_restart_brings_back_the_sink_and_the_routing(
         # PipeWire, WirePlumber and pipewire-pulse restart; the app dies with them.
         pw_session.stop_daemons()
         pw_session.start_daemons()
-        pw_session.load_null_sink("speakers")
-        pw_session.pactl("set-default-sink", "speakers")
+        pw_session.add_speakers()
         wait_until(lambda: CAPTURE_SINK in pw_session.sinks(), 30, "the capture sink again")
         pw_session.play(wav, "TargetApp")
         wait_until(
@@ -175,7 +174,7 @@ def test_a_sink_left_by_a_crashed_run_is_replaced_not_doubled(
         code = stop_broadcaster(broadcaster)
     assert code == 0, broadcaster.log_tail()
     assert _null_sink_modules(pw_session, CAPTURE_SINK) == []
-    assert pw_session.stream_sinks("TargetApp") == ["speakers"]
+    wait_until(lambda: pw_session.stream_sinks("TargetApp") == ["speakers"], 10, "restored")
 
 
 def test_a_hung_snapserver_costs_audio_not_the_capture(

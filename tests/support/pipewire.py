@@ -73,6 +73,10 @@ class PipeWireSession:
         self.procs["pipewire"] = Proc(["pipewire"], self.logs / "pipewire.log", self.env)
         wait_until((run / "pipewire-0").exists, 10, "pipewire's socket")
         self.procs["wireplumber"] = Proc(["wireplumber"], self.logs / "wireplumber.log", self.env)
+        # pipewire-pulse 0.3.65 stats XDG_RUNTIME_DIR/pulse, then mkdirs it, and gives up
+        # if that fails with EEXIST; the pactl polled below may create it in between
+        # (seen: "mkdir() .../pulse failed: File exists").  Made here, it already exists.
+        (run / "pulse").mkdir(mode=0o700, exist_ok=True)
         self.procs["pipewire-pulse"] = Proc(["pipewire-pulse"], self.logs / "pulse.log", self.env)
         wait_until(lambda: self.pactl_ok("info"), 15, "pipewire-pulse to answer")
         wait_until(lambda: self.default_sink(), 15, "WirePlumber to set a default sink")
@@ -118,6 +122,17 @@ class PipeWireSession:
 
     def load_null_sink(self, name: str) -> int:
         return int(self.pactl("load-module", "module-null-sink", f"sink_name={name}").strip())
+
+    def add_speakers(self, name: str = "speakers") -> int:
+        """A null sink standing in for a sound card, made the configured default.
+
+        pipewire-pulse may answer "Not supported" to set-default-sink for a
+        sink loaded a moment ago (not registered yet): retried until it takes.
+        """
+        module = self.load_null_sink(name)
+        wait_until(lambda: self.pactl_ok("set-default-sink", name), 10, f"{name} to be settable")
+        self.wait_default(name)
+        return module
 
     def dump(self) -> list[dict[str, Any]]:
         text = self.run("pw-dump").stdout
