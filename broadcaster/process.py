@@ -67,7 +67,7 @@ async def run_command(
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     except BaseException:
-        await _kill_and_reap(proc)
+        await _kill_and_reap(proc, argv[0])
         raise
     assert proc.returncode is not None
     return CommandResult(
@@ -90,10 +90,42 @@ def _signal(proc: asyncio.subprocess.Process, sig: int) -> None:
             os.kill(proc.pid, sig)
 
 
-async def _kill_and_reap(proc: asyncio.subprocess.Process) -> None:
+REAP_TIMEOUT = 5.0
+"""How long a SIGKILLed child may take to be reaped before broadcaster moves on."""
+
+
+async def _kill_and_reap(proc: asyncio.subprocess.Process, name: str) -> None:
+    """SIGKILL the child and reap it, without ever waiting for good.
+
+    On Python 3.11 ``Process.wait()`` returns once the child has exited *and*
+    its pipes are closed: output nobody reads any more is drained here (a
+    paused pipe never sees its end), and a pipe that something else still
+    holds open is given up on after :data:`REAP_TIMEOUT` (asyncio's child
+    watcher still reaps the process).
+    """
     _signal(proc, signal.SIGKILL)
-    with contextlib.suppress(Exception):
-        await proc.wait()
+    drains = [
+        asyncio.ensure_future(_discard(stream))
+        for stream in (proc.stdout, proc.stderr)
+        if stream is not None
+    ]
+    try:
+        await asyncio.wait_for(asyncio.shield(proc.wait()), REAP_TIMEOUT)
+    except TimeoutError:
+        _LOGGER.warning("%s was killed but its pipes stay open; not waiting for it", name)
+        # Close our ends, or a 24/7 service leaks them (Process has no public close).
+        transport = getattr(proc, "_transport", None)
+        if transport is not None:
+            transport.close()
+    finally:
+        for drain in drains:
+            drain.cancel()
+
+
+async def _discard(stream: asyncio.StreamReader) -> None:
+    with contextlib.suppress(RuntimeError, OSError):  # RuntimeError: someone else reads it
+        while await stream.read(65536):
+            pass
 
 
 class ChildProcess:
@@ -206,10 +238,9 @@ class ChildProcess:
                 await asyncio.wait_for(asyncio.shield(proc.wait()), self._stop_timeout)
             except TimeoutError:
                 _LOGGER.warning("%s did not stop on SIGTERM; killing it", self.name)
-                _signal(proc, signal.SIGKILL)
-                await proc.wait()
+                await _kill_and_reap(proc, self.name)
         else:
-            await proc.wait()
+            await _kill_and_reap(proc, self.name)  # exited: only its pipes are left
         if self._stderr_task is not None:
             self._stderr_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

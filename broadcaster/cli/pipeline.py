@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import logging
 import re
-import signal
 from typing import Any
+
+from . import signals
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -124,13 +125,7 @@ async def _run(args: argparse.Namespace) -> int:
     )
     broadcast = Broadcast(TargetApp(name=args.app or "", pid=args.pid), config)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+    with signals.handled(stop):
         await broadcast.run(stop)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
     _LOGGER.info("stopped")
     return 0

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 from typing import Any
+
+from . import signals
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -75,24 +76,22 @@ async def _serve(args: argparse.Namespace) -> int:
     service = Service(config)
     runner = web.AppRunner(make_app(service), handle_signals=False, access_log=None)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await runner.setup()
-        site = web.TCPSite(runner, config.web.bind, config.web.port)
+    with signals.handled(stop):
         try:
-            await site.start()
-        except OSError as err:
-            raise BroadcasterError(
-                f"cannot listen on {config.web.bind}:{config.web.port}: {err.strerror}; "
-                "set web.port (or --port) to a free port"
-            ) from None
-        print(f"broadcaster: serving on http://{config.web.bind}:{config.web.port}/", flush=True)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+            await runner.setup()
+            site = web.TCPSite(runner, config.web.bind, config.web.port)
+            try:
+                await site.start()
+            except OSError as err:
+                raise BroadcasterError(
+                    f"cannot listen on {config.web.bind}:{config.web.port}: {err.strerror}; "
+                    "set web.port (or --port) to a free port"
+                ) from None
+            print(
+                f"broadcaster: serving on http://{config.web.bind}:{config.web.port}/", flush=True
+            )
+            await stop.wait()
+        finally:
+            await runner.cleanup()
     _LOGGER.info("stopped")
     return 0

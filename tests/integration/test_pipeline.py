@@ -9,6 +9,7 @@ it when stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -121,8 +122,14 @@ def stop_broadcaster(broadcaster: Proc, timeout: float = 15) -> int:
     try:
         code = broadcaster.popen.wait(timeout)
     except subprocess.TimeoutExpired:
+        # What is it waiting for?  SIGUSR1 logs every task's and thread's stack.
+        broadcaster.signal(signal.SIGUSR1)
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: "end of state dump" in broadcaster.log_path.read_text(), 5, "dump")
         broadcaster.kill()
-        raise AssertionError("broadcaster did not stop on SIGTERM") from None
+        raise AssertionError(
+            f"broadcaster did not stop on SIGTERM:\n{broadcaster.log_tail(150)}"
+        ) from None
     broadcaster.stop()
     return code
 
@@ -180,6 +187,15 @@ def test_one_app_plays_in_every_room_and_everything_is_restored(
         for room in rooms:
             wait_for_tone(room, TARGET_HZ, timeout=30)
         assert broadcaster.alive(), broadcaster.log_tail()
+        # SIGUSR1 logs what every task and thread does, and stops nothing.
+        broadcaster.signal(signal.SIGUSR1)
+        wait_until(
+            lambda: "end of state dump" in broadcaster.log_path.read_text(), 10, "the state dump"
+        )
+        dump = broadcaster.log_path.read_text()
+        assert "thread capture broadcaster.targetapp" in dump, dump
+        assert "in _pump" in dump, dump
+        assert broadcaster.alive()
     finally:
         code = stop_broadcaster(broadcaster)
     assert code == 0, broadcaster.log_tail()

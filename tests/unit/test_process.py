@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 
 import pytest
 
+from broadcaster import process
 from broadcaster.process import ChildProcess, run_command
 
 
@@ -60,3 +62,15 @@ async def test_stderr_tail_keeps_the_last_words() -> None:
 async def test_missing_program_is_file_not_found() -> None:
     with pytest.raises(FileNotFoundError):
         await ChildProcess(["no-such-program-xyz"]).start()
+
+
+async def test_a_command_whose_pipe_outlives_it_does_not_hang_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # sh starts a grandchild that keeps stdout open, then outlives the timeout:
+    # on Python 3.11 Process.wait() would wait for that pipe too (8 s here).
+    monkeypatch.setattr(process, "REAP_TIMEOUT", 0.5)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await run_command(["sh", "-c", "sleep 8 & sleep 20"], timeout=0.5)
+    assert time.monotonic() - started < 5
