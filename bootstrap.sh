@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 RUN_PACKAGES=(snapserver snapclient pipewire pipewire-bin wireplumber pipewire-pulse
-              pulseaudio-utils dbus python3 python3-venv python3-pip)
+              pulseaudio-utils dbus libsoxr0 python3 python3-venv python3-pip)
 TEST_PACKAGES=(dbus-daemon ffmpeg sox iproute2 util-linux chromium nodejs procps)
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }

@@ -45,6 +45,8 @@ def tools() -> dict[str, list[str]]:
     return {
         "broadcaster": BROADCASTER,
         "broadcaster --gain -3dB": [*BROADCASTER, "--gain", "-3"],
+        # The same conversion without libsoxr's direct path (numpy + python-soxr).
+        "broadcaster, float path": [*BROADCASTER, "--float-path"],
         "ffmpeg": shlex.split(
             "ffmpeg -nostdin -loglevel error -f f32le -ar 44100 -ac 2 -i pipe:0 "
             "-f s16le -ar 48000 -ac 2 pipe:1"
@@ -198,6 +200,7 @@ def child(argv: list[str]) -> int:
     parser.add_argument("--child", action="store_true")
     parser.add_argument("--gain", type=float, default=0.0)
     parser.add_argument("--speed", type=float, default=1.0)
+    parser.add_argument("--float-path", action="store_true")
     args = parser.parse_args(argv)
 
     from broadcaster.audio import SNAPCAST_FORMAT, AudioFormat, Converter
@@ -205,7 +208,12 @@ def child(argv: list[str]) -> int:
     from broadcaster.processing import build_processor
 
     processor = build_processor(ProcessingConfig(gain_db=args.gain, speed=args.speed))
-    converter = Converter(AudioFormat(IN_RATE, 2, "f32"), SNAPCAST_FORMAT, processor=processor)
+    converter = Converter(
+        AudioFormat(IN_RATE, 2, "f32"),
+        SNAPCAST_FORMAT,
+        processor=processor,
+        direct=not args.float_path,
+    )
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     while block := os.read(stdin, CHUNK_BYTES):
         if converted := converter.push(block):

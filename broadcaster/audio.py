@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from .resample import DirectResampler, FloatResampler
+
     FloatBlock = npt.NDArray[np.float32]
     """Frames x 2 float32 samples in [-1, 1]: what processing stages see."""
 
@@ -145,8 +147,16 @@ class Converter:
     format and nothing processes it, bytes pass through untouched.
 
     This runs once per captured block (~50 times a second) for as long as the
-    app plays, so every call counts: no copies when input is frame-aligned,
-    and bare numpy ufuncs with ``out=``.
+    app plays, so every call counts.  Three ways through, in :attr:`path`:
+
+    * ``"passthrough"``: the input is the target format, nothing processes it;
+    * ``"direct"``: stereo input that only changes rate goes to libsoxr in
+      one call per block (see :mod:`broadcaster.resample`);
+    * ``"float"``: anything else (downmix, processing, no ``libsoxr0``):
+      float32 blocks through numpy, python-soxr and the processor, then
+      rounded and clipped to 16 bits, with bare numpy ufuncs and ``out=``.
+
+    ``direct=False`` forces the float path where the direct one would do.
     """
 
     def __init__(
@@ -156,6 +166,7 @@ class Converter:
         *,
         quality: str = "HQ",
         processor: Processor | None = None,
+        direct: bool = True,
     ) -> None:
         if target.sample != "s16" or target.channels != 2:
             raise AudioFormatError(f"target format must be s16 stereo, not {target}")
@@ -165,25 +176,39 @@ class Converter:
         self._frame = source.bytes_per_frame
         self._pending = b""  # input bytes short of a whole frame
         self.passthrough = source == target and processor is None
-        self._resampler = None
-        if not self.passthrough:
-            import numpy as np
+        self._resampler: FloatResampler | None = None
+        self._direct: DirectResampler | None = None
+        self.path = "passthrough"
+        if self.passthrough:
+            return
+        from .resample import DirectResampler, FloatResampler, direct_available
 
-            self._np = np
-            self._dtype = np.dtype(_NUMPY_DTYPE[source.sample])
-            self._scale = np.float32(1.0 / _FULL_SCALE[source.sample])
-            # f32 stereo needs no conversion at all: the block is used as read.
-            self._as_is = source.sample == "f32" and source.channels == 2
-            self._matrix = None if source.channels == 2 else downmix_matrix(source.channels)
-            if source.rate != target.rate:
-                import soxr
+        if (
+            direct
+            and source.rate != target.rate
+            and source.channels == 2
+            and processor is None
+            and direct_available()
+        ):
+            self._direct = DirectResampler(source.rate, target.rate, source.sample, quality)
+            self.path = "direct"
+            return
+        import numpy as np
 
-                self._resampler = soxr.ResampleStream(
-                    source.rate, target.rate, 2, dtype="float32", quality=quality
-                )
+        self.path = "float"
+        self._np = np
+        self._dtype = np.dtype(_NUMPY_DTYPE[source.sample])
+        self._scale = np.float32(1.0 / _FULL_SCALE[source.sample])
+        # f32 stereo needs no conversion at all: the block is used as read.
+        self._as_is = source.sample == "f32" and source.channels == 2
+        self._matrix = None if source.channels == 2 else downmix_matrix(source.channels)
+        if source.rate != target.rate:
+            self._resampler = FloatResampler(source.rate, target.rate, quality)
 
     def push(self, data: bytes | bytearray | memoryview) -> bytes:
         """Convert ``data``; return the output ready now (whole frames, maybe none)."""
+        if self._direct is not None and not self._pending and not len(data) % self._frame:
+            return self._direct.push(bytes(data))  # the usual case, in as few steps as can be
         if self._pending:
             data = self._pending + bytes(data)
             self._pending = b""
@@ -193,6 +218,8 @@ class Converter:
             data = data[:whole]
         if self.passthrough or not whole:
             return bytes(data)
+        if self._direct is not None:
+            return self._direct.push(bytes(data))
         return self._convert(self._to_float_stereo(data), last=False)
 
     def reset(self) -> None:
@@ -200,10 +227,14 @@ class Converter:
         self._pending = b""
         if self._resampler is not None:
             self._resampler.clear()
+        if self._direct is not None:
+            self._direct.clear()
 
     def flush(self) -> bytes:
         """Drain the resampler at end of stream (a trailing partial frame is dropped)."""
         self._pending = b""
+        if self._direct is not None:
+            return self._direct.flush()
         if self.passthrough or self._resampler is None:
             return b""
         return self._convert(self._np.zeros((0, 2), dtype=self._np.float32), last=True)
@@ -223,7 +254,7 @@ class Converter:
     def _convert(self, block: FloatBlock, *, last: bool) -> bytes:
         np = self._np
         if self._resampler is not None:
-            block = self._resampler.resample_chunk(block, last=last)
+            block = self._resampler.push(block, last)
         if self._processor is not None and len(block):
             block = self._processor(block)
         if not len(block):

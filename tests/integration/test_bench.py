@@ -26,6 +26,7 @@ def test_bench_runs_and_reports_every_part() -> None:
     require_tools(pipewire.missing_tools() + snapserver.missing_tools() + converters)
     argv = [sys.executable, "-m", "bench", "--seconds", "2", "--latency-seconds", "1"]
     argv += ["--live-seconds", "1", "--settle", "0.5", "--startup-runs", "1", "--rounds", "1"]
+    argv += ["--conversion-rounds", "1"]
     result = subprocess.run(
         argv, cwd=ROOT, capture_output=True, text=True, timeout=400, check=False
     )

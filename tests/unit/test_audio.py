@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import soxr
 
 from broadcaster.audio import SNAPCAST_FORMAT, AudioFormat, Converter, downmix_matrix
 from broadcaster.errors import AudioFormatError
+from broadcaster.resample import FloatResampler, direct_available
 from tests.support.signal import dominant_frequency, rms, s16_stereo_to_float, tone
 
 
@@ -32,6 +34,8 @@ def convert_in_blocks(conv: Converter, data: bytes, block: int) -> bytes:
     ("fmt", "layout_gain"),
     [
         (AudioFormat(44100, 2, "f32"), 1.0),
+        (AudioFormat(44100, 2, "s16"), 1.0),
+        (AudioFormat(88200, 2, "s32"), 1.0),
         (AudioFormat(22050, 1, "s16"), 1.0),
         (AudioFormat(96000, 6, "s32"), 1.0),
         (AudioFormat(48000, 2, "s16"), 1.0),
@@ -77,22 +81,88 @@ def test_reset_drops_a_partial_frame_of_the_previous_stream() -> None:
     assert conv.push(frame) == frame  # not the stale half in front (channels swapped)
 
 
-def test_resampler_latency_is_small_and_stream_is_continuous() -> None:
+def _held_back_frames(conv: Converter, seconds: float = 2.0) -> tuple[list[int], bytes]:
+    """Push 20 ms blocks of a 44.1 kHz tone; after each, the 48 kHz frames due but not out."""
     fmt = AudioFormat(44100, 2, "f32")
-    conv = Converter(fmt)
-    block = fmt.bytes_in(20)  # 882 frames
-    mono = tone(440, 44100, 2.0)
+    block = fmt.bytes_in(20)  # 882 frames in, 960 due out
+    mono = tone(440, 44100, seconds)
     data = encode(np.stack([mono, mono], axis=1), "f32")
-    produced = 0
+    produced, held = 0, []
     for i, start in enumerate(range(0, len(data), block)):
         produced += len(conv.push(data[start : start + block])) // 4
-        # After the first blocks, output keeps pace with input: it never lags
-        # more than the resampler's own delay (~21 ms for soxr HQ) behind.
-        if i > 3:
-            due = (i + 1) * 960
-            assert due - produced <= 48000 * 0.025
-    out = s16_stereo_to_float(conv.flush())
-    assert len(out) <= 48000 * 0.025  # what was held back is the resampler's delay
+        held.append((i + 1) * 960 - produced)
+    return held, conv.flush()
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "float"])
+def test_resampling_holds_back_less_than_one_block(direct: bool) -> None:
+    """A block's last sample leaves with the next block at the latest (bench: p99 ~20 ms).
+
+    soxr's linear-phase HQ filter held back up to 1001 frames, more than the
+    960 a 20 ms block brings, so some samples waited two blocks (p99 41 ms).
+    """
+    conv = Converter(AudioFormat(44100, 2, "f32"), direct=direct)
+    assert conv.path == ("direct" if direct else "float")
+    held, tail = _held_back_frames(conv)
+    assert max(held[3:]) < 960
+    assert 0 < len(tail) // 4 < 960  # what was held at the end comes out on flush
+
+
+def test_libsoxr_is_installed_for_the_direct_path() -> None:
+    # bootstrap.sh installs libsoxr0; without it stereo resampling still works
+    # (float path) at about twice the CPU: this says so instead of hiding it.
+    assert direct_available()
+    assert Converter(AudioFormat(44100, 2, "s16")).path == "direct"
+    assert Converter(AudioFormat(44100, 1, "s16")).path == "float"  # downmix first
+    assert Converter(AudioFormat(48000, 2, "s16")).path == "passthrough"
+
+
+@pytest.mark.parametrize("sample", ["f32", "s16", "s32"])
+def test_direct_and_float_paths_give_the_same_audio(sample: str) -> None:
+    fmt = AudioFormat(44100, 2, sample)  # type: ignore[arg-type]
+    mono = tone(997, 44100, 1.0, 0.5)
+    data = encode(np.stack([mono, -mono], axis=1), sample)
+    direct = convert_in_blocks(Converter(fmt), data, block=fmt.bytes_in(20))
+    floats = convert_in_blocks(Converter(fmt, direct=False), data, block=fmt.bytes_in(20))
+    a = np.frombuffer(direct, "<i2").astype(int)
+    b = np.frombuffer(floats, "<i2").astype(int)
+    assert len(a) == len(b)
+    assert np.abs(a - b).max() <= 1  # rounding of the last bit at most
+
+
+def test_direct_path_clips_instead_of_wrapping() -> None:
+    fmt = AudioFormat(44100, 2, "f32")
+    mono = tone(100, 44100, 0.5, 1.7)  # overdriven: 1.7x full scale
+    data = encode(np.stack([mono, mono], axis=1), "f32")
+    out = np.frombuffer(convert_in_blocks(Converter(fmt), data, 3528), "<i2").astype(int)
+    assert out.max() == 32767
+    assert out.min() == -32768
+    # Clipped, not wrapped: no jump from one rail to the other between samples.
+    assert np.abs(np.diff(out.reshape(-1, 2)[:, 0])).max() < 2000
+
+
+def test_resampler_uses_soxr_minimum_phase_with_the_installed_python_soxr() -> None:
+    # python-soxr reaches libsoxr's phase option only through its extension type;
+    # a release that changes it falls back to linear phase: this says so at once.
+    assert FloatResampler(44100, 48000).minimum_phase
+
+
+def test_resampler_falls_back_to_linear_phase_when_soxr_ext_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from soxr import soxr_ext
+
+    original = soxr_ext.CSoxr
+
+    def changed(*args: object) -> object:  # a release that takes quality names only
+        if args[4] not in (soxr.QQ, soxr.LQ, soxr.MQ, soxr.HQ, soxr.VHQ):
+            raise TypeError("incompatible constructor arguments")
+        return original(*args)
+
+    monkeypatch.setattr(soxr_ext, "CSoxr", changed)
+    assert not FloatResampler(44100, 48000).minimum_phase
+    held, _ = _held_back_frames(Converter(AudioFormat(44100, 2, "f32"), direct=False))
+    assert max(held[3:]) < 48000 * 0.025  # still streams, with soxr's linear-phase delay
 
 
 def test_clipping_is_clamped_not_wrapped() -> None:
