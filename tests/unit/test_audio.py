@@ -198,3 +198,15 @@ def test_parse_format(text: str, expected: AudioFormat) -> None:
 def test_parse_format_rejects(text: str) -> None:
     with pytest.raises(AudioFormatError):
         AudioFormat.parse(text)
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "float"])
+def test_reset_starts_the_resampler_afresh(direct: bool) -> None:
+    fmt = AudioFormat(44100, 2, "s16")
+    mono = tone(440, 44100, 0.5, 0.5)
+    data = encode(np.stack([mono, mono], axis=1), "s16")
+    fresh = convert_in_blocks(Converter(fmt, direct=direct), data, fmt.bytes_in(20))
+    used = Converter(fmt, direct=direct)
+    used.push(encode(np.stack([-mono, mono], axis=1), "s16"))  # a previous stream
+    used.reset()  # pw-record restarted
+    assert convert_in_blocks(used, data, fmt.bytes_in(20)) == fresh
