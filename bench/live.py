@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.procstat import comm, cpu_seconds, descendants, rss_mib
+from bench.procstat import comm, cpu_seconds, descendants, python_split, rss_mib
 from tests.support.pipewire import PipeWireSession
 from tests.support.procs import Proc, wait_until
 from tests.support.snapserver import SnapServer, StreamSpec
@@ -57,6 +57,8 @@ class Phase:
     cpu: dict[str, float] = field(default_factory=dict)
     """CPU seconds over the window, by process."""
     rss: dict[str, float] = field(default_factory=dict)
+    detail: dict[str, float] = field(default_factory=dict)
+    """CPU seconds over the window of broadcaster's parts (see procstat.python_split)."""
 
     @property
     def total(self) -> float:
@@ -108,7 +110,12 @@ class Bench:
 
     # --- measuring -------------------------------------------------------------
 
-    def _window(self, phase: Phase, own: Callable[[], dict[str, list[int]]]) -> None:
+    def _window(
+        self,
+        phase: Phase,
+        own: Callable[[], dict[str, list[int]]],
+        detail: Callable[[], dict[str, float]] = dict,
+    ) -> None:
         """Measure every process over ``seconds``: the daemons plus ``own()`` groups."""
         daemons = {name: self.session.procs[name].pid for name in DAEMONS}
 
@@ -121,9 +128,11 @@ class Bench:
             return values
 
         time.sleep(self.settle)
-        before = snapshot()
+        before, detail_before = snapshot(), detail()
         time.sleep(self.seconds)
-        after = snapshot()
+        after, detail_after = snapshot(), detail()
+        for part, value in detail_after.items():
+            phase.detail[part] = value - detail_before.get(part, 0.0)
         for key, value in after.items():
             label = key[0]
             phase.cpu[label] = phase.cpu.get(label, 0.0) + value - before.get(key, 0.0)
@@ -163,7 +172,7 @@ class Bench:
                     "broadcaster's other children": [p for p in kids if comm(p) != "pw-record"],
                 }
 
-            self._window(phase, own)
+            self._window(phase, own, lambda: python_split(proc.pid))
         finally:
             proc.signal(signal.SIGTERM)
             proc.stop(15)

@@ -25,6 +25,29 @@ def cpu_seconds(pid: int | str = "self", *, children: bool = False) -> float:
     return ticks / CLOCK_TICKS
 
 
+def python_split(pid: int) -> dict[str, float]:
+    """CPU seconds of a process by part: its main thread, its other threads, its reaped children.
+
+    For broadcaster: the event loop (control), the capture thread (the data
+    path) and short children such as pw-dump and pactl.
+    """
+    split = {"event loop": 0.0, "other threads": 0.0, "reaped children": 0.0}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return split
+    for task in tasks:
+        try:
+            text = (task / "stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        split["event loop" if task.name == str(pid) else "other threads"] += seconds
+    split["reaped children"] = cpu_seconds(pid, children=True) - cpu_seconds(pid)
+    return split
+
+
 def rss_mib(pid: int | str = "self") -> float:
     """Resident set size (VmRSS) of ``pid`` in MiB; 0.0 once it is gone."""
     try:

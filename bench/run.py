@@ -148,6 +148,11 @@ def run_live(args: argparse.Namespace, work: Path, summary: dict[str, Any]) -> N
                     f"{k} {v * 1000 / phase.seconds:.1f}" for k, v in phase.cpu.items() if v
                 )
                 print(f"{'':<20}round {number}: {parts}")
+                if phase.detail:
+                    inside = ", ".join(
+                        f"{k} {v * 1000 / phase.seconds:.1f}" for k, v in phase.detail.items()
+                    )
+                    print(f"{'':<20}  broadcaster (python) by part: {inside}")
     print()
     by_name = {p.name: p for p in results}
     summary["live"] = {}
