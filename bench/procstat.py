@@ -8,21 +8,29 @@ from pathlib import Path
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def _stat_ticks(stat: Path) -> tuple[int, int, int, int] | None:
+    """utime, stime, cutime, cstime (clock ticks) from a /proc ``stat`` file; None if gone."""
+    try:
+        text = stat.read_text()
+    except OSError:
+        return None
+    # Field 2 (comm) may hold spaces and parentheses: split after the last ')'.
+    fields = text[text.rindex(")") + 2 :].split()
+    # fields[0] is field 3 (state); utime, stime, cutime, cstime are fields 14-17.
+    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
+    return utime, stime, cutime, cstime
+
+
 def cpu_seconds(pid: int | str = "self", *, children: bool = False) -> float:
     """utime + stime of ``pid`` (+ cutime + cstime of its reaped children), in seconds.
 
     Read from /proc/PID/stat; 0.0 once the process is gone.
     """
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    ticks = _stat_ticks(Path(f"/proc/{pid}/stat"))
+    if ticks is None:
         return 0.0
-    # Field 2 (comm) may hold spaces and parentheses: split after the last ')'.
-    fields = text[text.rindex(")") + 2 :].split()
-    # fields[0] is field 3 (state); utime, stime, cutime, cstime are fields 14-17.
-    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
-    ticks = utime + stime + (cutime + cstime if children else 0)
-    return ticks / CLOCK_TICKS
+    utime, stime, cutime, cstime = ticks
+    return (utime + stime + (cutime + cstime if children else 0)) / CLOCK_TICKS
 
 
 def python_split(pid: int) -> dict[str, float]:
@@ -37,13 +45,10 @@ def python_split(pid: int) -> dict[str, float]:
     except OSError:
         return split
     for task in tasks:
-        try:
-            text = (task / "stat").read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-        split["event loop" if task.name == str(pid) else "other threads"] += seconds
+        ticks = _stat_ticks(task / "stat")
+        if ticks is not None:
+            seconds = (ticks[0] + ticks[1]) / CLOCK_TICKS
+            split["event loop" if task.name == str(pid) else "other threads"] += seconds
     split["reaped children"] = cpu_seconds(pid, children=True) - cpu_seconds(pid)
     return split
 
