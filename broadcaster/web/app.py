@@ -29,6 +29,14 @@ async def _index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+async def _favicon(request: web.Request) -> web.FileResponse:
+    """Browsers ask for /favicon.ico whatever the page says: a 404 is a console error."""
+    return web.FileResponse(
+        STATIC_DIR / "favicon.svg",
+        headers={"Content-Type": "image/svg+xml", "Cache-Control": "max-age=86400"},
+    )
+
+
 def make_app(service: Service, *, publish: bool | None = None) -> web.Application:
     """The web application around ``service`` (started and stopped with the app)."""
     config = service.config
@@ -41,6 +49,7 @@ def make_app(service: Service, *, publish: bool | None = None) -> web.Applicatio
     app[api.HUB] = hub
     service.set_listener(hub.publish)
     app.router.add_get("/", _index)
+    app.router.add_get("/favicon.ico", _favicon)
     app.router.add_routes(api.routes)
     from ..scenes import SceneStore, default_path
     from . import scenes_api

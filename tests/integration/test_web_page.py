@@ -24,6 +24,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.conftest import require_tools
@@ -212,19 +213,18 @@ def _update_docs_screenshot(path: Path) -> None:
         shutil.copyfile(path, REPO / "docs" / "screenshot.png")
 
 
-async def test_play_here_makes_this_browser_a_room_of_the_group(
+async def test_play_here_joins_the_tapped_group_on_the_default_stream(
     house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
     serve: int,
     page: DevTools,
 ) -> None:
+    """As a newcomer meets it: both rooms in groups of their own, both playing
+    snapserver's default stream, like the new browser room's own group."""
     if not (REPO / "broadcaster" / "web" / "static" / "player" / "player.js").exists():
         pytest.skip("the browser room (static/player/) is not installed")
     server, _ = house
-    await asyncio.to_thread(
-        server.rpc,
-        "Group.SetStream",
-        {"id": _group_of(server, "room1"), "stream_id": "Second"},
-    )
+    group = await asyncio.to_thread(_group_of, server, "room1")
+    assert {g["stream_id"] for g in (await asyncio.to_thread(server.status))["groups"]} == {"Main"}
     await _open(page, serve)
 
     async def button_shown() -> bool:
@@ -238,14 +238,47 @@ async def test_play_here_makes_this_browser_a_room_of_the_group(
     await await_until(button_shown, 20, "the Play here button")
     await page.click_selector('.group:has(.room[data-room="room1"]) .play-here')
 
-    def browser_room_with_room1() -> bool:
-        group = _group_of(server, "room1")
+    def browser_in_group() -> str:
         members = [c for g in server.status()["groups"] if g["id"] == group for c in g["clients"]]
-        return any(c["id"].startswith("browser-") and c["connected"] for c in members)
+        found = [c["id"] for c in members if c["id"].startswith("browser-") and c["connected"]]
+        return found[0] if found else ""
+
+    browser_id = await asyncio.to_thread(
+        wait_until, browser_in_group, 30, "this browser in room1's group on snapserver"
+    )
+
+    async def button_says_stop() -> bool:
+        pressed = await page.evaluate(
+            "document.querySelector('.group:has(.room[data-room=\"room1\"]) .play-here')"
+            ".getAttribute('aria-pressed')"
+        )
+        return bool(pressed == "true")
+
+    await await_until(button_says_stop, 20, "the tapped group's button to say Stop")
+
+    # The group's volume reaches the browser room as it reaches room1.
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+        http.put(
+            f"http://127.0.0.1:{serve}/api/groups/{group}/volume",
+            json={"percent": 30},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ) as reply,
+    ):
+        assert reply.status == 200, await reply.text()
+
+    def browser_volume() -> int:
+        return int(server.clients()[browser_id]["config"]["volume"]["percent"])
 
     await asyncio.to_thread(
-        wait_until, browser_room_with_room1, 30, "this browser to join room1's group"
+        wait_until, lambda: browser_volume() == 30, 20, "the group volume on the browser room"
     )
+
+    async def player_volume() -> bool:
+        return bool(await page.evaluate("window.player.settings.volume") == 30)
+
+    await await_until(player_volume, 20, "the browser's player to apply volume 30")
+    assert page.errors == [], page.errors
 
 
 def _group_of(server: SnapServer, room: str) -> str:

@@ -45,6 +45,8 @@ class DevTools:
         self.ws = ws
         self._ids = itertools.count(1)
         self.console: list[str] = []
+        self.errors: list[str] = []
+        """Console errors: failed loads (a 404), uncaught exceptions, console.error."""
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         request_id = next(self._ids)
@@ -57,10 +59,21 @@ class DevTools:
                     self.console.append(
                         " ".join(str(a.get("value", a.get("description"))) for a in args)
                     )
+                self._note_error(message)
                 if message.get("id") == request_id:
                     if "error" in message:
                         raise AssertionError(f"{method}: {message['error']}")
                     return message.get("result", {})
+
+    def _note_error(self, message: dict[str, Any]) -> None:
+        params = message.get("params", {})
+        if message.get("method") == "Log.entryAdded" and params["entry"]["level"] == "error":
+            entry = params["entry"]
+            self.errors.append(f"{entry.get('text')} {entry.get('url', '')}".strip())
+        elif message.get("method") == "Runtime.exceptionThrown":
+            self.errors.append(str(params["exceptionDetails"].get("exception", params)))
+        elif message.get("method") == "Runtime.consoleAPICalled" and params.get("type") == "error":
+            self.errors.append(" ".join(str(a.get("value")) for a in params.get("args", [])))
 
     async def evaluate(self, expression: str, *, await_promise: bool = False) -> Any:
         result = await self.call(
@@ -130,6 +143,7 @@ async def chromium(base: Path, *, window: str = "412,860") -> AsyncIterator[DevT
                 tools = DevTools(ws)
                 await tools.call("Page.enable")
                 await tools.call("Runtime.enable")
+                await tools.call("Log.enable")
                 yield tools
     finally:
         await asyncio.to_thread(proc.stop)

@@ -198,31 +198,52 @@ let player = null;
 let playingGroup = null;
 import("/static/player/player.js").then((module) => {
   playerModule = module;
-  for (const button of document.querySelectorAll(".play-here")) button.hidden = false;
+  renderPlayHere();
 }).catch(() => {});
 
 function togglePlayHere(groupElement) {
   const group = state.groups.find((g) => g.id === groupElement.dataset.group);
   if (player) {
     const was = myGroup();
-    player.stop();
-    player = null;
-    playingGroup = null;
-    renderPlayHere();
+    stopPlayer();
     if (!group || was === group.id) return;
   }
-  if (!group || !playerModule) return;
+  if (group) startPlayer(group.stream, group.id);
+}
+
+// No room yet: this browser can be the first, on the stream a capture feeds.
+function togglePlayFirst() {
+  if (player) { stopPlayer(); return; }
+  const stream = state.streams.find((s) => s.capture && s.status === "playing")
+    || state.streams.find((s) => s.status === "playing")
+    || state.streams.find((s) => s.capture) || state.streams[0];
+  if (stream) startPlayer(stream.id, "");
+}
+$("#play-first").addEventListener("click", togglePlayFirst);
+
+function startPlayer(streamId, groupId) {
+  if (!playerModule) return;
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const t = token();
   player = new playerModule.SnapPlayer({
     url: `${scheme}//${location.host}/stream${t ? "?token=" + encodeURIComponent(t) : ""}`,
-    streamId: group.stream,
+    streamId,
+    groupId, // the tapped group, even if another group plays the same stream
     name: localStorage.getItem("snapplayer-name") || "This browser",
     onState: (s) => { if (s.message) showError(s.message); },
     join: playerModule.apiJoin({ token: t }),
   });
-  playingGroup = group.id;
+  window.player = player;
+  playingGroup = groupId || null;
   player.start(); // inside the tap: the AudioContext may start
+  renderPlayHere();
+}
+
+function stopPlayer() {
+  player.stop();
+  player = null;
+  window.player = null;
+  playingGroup = null;
   renderPlayHere();
 }
 
@@ -241,6 +262,10 @@ function renderPlayHere() {
     button.textContent = mine === id ? "Stop playing here" : "Play here";
     button.setAttribute("aria-pressed", String(mine === id));
   }
+  const first = $("#play-first");
+  first.hidden = !playerModule || !state.streams.length;
+  first.textContent = player ? "Stop playing here" : "Play here";
+  first.setAttribute("aria-pressed", String(!!player));
 }
 
 // --- captures ------------------------------------------------------------------

@@ -11,9 +11,11 @@
 // timestamp + the server's buffer - the client's latency (scheduler.js).  No
 // AudioWorklet or WebCodecs: a plain-http LAN page is not a secure context.
 //
-// Joining the chosen stream's group is done by `join(clientId, streamId, name)`
-// (a function returning a promise): jsonRpcJoin() does it over snapserver's
-// JSON-RPC WebSocket, apiJoin() through broadcaster's own HTTP API.
+// Joining a group is done by `join(clientId, streamId, name, groupId)` (a
+// function returning a promise): the group `groupId` when one is given (the
+// group whose "Play here" was tapped), else a group playing `streamId`.
+// jsonRpcJoin() does it over snapserver's JSON-RPC WebSocket, apiJoin()
+// through broadcaster's own HTTP API.
 
 import {
   MessageType,
@@ -57,6 +59,7 @@ export class SnapPlayer {
   constructor({
     url,
     streamId = "",
+    groupId = "",
     name = "",
     onState = () => {},
     join = null,
@@ -67,6 +70,7 @@ export class SnapPlayer {
     if (!url) throw new Error("SnapPlayer needs the stream WebSocket url");
     this.url = url;
     this.streamId = streamId;
+    this.groupId = groupId;
     this.name = name;
     this.onState = onState;
     this.join = join;
@@ -345,7 +349,7 @@ export class SnapPlayer {
     if (!this.join || this.joining) return;
     this.joining = true;
     try {
-      await this.join(this.clientId, this.streamId, this.name);
+      await this.join(this.clientId, this.streamId, this.name, this.groupId);
       this.joined = true;
     } catch (err) {
       this.setState(this.state.state, `could not join the stream's group: ${err.message || err}`);
@@ -438,12 +442,12 @@ export class SnapPlayer {
 
 /**
  * A `join` for SnapPlayer over snapserver's JSON-RPC WebSocket
- * (ws://HOST:HTTP_PORT/jsonrpc): puts the client in the group playing
- * `streamId` (or points its own group at that stream when no group plays it),
- * and names it.
+ * (ws://HOST:HTTP_PORT/jsonrpc): puts the client in the group `groupId` when
+ * it exists, else in a group playing `streamId` (or points its own group at
+ * that stream when no group plays it), and names it.
  */
 export function jsonRpcJoin(url, { timeout = 5000 } = {}) {
-  return async (clientId, streamId, name) => {
+  return async (clientId, streamId, name, groupId = "") => {
     const rpc = await JsonRpc.open(url, timeout);
     try {
       let status = null;
@@ -457,18 +461,35 @@ export function jsonRpcJoin(url, { timeout = 5000 } = {}) {
       if (name && own.client.config.name !== name) {
         await rpc.call("Client.SetName", { id: clientId, name });
       }
-      if (!streamId || own.group.stream_id === streamId) return;
-      const target = status.groups.find((g) => g.stream_id === streamId && g.id !== own.group.id);
-      if (target) {
-        const clients = target.clients.map((c) => c.id).concat(clientId);
-        await rpc.call("Group.SetClients", { id: target.id, clients });
-      } else {
-        await rpc.call("Group.SetStream", { id: own.group.id, stream_id: streamId });
-      }
+      const groups = status.groups.map((g) => ({ id: g.id, stream: g.stream_id, rooms: g.clients.map((c) => c.id) }));
+      const step = joinStep(groups, clientId, streamId, groupId);
+      if (step && step.rooms) await rpc.call("Group.SetClients", { id: step.group, clients: step.rooms });
+      else if (step) await rpc.call("Group.SetStream", { id: step.group, stream_id: step.stream });
     } finally {
       rpc.close();
     }
   };
+}
+
+/**
+ * The one change that puts client `clientId` where it should be:
+ * `{group, rooms}` (that group's new members), `{group, stream}` (its own
+ * group's new stream) or null (nothing to do).  `groups` are
+ * `{id, stream, rooms}`.  The group asked for wins over the stream: several
+ * groups may play the same stream (snapserver's default one, typically) and
+ * the user tapped one of them.
+ */
+export function joinStep(groups, clientId, streamId, groupId = "") {
+  const own = groups.find((g) => g.rooms.includes(clientId));
+  const wanted = groupId ? groups.find((g) => g.id === groupId) : null;
+  if (wanted) {
+    if (own && own.id === wanted.id) return null;
+    return { group: wanted.id, rooms: wanted.rooms.concat(clientId) };
+  }
+  if (!streamId || (own && own.stream === streamId)) return null;
+  const target = groups.find((g) => g.stream === streamId && g !== own);
+  if (target) return { group: target.id, rooms: target.rooms.concat(clientId) };
+  return own ? { group: own.id, stream: streamId } : null;
 }
 
 /**
@@ -496,7 +517,7 @@ export function apiJoin({ base = "", token = "", timeout = 5000 } = {}) {
     }
   }
   const path = (kind, id, what) => `/api/${kind}/${encodeURIComponent(id)}/${what}`;
-  return async (clientId, streamId, name) => {
+  return async (clientId, streamId, name, groupId = "") => {
     let state = null;
     let room = null;
     for (let attempt = 0; attempt < 20 && !room; attempt++) {
@@ -506,14 +527,9 @@ export function apiJoin({ base = "", token = "", timeout = 5000 } = {}) {
     }
     if (!room) throw new Error(`broadcaster does not list room ${clientId}`);
     if (name && room.name !== name) await api("PUT", path("rooms", clientId, "name"), { name });
-    const own = state.groups.find((g) => g.id === room.group);
-    if (!streamId || (own && own.stream === streamId)) return;
-    const target = state.groups.find((g) => g.stream === streamId && g.id !== room.group);
-    if (target) {
-      await api("PUT", path("groups", target.id, "rooms"), { rooms: target.rooms.concat(clientId) });
-    } else if (own) {
-      await api("PUT", path("groups", own.id, "stream"), { stream: streamId });
-    }
+    const step = joinStep(state.groups, clientId, streamId, groupId);
+    if (step && step.rooms) await api("PUT", path("groups", step.group, "rooms"), { rooms: step.rooms });
+    else if (step) await api("PUT", path("groups", step.group, "stream"), { stream: step.stream });
   };
 }
 
