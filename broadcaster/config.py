@@ -40,6 +40,37 @@ def _check_port(value: int, key: str) -> None:
         raise ConfigError(f"{key} = {value} is not a TCP port (1-65535)")
 
 
+def conf_value_problem(value: str, *, in_uri: bool = False) -> str | None:
+    """Why ``value`` cannot be written into snapserver.conf as it is, or None.
+
+    snapserver's config format has no quoting: a line break would start a new
+    line of its own (a ``source = process://...`` runs a program), and in a
+    ``source = pipe://PATH?...`` URI, ``?``, ``&``, ``#`` and ``%`` would change
+    the stream's parameters.  Such values are refused, not escaped.
+    """
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return "it holds a line break or another control character"
+    if in_uri and any(c in value for c in "?&#% "):
+        return "it holds one of ? & # % or a space"
+    return None
+
+
+def _check_conf_value(value: str, key: str, *, in_uri: bool = False) -> None:
+    problem = conf_value_problem(value, in_uri=in_uri)
+    if problem:
+        raise ConfigError(f"{key} = {value!r} cannot go into snapserver.conf: {problem}")
+
+
+def _check_bind(value: str, key: str) -> None:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", value):
+            raise ConfigError(f"{key} = {value!r} is not an IP address or host name") from None
+
+
 @dataclass(frozen=True)
 class CaptureConfig:
     """Where and how the application's audio is captured."""
@@ -109,7 +140,12 @@ class SnapserverConfig:
     mode: str = "auto"
     """auto: start one only if none answers on the control port; always; never."""
     bind: str = "0.0.0.0"
-    """Address the rooms connect to (stream and http ports); control stays on loopback."""
+    """Address the rooms connect to (the stream port); control stays on loopback."""
+    lan_control: bool = False
+    """Also serve snapserver's control (the tcp ``control_port`` and the http
+    ``http_port``: JSON-RPC, snapweb) on ``bind``, for the Snapcast apps.  That
+    control is NOT authenticated: anyone who reaches it can change every room.
+    Off: both stay on loopback and browser rooms go through broadcaster's /stream."""
     stream_port: int = 1704
     control_port: int = DEFAULT_CONTROL_PORT
     http_port: int = 1780
@@ -127,6 +163,9 @@ class SnapserverConfig:
             raise ConfigError(f"snapserver.mode = {self.mode!r} is not auto, always or never")
         for key in ("stream_port", "control_port", "http_port"):
             _check_port(getattr(self, key), f"snapserver.{key}")
+        _check_bind(self.bind, "snapserver.bind")
+        _check_conf_value(self.fifo, "snapserver.fifo", in_uri=True)
+        _check_conf_value(self.datadir, "snapserver.datadir")
         if self.codec not in ("flac", "pcm", "ogg", "opus"):
             raise ConfigError(f"snapserver.codec = {self.codec!r} is not flac, pcm, ogg or opus")
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.stream_name):

@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from types import TracebackType
 
-from .config import SnapserverConfig
+from .config import SnapserverConfig, conf_value_problem
 from .errors import SnapserverError
 from .files import write_atomic
 from .process import ChildProcess
@@ -80,11 +80,18 @@ def render_config(settings: SnapserverConfig, paths: EmbeddedPaths, template: st
     """Fill the template's ``${...}`` fields from the settings."""
     from .controlscript import source_query as controlscript_query
 
+    # Control (tcp and http: unauthenticated JSON-RPC) on loopback, unless the
+    # user opted in; broadcaster itself always reaches it on 127.0.0.1.
+    control = ["127.0.0.1"]
+    if settings.lan_control:
+        control = (
+            [settings.bind] if settings.bind in ("0.0.0.0", "::") else [*control, settings.bind]
+        )
     fields = {
         "datadir": str(paths.datadir),
         "fifo": str(paths.fifo),
         "bind": settings.bind,
-        "control_bind": "127.0.0.1",
+        "control_binds": "\n".join(f"bind_to_address = {address}" for address in control),
         "stream_port": str(settings.stream_port),
         "control_port": str(settings.control_port),
         "http_port": str(settings.http_port),
@@ -95,6 +102,13 @@ def render_config(settings: SnapserverConfig, paths: EmbeddedPaths, template: st
         if Path("/usr/share/snapserver/snapweb").is_dir()
         else "/usr/share/snapserver",
     }
+    # Paths may come from $XDG_RUNTIME_DIR or $XDG_STATE_HOME, past config checks.
+    for name, in_uri in (("fifo", True), ("datadir", False), ("bind", False)):
+        problem = conf_value_problem(fields[name], in_uri=in_uri)
+        if problem:
+            raise SnapserverError(
+                f"{name} {fields[name]!r} cannot go into snapserver.conf: {problem}"
+            )
     try:
         return string.Template(template).substitute(fields)
     except (KeyError, ValueError) as err:

@@ -78,13 +78,17 @@ def announcements(service: Service, *, avahi_running: bool | None = None) -> lis
     local = service.managed is not None or service.snap.host in ("127.0.0.1", "localhost", "::1")
     if local and not avahi_running:
         snap = service.config.snapserver
-        for kind, port in (
+        kinds = [
             ("_snapcast._tcp.local.", snap.stream_port),
             ("_snapcast-stream._tcp.local.", snap.stream_port),
-            ("_snapcast-jsonrpc._tcp.local.", snap.control_port),
-            ("_snapcast-tcp._tcp.local.", snap.control_port),
-            ("_snapcast-http._tcp.local.", snap.http_port),
-        ):
+        ]
+        if snap.lan_control:  # control listens beyond loopback only then
+            kinds += [
+                ("_snapcast-jsonrpc._tcp.local.", snap.control_port),
+                ("_snapcast-tcp._tcp.local.", snap.control_port),
+                ("_snapcast-http._tcp.local.", snap.http_port),
+            ]
+        for kind, port in kinds:
             items.append(Announcement(kind, port, {}))
     return items
 

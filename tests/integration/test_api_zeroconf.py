@@ -39,6 +39,7 @@ env.update(
     BROADCASTER_SNAPSERVER_STREAM_PORT=str(stream),
     BROADCASTER_SNAPSERVER_CONTROL_PORT=str(control),
     BROADCASTER_SNAPSERVER_HTTP_PORT=str(http),
+    BROADCASTER_SNAPSERVER_LAN_CONTROL="1",  # the Snapcast apps' control is announced then
     XDG_RUNTIME_DIR=sys.argv[1], XDG_STATE_HOME=sys.argv[1], XDG_CONFIG_HOME=sys.argv[1],
 )
 log = open(os.path.join(sys.argv[1], "serve.log"), "wb")

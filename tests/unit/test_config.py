@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,20 @@ def test_bad_environment_value(tmp_path: Path) -> None:
 )
 def test_parse_address(text: str, expected: tuple[str, int]) -> None:
     assert config.parse_address(text, 1705) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("BROADCASTER_SNAPSERVER_FIFO", "/run/x\nsource = process:///bin/sh"),
+        ("BROADCASTER_SNAPSERVER_DATADIR", "/d\n[http]"),
+        ("BROADCASTER_SNAPSERVER_BIND", "0.0.0.0\nport = 1"),
+        ("BROADCASTER_SNAPSERVER_BIND", "not an address"),
+    ],
+)
+def test_snapserver_values_that_break_its_config_file_are_refused(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    setting = key.removeprefix("BROADCASTER_").lower().replace("_", ".", 1)
+    with pytest.raises(ConfigError, match=re.escape(setting)):
+        config.load(env={"XDG_CONFIG_HOME": str(tmp_path), key: value})

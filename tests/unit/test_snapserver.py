@@ -35,3 +35,58 @@ def test_a_broken_template_is_a_clear_error(tmp_path: Path) -> None:
     paths = EmbeddedPaths(tmp_path / "fifo", tmp_path / "data", tmp_path / "s.conf")
     with pytest.raises(SnapserverError, match="bad field"):
         render_config(SnapserverConfig(), paths, "port = ${no_such_field}\n")
+
+
+def _section(text: str, name: str) -> str:
+    return text.split(f"[{name}]")[1].split("\n[")[0]
+
+
+@pytest.mark.parametrize("template", ["embedded.conf.in", "multi.conf.in"])
+def test_control_stays_on_loopback_and_only_the_stream_port_is_on_the_lan(
+    tmp_path: Path, template: str
+) -> None:
+    """snapserver's http port serves the whole JSON-RPC API without authentication."""
+    from broadcaster.config import Config, WebConfig
+    from broadcaster.service import render_multi_config
+
+    settings = SnapserverConfig(fifo=str(tmp_path / "fifo"))
+    if template == "multi.conf.in":
+        text = render_multi_config(Config(snapserver=settings, web=WebConfig(slots=2)))
+    else:
+        paths = EmbeddedPaths(tmp_path / "fifo", tmp_path / "data", tmp_path / "s.conf")
+        text = render_config(settings, paths, read_template(template))
+    assert "bind_to_address = 0.0.0.0" in _section(text, "stream")
+    assert "bind_to_address = 127.0.0.1" in _section(text, "tcp")
+    assert "bind_to_address = 127.0.0.1" in _section(text, "http")
+
+
+def test_lan_control_is_an_explicit_opt_in(tmp_path: Path) -> None:
+    paths = EmbeddedPaths(tmp_path / "fifo", tmp_path / "data", tmp_path / "s.conf")
+    settings = SnapserverConfig(bind="192.168.1.5", lan_control=True)
+    text = render_config(settings, paths, read_template())
+    assert "bind_to_address = 192.168.1.5" in _section(text, "stream")
+    for section in ("tcp", "http"):  # broadcaster still reaches it on loopback
+        assert _section(text, section).count("bind_to_address") == 2
+        assert "bind_to_address = 127.0.0.1\nbind_to_address = 192.168.1.5" in text
+    everywhere = SnapserverConfig(lan_control=True)
+    text = render_config(everywhere, paths, read_template())
+    for section in ("stream", "tcp", "http"):
+        assert "bind_to_address = 0.0.0.0" in _section(text, section)
+        assert "127.0.0.1" not in _section(text, section)
+
+
+@pytest.mark.parametrize(
+    ("fifo", "datadir", "bind"),
+    [
+        ("/run/x\n[stream]\nsource = process:///bin/sh", "/d", "0.0.0.0"),
+        ("/run/x?name=evil", "/d", "0.0.0.0"),
+        ("/run/x", "/d\nsource = process:///bin/sh", "0.0.0.0"),
+        ("/run/x", "/d", "0.0.0.0\nsource = process:///bin/sh"),
+    ],
+)
+def test_values_that_would_inject_config_lines_are_refused(
+    fifo: str, datadir: str, bind: str
+) -> None:
+    paths = EmbeddedPaths(Path(fifo), Path(datadir), Path("/tmp/s.conf"))
+    with pytest.raises(SnapserverError, match=r"cannot go into snapserver\.conf"):
+        render_config(SnapserverConfig(bind=bind), paths, read_template())

@@ -4,6 +4,7 @@ metrics text and snapserver status flattening (through aiohttp's test client).""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -244,6 +245,13 @@ def test_announcements() -> None:
     service.managed = object()  # type: ignore[assignment]
     types = [a.type for a in announcements(service, avahi_running=False)]
     assert "_snapcast._tcp.local." in types
+    # snapserver's control is on loopback: announcing it would point at nothing.
+    assert "_snapcast-jsonrpc._tcp.local." not in types
+    assert "_snapcast-http._tcp.local." not in types
+    service.config = dataclasses.replace(
+        service.config, snapserver=SnapserverConfig(lan_control=True)
+    )
+    types = [a.type for a in announcements(service, avahi_running=False)]
     assert "_snapcast-jsonrpc._tcp.local." in types
     assert [a.type for a in announcements(service, avahi_running=True)] == [SERVICE_TYPE]
 

@@ -1,0 +1,82 @@
+"""What the service exposes, checked on the real processes (docs/security.md).
+
+The managed snapserver's control (tcp and http JSON-RPC, unauthenticated)
+listens on loopback only, its stream port on every address, and a browser
+room still plays through broadcaster's own ``/stream``.  Listening sockets are
+read from /proc/net/tcp*, so no packet leaves loopback.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from broadcaster.config import Config, SnapserverConfig, WebConfig
+from broadcaster.service import Service
+from broadcaster.web.app import make_app
+from tests.support.procs import await_until, free_ports
+
+pytestmark = pytest.mark.integration
+
+HELLO = Path(__file__).parents[1] / "js" / "fixtures" / "hello.bin"
+
+
+def listening(port: int) -> set[str]:
+    """The local addresses with a TCP socket listening on ``port``."""
+    found: set[str] = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, port_hex = fields[1].split(":")
+            if fields[3] == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(address)
+                if width == 8:
+                    found.add(".".join(str(b) for b in reversed(raw)))
+                else:
+                    words = [raw[i : i + 4][::-1] for i in range(0, 16, 4)]
+                    found.add(b"".join(words).hex())
+    return found
+
+
+async def test_managed_snapserver_keeps_control_on_loopback_and_browser_rooms_play(
+    tmp_path: Path, snap_tools: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    (tmp_path / "run").mkdir(mode=0o700)
+    stream, control, http = free_ports(3)
+    config = Config(
+        snapserver=SnapserverConfig(
+            mode="always",
+            stream_port=stream,
+            control_port=control,
+            http_port=http,
+            datadir=str(tmp_path / "data"),
+            codec="pcm",
+        ),
+        web=WebConfig(publish=False, slots=1),
+    )
+    service = Service(config, env={"XDG_STATE_HOME": str(tmp_path / "state")})
+    async with (
+        TestServer(make_app(service)) as server,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http_client,
+    ):
+        assert service.managed is not None
+        assert listening(control) == {"127.0.0.1"}
+        assert listening(http) == {"127.0.0.1"}
+        assert listening(stream) & {"0.0.0.0", "0" * 32}  # the rooms' port: every address
+
+        async def connected() -> bool:
+            return service.snap.connected
+
+        await await_until(connected, 15, "the service to follow its snapserver")
+        url = f"ws://127.0.0.1:{server.port}/stream"
+        async with http_client.ws_connect(url) as ws:
+            await ws.send_bytes(HELLO.read_bytes())
+            first = await ws.receive(timeout=10)
+            assert first.type == aiohttp.WSMsgType.BINARY
+            assert int.from_bytes(first.data[:2], "little") == 3  # ServerSettings
+            assert "bufferMs" in json.loads(first.data[30:])
