@@ -182,16 +182,34 @@ class WebConfig:
     """Address the API and page listen on; anything but loopback needs ``token``."""
     port: int = 1788
     token: str = ""
-    """Shared secret for state-changing requests and live updates (Bearer or ?token=)."""
+    """Shared secret for every API request (Bearer or ?token=); the page and its
+    files load without it."""
+    public_reads: bool = False
+    """With a token: answer GET requests (state, metrics, health) without it.
+    Changes and the WebSockets still need it."""
+    hosts: str = ""
+    """Host names the service answers to besides loopback names, IP addresses
+    and this machine's name (NAME, NAME.local), comma-separated
+    (``music.home,broadcaster.example``); ``*`` answers to any name, which
+    turns off the guard against DNS rebinding."""
     slots: int = 4
     """Pipe streams the managed snapserver gets: how many apps can be captured at once."""
     publish: bool = True
     """Announce the service (and the managed snapserver) with zeroconf."""
 
+    def host_names(self) -> list[str]:
+        """``hosts`` as a list of lower-case names."""
+        return [name.strip().lower() for name in self.hosts.split(",") if name.strip()]
+
     def validate(self) -> None:
         _check_port(self.port, "web.port")
         if not 1 <= self.slots <= 32:
             raise ConfigError(f"web.slots = {self.slots} is out of range (1-32)")
+        for name in self.host_names():
+            if name != "*" and not re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,252})", name):
+                raise ConfigError(
+                    f"web.hosts: {name!r} is not a host name (comma-separated names, or *)"
+                )
         if self.token and not re.fullmatch(r"[\x21-\x7e]{8,256}", self.token):
             raise ConfigError("web.token must be 8-256 printable characters without spaces")
         if not self.token and self.bind not in ("127.0.0.1", "localhost", "::1"):

@@ -158,7 +158,7 @@ def _classes() -> tuple[type[Any], type[Any]]:
         def _line(self, line: str) -> None:
             try:
                 message = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested too deeply
                 _LOGGER.warning("snapserver sent a line that is not JSON: %.80r", line)
                 return
             for item in message if isinstance(message, list) else [message]:

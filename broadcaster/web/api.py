@@ -40,6 +40,8 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         body = await request.json()
     except ValueError:
         raise BadRequest("the request body is not valid JSON") from None
+    except RecursionError:
+        raise BadRequest("the request body is not valid JSON (nested too deeply)") from None
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
     return body

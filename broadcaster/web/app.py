@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ..service import Service
 from . import api
-from .auth import auth_middleware, error_middleware
+from .auth import auth_middleware, error_middleware, frame_guard
 from .events import EventHub
 
 _LOGGER = logging.getLogger(__name__)
@@ -41,9 +41,17 @@ def make_app(service: Service, *, publish: bool | None = None) -> web.Applicatio
     """The web application around ``service`` (started and stopped with the app)."""
     config = service.config
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware(config.web.token)],
+        middlewares=[
+            error_middleware,
+            auth_middleware(
+                config.web.token,
+                hosts=config.web.host_names(),
+                public_reads=config.web.public_reads,
+            ),
+        ],
         client_max_size=64 * 1024,
     )
+    app.on_response_prepare.append(frame_guard)
     hub = EventHub()
     app[api.SERVICE] = service
     app[api.HUB] = hub

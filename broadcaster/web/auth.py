@@ -1,12 +1,26 @@
-"""Token checks and JSON error replies for the HTTP API.
+"""Who may use the HTTP API: host names, origins, the token; JSON error replies.
 
-With ``web.token`` set (required when the service listens beyond loopback),
-every state-changing request (anything but GET/HEAD/OPTIONS) and the
-live-updates socket must carry it: ``Authorization: Bearer TOKEN``, or
-``?token=TOKEN`` (browsers cannot set headers on a WebSocket).  Without a
-token (loopback only), requests must name a loopback host (no DNS rebinding),
-and bodies must be ``application/json`` (see ``api.json_body``), which other
-web pages cannot send without a CORS preflight that the service never grants.
+Every request passes, in order (docs/security.md says why each exists):
+
+* **Host allow-list**: the ``Host`` must be a loopback name, an IP address,
+  this machine's name (``NAME``, ``NAME.local``) or one of ``web.hosts``, in
+  both modes: a page whose own domain name was rebound to this machine's
+  address (DNS rebinding) is refused, with or without a token.
+* **Origin**: a state-changing request (anything but GET/HEAD/OPTIONS) or a
+  WebSocket upgrade that carries an ``Origin`` must come from the service's
+  own origin; a page elsewhere is refused with 403.  Requests without
+  ``Origin`` (the CLI, curl, scripts) pass: browsers always send it on these.
+* **Token** (``web.token``, required when the service listens beyond
+  loopback): every API request and WebSocket must carry it,
+  ``Authorization: Bearer TOKEN`` or ``?token=TOKEN`` (browsers cannot set
+  headers on a WebSocket).  Only the page and its files (``/``,
+  ``/static/...``) load without it; ``web.public_reads`` lets GET requests
+  through too.  Without a token, bodies must still be ``application/json``
+  (see ``api.json_body``), which another page cannot send without a CORS
+  preflight that the service never grants.
+
+Every reply carries ``X-Frame-Options: DENY`` and ``frame-ancestors 'none'``:
+no other site can frame the page and trick a tap.
 
 :func:`error_middleware` turns every :class:`~broadcaster.errors.BroadcasterError`
 into a JSON ``{"error": message}`` reply with a fitting status code, so
@@ -16,8 +30,11 @@ handlers just raise.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
+import socket
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -38,7 +55,6 @@ _LOGGER = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-EVENTS_PATH = "/api/events"
 
 
 class BadRequest(BroadcasterError):
@@ -79,35 +95,113 @@ def token_ok(expected: str, request: web.Request) -> bool:
     return hmac.compare_digest(presented_token(request).encode(), expected.encode())
 
 
-def needs_token(request: web.Request) -> bool:
-    return request.method not in SAFE_METHODS or request.path == EVENTS_PATH
+def is_websocket(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
-LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+PAGE_PATHS = ("/static/", "/player/")
+"""The page's files: they hold no state, and the page takes the token from #token=."""
 
 
-def host_ok(request: web.Request) -> bool:
-    """Without a token, only loopback names in Host: a web page cannot rebind
-    its own domain name to 127.0.0.1 and drive the service from the browser."""
-    host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
-    return host.lower() in LOOPBACK_NAMES
+def needs_token(request: web.Request, *, public_reads: bool = False) -> bool:
+    """With a token set: everything but the page, and reads if so configured."""
+    if request.method not in SAFE_METHODS or is_websocket(request):
+        return True
+    if request.path in ("/", "/favicon.ico") or request.path.startswith(PAGE_PATHS):
+        return False
+    return not public_reads
 
 
-def auth_middleware(token: str) -> Middleware:
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def _host_name(host: str) -> str:
+    """``Host`` without its port and IPv6 brackets, lower case."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class HostPolicy:
+    """Which ``Host`` names the service answers to."""
+
+    def __init__(self, extra: list[str]) -> None:
+        own = socket.gethostname().lower()
+        short = own.split(".")[0]
+        self.any = "*" in extra
+        self.names = LOOPBACK_NAMES | {own, short, f"{short}.local"} | set(extra)
+
+    def allows(self, host: str) -> bool:
+        """Loopback names, IP addresses (nobody can rebind those), our name, the configured ones."""
+        if self.any:
+            return True
+        name = _host_name(host).rstrip(".")
+        try:
+            ipaddress.ip_address(name)
+            return True
+        except ValueError:
+            return name in self.names
+
+
+def origin_ok(request: web.Request) -> bool:
+    """True without ``Origin`` (not a browser) or when it is the service's own."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    parts = urlsplit(origin.strip().lower())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False  # "null": a sandboxed frame, a file, a redirect chain
+    default = "443" if parts.scheme == "https" else "80"
+    netloc = parts.netloc.removesuffix(f":{default}")
+    return netloc == request.host.strip().lower().removesuffix(f":{default}")
+
+
+def refuse_cross_origin(request: web.Request) -> web.Response | None:
+    """403 for a change or WebSocket from another web site's page, else None."""
+    if (request.method not in SAFE_METHODS or is_websocket(request)) and not origin_ok(request):
+        return json_error(
+            403,
+            f"origin {request.headers.get('Origin')!r} refused: "
+            "only the service's own page may change things or open its sockets",
+        )
+    return None
+
+
+def auth_middleware(
+    token: str, *, hosts: list[str] | None = None, public_reads: bool = False
+) -> Middleware:
+    policy = HostPolicy(hosts or [])
+
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not token and not host_ok(request):
+        if not policy.allows(request.host):
             return json_error(
                 403,
-                f"host {request.host!r} refused: without a token only loopback names are served",
+                f"host {request.host!r} refused: use this machine's name or address, "
+                "or add the name to web.hosts",
             )
-        if token and needs_token(request) and not token_ok(token, request):
+        refused = refuse_cross_origin(request)
+        if refused is not None:
+            return refused
+        if (
+            token
+            and needs_token(request, public_reads=public_reads)
+            and not token_ok(token, request)
+        ):
             return json_error(
                 401, "missing or wrong token: send 'Authorization: Bearer TOKEN' (or ?token=)"
             )
         return await handler(request)
 
     return check
+
+
+async def frame_guard(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: no other site may frame the page."""
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
 
 
 @web.middleware

@@ -7,10 +7,10 @@ serve`` on its own port, the browser may not reach snapserver's HTTP port
 service accepts the WebSocket on ``/stream`` and relays every frame, unchanged,
 to snapserver's ``/stream`` and back.
 
-The token rule is the API's: with a token configured, the socket must carry
-it (``?token=``, since browsers cannot set headers on a WebSocket), as the
-live-updates socket does.  ``check_token`` decides; by default it checks the
-service's ``web.token``.
+The rules are the API's: a browser page of another origin is refused (403),
+and with a token configured, the socket must carry it (``?token=``, since
+browsers cannot set headers on a WebSocket), as the live-updates socket does.
+``check_token`` decides; by default it checks the service's ``web.token``.
 """
 
 from __future__ import annotations
@@ -70,6 +70,11 @@ class StreamProxy:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         from aiohttp import ClientError, ClientSession, ClientTimeout, WSServerHandshakeError, web
 
+        from .auth import refuse_cross_origin
+
+        refused = refuse_cross_origin(request)  # another site's page: not even upstream
+        if refused is not None:
+            return refused
         if not self.check_token(request):
             return web.json_response(
                 {"error": "missing or wrong token: open the stream with ?token=TOKEN"}, status=401

@@ -84,17 +84,17 @@ async def test_lists_rooms_groups_streams(
     client: TestClient[Any, Any], house: tuple[SnapServer, list[SnapClient]]
 ) -> None:
     server, _ = house
-    rooms = await (await client.get("/api/rooms")).json()
+    rooms = await (await client.get("/api/rooms", headers=AUTH)).json()
     assert sorted(r["id"] for r in rooms) == ["room1", "room2"]
-    streams = await (await client.get("/api/streams")).json()
+    streams = await (await client.get("/api/streams", headers=AUTH)).json()
     assert [s["id"] for s in streams] == ["Main", "Second"]
-    groups = await (await client.get("/api/groups")).json()
+    groups = await (await client.get("/api/groups", headers=AUTH)).json()
     truth = server.status()["groups"]
     assert sorted(g["id"] for g in groups) == sorted(g["id"] for g in truth)
-    state = await (await client.get("/api/state")).json()
+    state = await (await client.get("/api/state", headers=AUTH)).json()
     assert state["connected"] is True
     assert state["slots"] == ["Main", "Second"]
-    health = await client.get("/api/health")
+    health = await client.get("/api/health", headers=AUTH)
     assert health.status == 200
     assert (await health.json())["snapserver"]["connected"] is True
 
@@ -116,7 +116,7 @@ async def test_volume_mute_and_name_reach_snapserver(
     assert reply.status == 200
     assert server.clients()["room2"]["config"]["name"] == "Kitchen"
     # ...and the room can now be named by its name.
-    reply = await client.get("/api/rooms/Kitchen")
+    reply = await client.get("/api/rooms/Kitchen", headers=AUTH)
     assert (await reply.json())["id"] == "room2"
 
 
@@ -206,7 +206,7 @@ async def test_bad_input_gets_clear_4xx(client: TestClient[Any, Any]) -> None:
     )
     assert malformed.status == 400
     assert "not valid JSON" in (await malformed.json())["error"]
-    groups = await (await client.get("/api/groups")).json()
+    groups = await (await client.get("/api/groups", headers=AUTH)).json()
     reply = await client.put(
         f"/api/groups/{groups[0]['id']}/stream", json={"stream": "Nope"}, headers=AUTH
     )
@@ -231,8 +231,9 @@ async def test_token_is_required_for_changes_and_events(
     first = await ws.receive_json(timeout=10)
     assert first["type"] == "state"
     await ws.close()
-    # Reads need no token.
-    assert (await client.get("/api/rooms")).status == 200
+    # With a token set, reads need it too (web.public_reads opens them).
+    assert (await client.get("/api/rooms")).status == 401
+    assert (await client.get("/api/rooms", headers=AUTH)).status == 200
 
 
 async def test_changes_on_snapserver_reach_the_events_socket(
@@ -262,7 +263,7 @@ async def test_changes_on_snapserver_reach_the_events_socket(
 
 
 async def test_metrics_are_prometheus_text(client: TestClient[Any, Any]) -> None:
-    reply = await client.get("/metrics")
+    reply = await client.get("/metrics", headers=AUTH)
     assert reply.status == 200
     assert reply.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     text = await reply.text()
@@ -335,7 +336,7 @@ async def test_scenes_save_restore_delete(
         saved = await client.post("/api/scenes", json={"name": "evening"}, headers=AUTH)
         assert saved.status == 201, await saved.text()
         assert (await saved.json())["rooms"] == 2
-        listed = await (await client.get("/api/scenes")).json()
+        listed = await (await client.get("/api/scenes", headers=AUTH)).json()
         assert [s["name"] for s in listed] == ["evening"]
 
         await client.put("/api/rooms/room1/volume", json={"percent": 5}, headers=AUTH)
@@ -356,4 +357,4 @@ async def test_scenes_save_restore_delete(
         assert bad.status == 400
         gone = await client.delete("/api/scenes/evening", headers=AUTH)
         assert gone.status == 200
-        assert await (await client.get("/api/scenes")).json() == []
+        assert await (await client.get("/api/scenes", headers=AUTH)).json() == []

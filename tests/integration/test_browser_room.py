@@ -399,7 +399,10 @@ async def test_served_by_broadcaster_serve_one_origin(
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
 
             async def room_in_tone_group() -> bool:
-                async with http.get(f"http://127.0.0.1:{serve}/api/state") as reply:
+                async with http.get(
+                    f"http://127.0.0.1:{serve}/api/state",
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                ) as reply:
                     state: dict[str, Any] = await reply.json()
                 room = next((r for r in state["rooms"] if r["id"] == client_id), None)
                 group: dict[str, Any] = next(

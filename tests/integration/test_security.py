@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from broadcaster.config import Config, SnapserverConfig, WebConfig
 from broadcaster.service import Service
 from broadcaster.web.app import make_app
+from tests.conftest import require_tools
+from tests.support import browser
 from tests.support.procs import await_until, free_ports
 
 pytestmark = pytest.mark.integration
 
 HELLO = Path(__file__).parents[1] / "js" / "fixtures" / "hello.bin"
+PLAYER_DIR = Path(__file__).parents[2] / "broadcaster" / "web" / "static" / "player"
 
 
 def listening(port: int) -> set[str]:
@@ -80,3 +85,41 @@ async def test_managed_snapserver_keeps_control_on_loopback_and_browser_rooms_pl
             assert first.type == aiohttp.WSMsgType.BINARY
             assert int.from_bytes(first.data[:2], "little") == 3  # ServerSettings
             assert "bufferMs" in json.loads(first.data[30:])
+
+
+async def test_demo_player_never_sends_the_token_to_another_origin(tmp_path: Path) -> None:
+    """demo.html?url=ws://elsewhere/ must not hand the stored token to elsewhere."""
+    require_tools(browser.missing_tools())
+    seen: list[str] = []
+
+    async def record(request: web.Request) -> web.StreamResponse:
+        seen.append(request.path_qs)
+        return web.Response(status=404)
+
+    elsewhere = web.Application()
+    elsewhere.router.add_route("*", "/{tail:.*}", record)
+    page = web.Application()
+    page.router.add_static("/player/", PLAYER_DIR)
+    async with (
+        TestServer(elsewhere, host="127.0.0.1") as other,
+        TestServer(page, host="127.0.0.1") as origin,
+        browser.chromium(tmp_path) as tab,
+    ):
+        query = urlencode({"token": "secret-token", "url": f"ws://127.0.0.1:{other.port}/x"})
+        await tab.navigate(f"http://127.0.0.1:{origin.port}/player/demo.html?{query}")
+
+        async def loaded() -> bool:
+            return bool(await tab.evaluate("window.demoReady === true"))
+
+        await await_until(loaded, 30, "the demo page to load")
+        await tab.click_selector("#play")
+
+        async def settled() -> str | None:
+            state = str(await tab.evaluate("document.getElementById('state').textContent"))
+            return state if seen or state in ("refused", "error", "reconnecting") else None
+
+        state = await await_until(settled, 30, "the demo page to refuse (or use) the url")
+        assert seen == [], f"the page sent {seen} to another origin"
+        assert state == "refused"
+        message = str(await tab.evaluate("document.getElementById('message').textContent"))
+        assert f"127.0.0.1:{origin.port}" in message

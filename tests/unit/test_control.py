@@ -236,3 +236,14 @@ def test_any_split_of_any_stream_keeps_every_valid_message(
     for start, end in itertools.pairwise(bounds):
         protocol.data_received(data[start:end])
     assert [m["params"]["name"] for m in seen] == names
+
+
+async def test_a_deeply_nested_message_is_skipped_and_the_connection_survives() -> None:
+    async with FakeSnapserver() as fake:
+        fake.handlers["Server.GetStatus"] = lambda _p: Answer(
+            result=minimal_status(), before=[b"[" * 100_000 + b"\r\n", b"{" * 50_000 + b"\r\n"]
+        )
+        async with SnapControl("127.0.0.1", fake.port, timeout=3) as snap:
+            assert (await snap.status()).rooms[0].id == "room1"
+            assert (await snap.status()).rooms[0].id == "room1"
+            assert snap.connected
