@@ -33,24 +33,35 @@ apt_install() {
         "${missing[@]}"
 }
 
+# Python packages come from the committed locks (requirements.lock,
+# requirements-test.lock), hash-checked, never resolved afresh: a fresh clone
+# installs what CI tested, whatever was released since.  `ci/refresh-lock`
+# rewrites the locks after a change to pyproject.toml's dependencies.
 venv() {
-    local extra="$1" stamp=".venv/.installed-$1"
+    local lock=requirements.lock stamp=.venv/.installed
+    [ "$1" = test ] && lock=requirements-test.lock
     if [ ! -x .venv/bin/python ]; then
         say "creating .venv"
         python3 -m venv .venv
     fi
-    if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-        say "installing broadcaster into .venv"
-        local spec=. log=.venv/pip-install.log
-        [ "$extra" = test ] && spec='.[test]'
+    local want
+    want="$1 $(cat "$lock" pyproject.toml | sha256sum | cut -d' ' -f1)"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        say "installing $lock and broadcaster into .venv"
+        local log=.venv/pip-install.log pip=(.venv/bin/python -m pip install -q --no-deps)
+        # The build backend first (wheels only), so that the one source-only
+        # package in the lock and broadcaster itself build with the locked
+        # setuptools instead of one pip would fetch for an isolated build.
         # pip's and setuptools' chatter goes to a log, shown only if it fails.
-        if ! { .venv/bin/python -m pip install -q --upgrade pip \
-               && .venv/bin/python -m pip install -q -e "$spec"; } >"$log" 2>&1; then
+        if ! { "${pip[@]}" --require-hashes --only-binary :all: \
+                   -r <(awk '/^setuptools==/ {p = 1} p {print} p && !/\\$/ {exit}' "$lock") \
+               && "${pip[@]}" --require-hashes --no-build-isolation -r "$lock" \
+               && "${pip[@]}" --no-build-isolation -e .; } >"$log" 2>&1; then
             cat "$log" >&2
             say "installing Python packages failed (log: $log)"
             exit 1
         fi
-        touch "$stamp"
+        echo "$want" >"$stamp"
     fi
 }
 
