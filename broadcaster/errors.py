@@ -71,3 +71,15 @@ class BusyError(BroadcasterError):
 
 class MprisError(BroadcasterError):
     """The D-Bus session bus or the app's MPRIS player could not be reached or refused."""
+
+
+class PlayerCannotError(BusyError):
+    """A stream's player does not allow a command now (no player, cannot seek...)."""
+
+
+class CoverError(BroadcasterError):
+    """A player's announced cover cannot be served (gone, not an image, too large)."""
+
+
+class CoverMissingError(CoverError):
+    """The announced cover file does not exist (any more) or cannot be read."""

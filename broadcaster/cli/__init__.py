@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "broadcaster.cli.pipeline",
     "broadcaster.cli.serve",
     "broadcaster.cli.control",
+    "broadcaster.cli.transport",
 )
 
 EXIT_ERROR = 1

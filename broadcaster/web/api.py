@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import transport
 from ..service import Service
 from . import metrics
 from .auth import BadRequest
@@ -88,8 +89,14 @@ def server_view(service: Service) -> dict[str, Any]:
     view = service.snap.view()
     fed = {c.slot.stream: c.id for c in service.captures.values()}
     streams = _asdicts(view.streams)
+    properties = {
+        str(s.get("id", "")): s.get("properties") or {}
+        for s in (service.snap.status or {}).get("streams") or []
+    }
     for stream in streams:
         stream["capture"] = fed.get(stream["id"])
+        player = service.snap.players.player(stream["id"], properties.get(stream["id"], {}))
+        stream["player"] = transport.to_json(player, stream["id"])
     return {
         "connected": service.snap.connected,
         "rooms": _asdicts(view.rooms),

@@ -64,6 +64,9 @@ def make_app(service: Service, *, publish: bool | None = None) -> web.Applicatio
 
     app[scenes_api.STORE] = SceneStore(default_path(service.env))
     app.router.add_routes(scenes_api.routes)
+    from . import transport_api
+
+    app.router.add_routes(transport_api.routes)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
     _mount_player(app, service)
 

@@ -28,6 +28,7 @@ from ..errors import (
     ControlError,
     NotFoundError,
 )
+from ..transport import PlayerClock
 
 if TYPE_CHECKING:
     from ..control import SnapControl
@@ -143,6 +144,8 @@ class SnapState:
         self._control: SnapControl | None = None
         self._dirty = asyncio.Event()
         self.status: dict[str, Any] | None = None
+        self.players = PlayerClock()
+        """When each stream's player state last changed (its position's age)."""
         self.connected = False
         self.connects = 0
 
@@ -201,6 +204,7 @@ class SnapState:
                 _LOGGER.debug("cannot read snapserver's status: %s", err)
                 continue
             self.status = result.get("server") if isinstance(result, dict) else None
+            self.players.update(self.status)
             if not self.connected:
                 _LOGGER.info("connected to snapserver at %s", self.address)
             self.connected = True
@@ -316,4 +320,5 @@ class SnapState:
         """Our own change is not notified back to us: read the new state now."""
         result = await self.call("Server.GetStatus")
         self.status = result.get("server") if isinstance(result, dict) else None
+        self.players.update(self.status)
         self._on_change()

@@ -91,7 +91,7 @@ async def test_page_loads_without_console_errors_and_has_an_icon(
     await page.navigate(f"http://127.0.0.1:{serve_empty}/#token={TOKEN}")
 
     async def live() -> bool:
-        return bool(await page.evaluate("document.querySelector('#link').dataset.state === 'up'"))
+        return bool(await page.evaluate("document.querySelector('#link')?.dataset.state === 'up'"))
 
     await await_until(live, 30, "the page to connect")
     async with (

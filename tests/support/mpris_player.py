@@ -3,7 +3,8 @@
 :class:`SessionBus` runs ``dbus-daemon --session`` on a socket in a temp dir.
 :class:`TestPlayer` runs this module as a process (so a test can kill and
 restart it like a real app): it owns ``org.mpris.MediaPlayer2.<name>``,
-plays a three-track list, answers Play/Pause/Next/Previous/Seek/SetPosition
+plays a three-track list (``--no-seek``: one that cannot seek; ``--art URL``:
+the cover every track announces), answers Play/Pause/Next/Previous/Seek/SetPosition
 and property sets, signals PropertiesChanged like a real player, and appends
 every method call it gets to a log file the test reads.
 
@@ -73,9 +74,20 @@ class TestPlayer:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, bus: SessionBus, name: str, base: Path) -> None:
+    def __init__(
+        self,
+        bus: SessionBus,
+        name: str,
+        base: Path,
+        *,
+        can_seek: bool = True,
+        art_url: str | None = None,
+    ) -> None:
         self.bus = bus
         self.name = name
+        self.options = [] if can_seek else ["--no-seek"]
+        if art_url is not None:
+            self.options += ["--art", art_url]
         self.calls_path = base / f"{name}-calls.log"
         self.log = base / f"{name}.log"
         self.proc: Proc | None = None
@@ -93,6 +105,7 @@ class TestPlayer:
                 self.name,
                 "--calls",
                 str(self.calls_path),
+                *self.options,
             ],
             self.log,
             env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -118,8 +131,10 @@ class TestPlayer:
 
 
 class _Player:
-    def __init__(self, calls: Path) -> None:
+    def __init__(self, calls: Path, can_seek: bool = True, art_url: str | None = None) -> None:
         self.calls = calls
+        self.can_seek = can_seek
+        self.art_url = art_url
         self.track = 0
         self.status = "Paused"
         self.position_us = 0
@@ -134,7 +149,9 @@ class _Player:
         return {
             "mpris:trackid": Variant("o", f"/org/broadcaster/test/track/{self.track}"),
             "mpris:length": Variant("x", 180_000_000 + self.track * 1_000_000),
-            "mpris:artUrl": Variant("s", f"https://example.invalid/art/{self.track}.jpg"),
+            "mpris:artUrl": Variant(
+                "s", self.art_url or f"https://example.invalid/art/{self.track}.jpg"
+            ),
             "xesam:title": Variant("s", title),
             "xesam:artist": Variant("as", artists),
             "xesam:album": Variant("s", album),
@@ -167,7 +184,7 @@ class _Player:
                 "CanGoPrevious": Variant("b", self.track > 0),
                 "CanPlay": Variant("b", True),
                 "CanPause": Variant("b", True),
-                "CanSeek": Variant("b", True),
+                "CanSeek": Variant("b", self.can_seek),
                 "CanControl": Variant("b", True),
             }
         return {}
@@ -200,12 +217,14 @@ class _Player:
             self.loop = str(value)
 
 
-async def _serve(address: str, name: str, calls: Path) -> None:
+async def _serve(
+    address: str, name: str, calls: Path, can_seek: bool = True, art_url: str | None = None
+) -> None:
     from dbus_fast import Message, MessageType, Variant
     from dbus_fast.aio import MessageBus
 
     bus = await MessageBus(bus_address=address).connect()
-    player = _Player(calls)
+    player = _Player(calls, can_seek, art_url)
 
     def changed() -> None:
         bus.send(
@@ -260,8 +279,10 @@ def main() -> None:
     parser.add_argument("--bus", required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--calls", type=Path, required=True)
+    parser.add_argument("--no-seek", action="store_true", help="CanSeek is false")
+    parser.add_argument("--art", help="mpris:artUrl of every track")
     args = parser.parse_args()
-    asyncio.run(_serve(args.bus, args.name, args.calls))
+    asyncio.run(_serve(args.bus, args.name, args.calls, not args.no_seek, args.art))
 
 
 if __name__ == "__main__":

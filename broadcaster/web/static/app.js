@@ -306,23 +306,97 @@ $("#capture-form").addEventListener("submit", (event) => {
   api("POST", "/api/captures", body).then(() => { $("#capture-app").value = ""; }).catch(() => {});
 });
 
-// --- now playing ---------------------------------------------------------------
-function renderNow() {
-  const box = $("#now");
-  const playing = state.streams.filter((s) => s.status === "playing");
-  box.replaceChildren(...playing.map((s) => {
-    const el = document.createElement("div");
-    const capture = state.captures.find((c) => c.id === s.capture);
-    const title = s.title ? `${s.title}${s.artist ? " — " + s.artist : ""}` : (capture ? capture.app || `pid ${capture.pid}` : s.id);
-    el.innerHTML = `<div class="meta">Now playing on ${escapeHtml(s.id)}</div><div class="title"></div>`;
-    $(".title", el).textContent = title;
-    return el;
-  }));
+// --- now playing and transport ------------------------------------------------
+// One card per stream with a player (or playing): cover, title, position and
+// buttons that follow what the player allows (player.can, docs/api.md).
+const nowEls = new Map();
+let nowReceived = performance.now();
+
+function nowEl(stream) {
+  let el = nowEls.get(stream.id);
+  if (!el) {
+    el = $("#now-template").content.firstElementChild.cloneNode(true);
+    el.dataset.stream = stream.id;
+    const send = (command, extra = {}) =>
+      api("POST", `/api/streams/${enc(el.dataset.stream)}/control`, { command, ...extra }).catch(() => {});
+    $(".now-toggle", el).addEventListener("click", () => send("toggle"));
+    $(".now-next", el).addEventListener("click", () => send("next"));
+    $(".now-previous", el).addEventListener("click", () => send("previous"));
+    $(".now-seek", el).addEventListener("change", (e) => send("position", { seconds: Number(e.target.value) }));
+    $(".now-art", el).addEventListener("error", (e) => { e.target.hidden = true; });
+    nowEls.set(stream.id, el);
+  }
+  return el;
 }
 
-function enc(text) { return encodeURIComponent(text); }
-function escapeHtml(text) {
-  return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+function clock(seconds) {
+  if (seconds === null || seconds === undefined) return "";
+  const s = Math.max(0, Math.floor(seconds));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
 }
+
+// A playing track's position, moved on since the state arrived.
+function positionNow(player) {
+  if (player.position === null || player.position === undefined) return null;
+  let position = player.position;
+  if (player.status === "playing") position += (performance.now() - nowReceived) / 1000;
+  return player.duration ? Math.min(position, player.duration) : position;
+}
+
+function renderNow() {
+  nowReceived = performance.now();
+  const box = $("#now");
+  const shown = state.streams.filter((s) => s.status === "playing"
+    || (s.player && (s.player.can.play || s.player.can.pause || s.player.title)));
+  const seen = new Set();
+  for (const s of shown) {
+    const el = nowEl(s);
+    seen.add(s.id);
+    const p = s.player || { status: "stopped", can: {}, artist: [] };
+    const capture = state.captures.find((c) => c.id === s.capture);
+    el.dataset.status = p.status;
+    $(".now-stream", el).textContent = s.id;
+    $(".title", el).textContent = p.title || s.title || (capture ? capture.app || `pid ${capture.pid}` : s.id);
+    $(".now-artist", el).textContent = [p.artist.join(", ") || s.artist, p.album].filter(Boolean).join(" — ");
+    const art = $(".now-art", el);
+    if (p.art) {
+      if (art.getAttribute("src") !== p.art) { art.hidden = false; art.src = p.art; }
+    } else {
+      art.hidden = true;
+      art.removeAttribute("src");
+    }
+    const toggle = $(".now-toggle", el);
+    const playing = p.status === "playing";
+    toggle.textContent = playing ? "⏸" : "▶";
+    toggle.setAttribute("aria-label", playing ? "Pause" : "Play");
+    toggle.disabled = !p.can.toggle;
+    $(".now-next", el).disabled = !p.can.next;
+    $(".now-previous", el).disabled = !p.can.previous;
+    $(".now-time", el).hidden = !p.duration;
+    const seek = $(".now-seek", el);
+    seek.disabled = !p.can.position;
+    if (p.duration) seek.max = String(Math.round(p.duration));
+    $(".now-dur", el).textContent = clock(p.duration);
+    el.player = p;
+    tickNow(el);
+    if (el.parentElement !== box) box.appendChild(el);
+  }
+  for (const [id, el] of nowEls) if (!seen.has(id)) { el.remove(); nowEls.delete(id); }
+  updateMediaSession();
+}
+
+function tickNow(el) {
+  const position = positionNow(el.player);
+  $(".now-pos", el).textContent = clock(position);
+  const seek = $(".now-seek", el);
+  if (position !== null && document.activeElement !== seek) seek.value = String(Math.round(position));
+}
+setInterval(() => { for (const el of nowEls.values()) if (el.player.status === "playing") tickNow(el); }, 1000);
+
+// The browser room on a phone: lock screen and headset buttons drive the
+// stream this browser plays (Media Session API, where the browser has it).
+function updateMediaSession() {}
+
+function enc(text) { return encodeURIComponent(text); }
 
 connect();

@@ -1,0 +1,68 @@
+"""Transport and cover art over HTTP: thin handlers over :mod:`broadcaster.transport`.
+
+``POST /api/streams/{stream}/control`` sends play/pause/next/... as
+snapserver's ``Stream.Control`` (the way the Snapcast apps do), after
+checking what the player allows: 409 when it cannot.
+``GET /api/streams/{stream}/art`` serves the cover the stream's player
+announced as a ``file://`` URL, and nothing else (see :mod:`broadcaster.cover`).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..cover import read_cover
+from ..errors import ControlConnectionError, CoverError, CoverMissingError, NotFoundError
+from ..rooms import ServerStatus, StreamInfo
+from ..transport import COMMANDS, send
+from .api import SERVICE, get_str, json_body
+from .auth import BadRequest, json_error
+
+routes = web.RouteTableDef()
+
+
+def _stream(request: web.Request) -> StreamInfo:
+    snap = request.app[SERVICE].snap
+    if snap.status is None:
+        raise ControlConnectionError(f"not connected to snapserver at {snap.address} yet")
+    return ServerStatus.from_json({"server": snap.status}).stream(request.match_info["stream"])
+
+
+@routes.post("/api/streams/{stream}/control")
+async def control(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    command = get_str(body, "command", limit=20)
+    if command not in COMMANDS:
+        raise BadRequest(f"command must be one of {', '.join(COMMANDS)}, not {command!r}")
+    seconds = body.get("seconds")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)):
+        raise BadRequest(f"seconds must be a number, not {seconds!r}")
+    stream = _stream(request)
+    snap = request.app[SERVICE].snap
+    await send(
+        snap.control,
+        stream,
+        command,
+        None if seconds is None else float(seconds),
+        elapsed=snap.players.elapsed(stream.id),
+    )
+    return web.json_response({"stream": stream.id, "command": command})
+
+
+@routes.get("/api/streams/{stream}/art")
+async def art(request: web.Request) -> web.StreamResponse:
+    stream = _stream(request)
+    url = stream.metadata.get("artUrl")
+    if not isinstance(url, str) or not url.startswith("file://"):
+        raise NotFoundError(f"the player of stream {stream.id!r} announced no local cover")
+    try:
+        cover = await read_cover(url)
+    except CoverMissingError as err:
+        return json_error(404, str(err))
+    except CoverError as err:  # not an image, too large, not a file: refused
+        return json_error(403, str(err))
+    return web.Response(
+        body=cover.data,
+        content_type=cover.content_type,
+        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+    )
