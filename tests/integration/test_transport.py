@@ -336,7 +336,9 @@ async def _check_covers(
         )
 
         base = f"http://127.0.0.1:{house.port}/api/streams"
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=10), headers=AUTH
+        ) as http:
             async with http.get(f"{base}/app/art") as reply:
                 assert reply.status == 200
                 assert reply.content_type == "image/png"

@@ -329,6 +329,12 @@ function nowEl(stream) {
   return el;
 }
 
+// An image of the API (a cover) is loaded by the browser: no header, so ?token=.
+function withToken(url) {
+  const t = token();
+  return t ? `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(t)}` : url;
+}
+
 function clock(seconds) {
   if (seconds === null || seconds === undefined) return "";
   const s = Math.max(0, Math.floor(seconds));
@@ -359,8 +365,9 @@ function renderNow() {
     $(".title", el).textContent = p.title || s.title || (capture ? capture.app || `pid ${capture.pid}` : s.id);
     $(".now-artist", el).textContent = [p.artist.join(", ") || s.artist, p.album].filter(Boolean).join(" — ");
     const art = $(".now-art", el);
-    if (p.art) {
-      if (art.getAttribute("src") !== p.art) { art.hidden = false; art.src = p.art; }
+    const src = p.art && p.art.startsWith("/api/") ? withToken(p.art) : p.art;
+    if (src) {
+      if (art.getAttribute("src") !== src) { art.hidden = false; art.src = src; }
     } else {
       art.hidden = true;
       art.removeAttribute("src");
