@@ -44,7 +44,11 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def png(width: int, height: int) -> bytes:
     """A small real PNG (RGB, a gradient) of the given size."""
     rows = b"".join(
-        b"\x00" + b"".join(bytes((x * 30 % 256, y * 40 % 256, 128)) for x in range(width))
+        b"\x00"
+        + b"".join(
+            bytes((x * 255 // max(1, width - 1), y * 255 // max(1, height - 1), 170))
+            for x in range(width)
+        )
         for y in range(height)
     )
 

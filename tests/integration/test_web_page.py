@@ -50,6 +50,7 @@ def serving(tmp_path: Path, server: SnapServer, base_env: Mapping[str, str]) -> 
     env.update(
         PYTHONUNBUFFERED="1",
         XDG_CONFIG_HOME=str(tmp_path / "config"),
+        XDG_STATE_HOME=str(tmp_path / "state"),  # scenes: never the user's own
         BROADCASTER_WEB_TOKEN=TOKEN,
         # The browser room's /stream proxy relays to snapserver's HTTP port.
         BROADCASTER_SNAPSERVER_HTTP_PORT=str(server.http_port),

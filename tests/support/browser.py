@@ -98,12 +98,29 @@ class DevTools:
             )
 
     async def click_selector(self, selector: str) -> None:
-        """A real mouse click (a user gesture) in the middle of an element."""
+        """A real mouse click (a user gesture) in the middle of an element,
+        scrolled into view first (as a user would)."""
         box = await self.evaluate(
-            f"(() => {{ const r = document.querySelector({selector!r}).getBoundingClientRect();"
+            f"(() => {{ const e = document.querySelector({selector!r});"
+            " e.scrollIntoView({block: 'center', behavior: 'instant'});"
+            " const r = e.getBoundingClientRect();"
             " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
         )
         await self.click(box[0], box[1])
+
+    async def phone(self, width: int = 360, height: int = 740, scale: float = 2) -> None:
+        """Lay the page out as a phone's screen of ``width`` x ``height`` CSS pixels."""
+        await self.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": scale, "mobile": True},
+        )
+
+    async def type_into(self, selector: str, text: str) -> None:
+        """Replace an input's text as typing would, then leave it (a ``change`` event)."""
+        await self.click_selector(selector)
+        await self.evaluate(f"document.querySelector({selector!r}).select()")
+        await self.call("Input.insertText", {"text": text})
+        await self.evaluate(f"document.querySelector({selector!r}).blur()")
 
     async def screenshot(self, path: Path) -> bytes:
         result = await self.call("Page.captureScreenshot", {"format": "png"})

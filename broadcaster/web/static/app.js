@@ -94,6 +94,11 @@ function groupEl(group) {
     $(".play-here", el).addEventListener("click", () => togglePlayHere(el));
     $(".group-mute", el).addEventListener("click", (e) =>
       api("PUT", `/api/groups/${enc(el.dataset.group)}/mute`, { muted: e.target.getAttribute("aria-pressed") !== "true" }));
+    const controls = $(".group-controls", el);
+    const slider = $(".group-volume", el);
+    slider.addEventListener("input", () =>
+      sendVolume(controls, Number(slider.value), `/api/groups/${enc(el.dataset.group)}/volume`));
+    trackDrag(controls, slider);
     groupEls.set(group.id, el);
   }
   return el;
@@ -105,31 +110,61 @@ function roomEl(room) {
     el = $("#room-template").content.firstElementChild.cloneNode(true);
     el.dataset.room = room.id;
     const slider = $(".room-volume", el);
-    slider.addEventListener("input", () => sendVolume(el, Number(slider.value)));
-    slider.addEventListener("pointerdown", () => { el.dataset.dragging = "1"; });
-    slider.addEventListener("pointerup", () => { delete el.dataset.dragging; });
+    slider.addEventListener("input", () =>
+      sendVolume(el, Number(slider.value), `/api/rooms/${enc(room.id)}/volume`));
+    trackDrag(el, slider);
     $(".room-mute", el).addEventListener("click", (e) =>
       api("PUT", `/api/rooms/${enc(room.id)}/mute`, { muted: e.currentTarget.getAttribute("aria-pressed") !== "true" }));
     $(".room-group", el).addEventListener("change", (e) => moveRoom(room.id, e.target.value));
+    $(".room-rename", el).addEventListener("change", (e) => {
+      const name = e.target.value.trim();
+      if (name) api("PUT", `/api/rooms/${enc(room.id)}/name`, { name }).catch(() => {});
+    });
+    $(".room-latency", el).addEventListener("change", (e) => {
+      const ms = Math.round(Number(e.target.value));
+      if (Number.isFinite(ms) && ms >= 0 && ms <= 10000) {
+        api("PUT", `/api/rooms/${enc(room.id)}/latency`, { latency_ms: ms }).catch(() => {});
+      }
+    });
     roomEls.set(room.id, el);
   }
   return el;
 }
 
-// One volume request in flight per room; the latest value wins.
-function sendVolume(el, percent) {
-  $(".room-value", el).textContent = percent;
-  el.dataset.pending = String(percent);
-  if (el.dataset.sending) return;
+function trackDrag(holder, slider) {
+  slider.addEventListener("pointerdown", () => { holder.dataset.dragging = "1"; });
+  slider.addEventListener("pointerup", () => { delete holder.dataset.dragging; });
+}
+
+// Whether a slider may show the server's value (not while the user moves it).
+function settled(holder) {
+  return !holder.dataset.dragging && !holder.dataset.sending && holder.dataset.pending === undefined;
+}
+
+// One volume request in flight per slider; the latest value wins.
+function sendVolume(holder, percent, path) {
+  $("output", holder).textContent = percent;
+  holder.dataset.pending = String(percent);
+  if (holder.dataset.sending) return;
   const next = () => {
-    const value = el.dataset.pending;
-    if (value === undefined) { delete el.dataset.sending; return; }
-    delete el.dataset.pending;
-    el.dataset.sending = "1";
-    api("PUT", `/api/rooms/${enc(el.dataset.room)}/volume`, { percent: Number(value) })
-      .catch(() => {}).finally(next);
+    const value = holder.dataset.pending;
+    if (value === undefined) { delete holder.dataset.sending; return; }
+    delete holder.dataset.pending;
+    holder.dataset.sending = "1";
+    api("PUT", path, { percent: Number(value) }).catch(() => {}).finally(next);
   };
   next();
+}
+
+// A group's volume as snapweb shows it: the mean of its connected rooms.
+function groupVolume(group) {
+  const rooms = group.rooms.map((id) => state.rooms.find((r) => r.id === id)).filter(Boolean);
+  const counted = rooms.filter((r) => r.connected).length ? rooms.filter((r) => r.connected) : rooms;
+  return counted.length ? Math.round(counted.reduce((sum, r) => sum + r.volume, 0) / counted.length) : 0;
+}
+
+function setUnlessFocused(input, value) {
+  if (document.activeElement !== input) input.value = value;
 }
 
 // Into another group: that group's rooms plus this one.  Into a group of its
@@ -162,6 +197,11 @@ function renderServer() {
     const allMuted = group.muted;
     $(".group-mute", el).setAttribute("aria-pressed", String(allMuted));
     $(".group-mute", el).textContent = allMuted ? "Unmute" : "Mute all";
+    const controls = $(".group-controls", el);
+    if (settled(controls)) {
+      $(".group-volume", el).value = groupVolume(group);
+      $(".group-value", el).textContent = groupVolume(group);
+    }
     const list = $(".rooms", el);
     for (const roomId of group.rooms) {
       const room = state.rooms.find((r) => r.id === roomId);
@@ -173,10 +213,12 @@ function renderServer() {
       const mute = $(".room-mute", rel);
       mute.setAttribute("aria-pressed", String(room.muted));
       mute.textContent = room.muted ? "Muted" : "Mute";
-      if (!rel.dataset.dragging && !rel.dataset.sending && rel.dataset.pending === undefined) {
+      if (settled(rel)) {
         $(".room-volume", rel).value = room.volume;
         $(".room-value", rel).textContent = room.volume;
       }
+      setUnlessFocused($(".room-rename", rel), room.name);
+      setUnlessFocused($(".room-latency", rel), room.latency);
       if (rel.parentElement !== list || list.lastElementChild !== rel) list.appendChild(rel);
     }
     if (el.parentElement !== box) box.appendChild(el);
@@ -188,7 +230,51 @@ function renderServer() {
   const empty = $(".empty", box);
   if (empty) empty.hidden = state.groups.length > 0;
   fillSelect($("#capture-stream"), [["", "any free stream"], ...state.slots.map((s) => [s, s])], $("#capture-stream").value);
+  const partyStream = $("#party-stream");
+  fillSelect(partyStream, streamOptions, partyStream.value || (state.streams.find((s) => s.capture) || state.streams[0] || {}).id || "");
+  $("#party-form").hidden = state.rooms.length < 2;
 }
+
+// Party: every room into one group, on the chosen stream.
+$("#party-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  api("POST", "/api/party", { stream: $("#party-stream").value }).catch(() => {});
+});
+
+// --- scenes: the current setup saved under a name, restored with a tap -------------
+async function loadScenes() {
+  const scenes = await api("GET", "/api/scenes").catch(() => null);
+  if (!scenes) return;
+  $("#scenes").replaceChildren(...scenes.map((scene) => {
+    const li = document.createElement("li");
+    li.className = "scene";
+    li.dataset.scene = scene.name;
+    li.innerHTML = `<span class="scene-name"></span> <span class="meta"></span>
+      <button class="scene-restore" type="button">Restore</button>
+      <button class="scene-delete" type="button" aria-label="Delete scene">✕</button>`;
+    $(".scene-name", li).textContent = scene.name;
+    $(".meta", li).textContent = `${scene.rooms} room${scene.rooms === 1 ? "" : "s"}`;
+    $(".scene-restore", li).addEventListener("click", () =>
+      api("PUT", `/api/scenes/${enc(scene.name)}/restore`).then((reply) => {
+        if (reply.missing_rooms && reply.missing_rooms.length) {
+          showError(`Restored; rooms no longer known: ${reply.missing_rooms.join(", ")}`);
+        }
+      }).catch(() => {}));
+    $(".scene-delete", li).addEventListener("click", () => {
+      if (confirm(`Delete scene "${scene.name}"?`)) {
+        api("DELETE", `/api/scenes/${enc(scene.name)}`).then(loadScenes).catch(() => {});
+      }
+    });
+    return li;
+  }));
+}
+
+$("#scene-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = $("#scene-name").value.trim();
+  if (!name) return;
+  api("POST", "/api/scenes", { name }).then(() => { $("#scene-name").value = ""; loadScenes(); }).catch(() => {});
+});
 
 // --- play here (the browser room, static/player/) ---------------------------------
 // This browser becomes a room playing the group's stream.  The player module
@@ -374,7 +460,6 @@ function renderNow() {
     }
     const toggle = $(".now-toggle", el);
     const playing = p.status === "playing";
-    toggle.textContent = playing ? "⏸" : "▶";
     toggle.setAttribute("aria-label", playing ? "Pause" : "Play");
     toggle.disabled = !p.can.toggle;
     $(".now-next", el).disabled = !p.can.next;
@@ -407,3 +492,4 @@ function updateMediaSession() {}
 function enc(text) { return encodeURIComponent(text); }
 
 connect();
+loadScenes();
