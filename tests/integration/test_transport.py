@@ -381,3 +381,74 @@ async def _check_covers(
         # The refused covers fail to load (and are hidden); nothing else does.
         unexpected = [e for e in page.errors if not ("/text/art" in e or "/gone/art" in e)]
         assert unexpected == [], page.errors
+
+
+RECORD_MEDIA_ACTIONS = """
+window.__mediaActions = {};
+if (navigator.mediaSession) {
+  const set = navigator.mediaSession.setActionHandler.bind(navigator.mediaSession);
+  navigator.mediaSession.setActionHandler = (action, handler) => {
+    window.__mediaActions[action] = handler;
+    set(action, handler);
+  };
+}
+"""
+
+MEDIA_SESSION = """(() => { const s = navigator.mediaSession, m = s.metadata;
+  return m ? { title: m.title, artist: m.artist, album: m.album, state: s.playbackState,
+    art: m.artwork.length ? m.artwork[0].src : "",
+    actions: Object.keys(window.__mediaActions).filter((a) => window.__mediaActions[a]) }
+  : { state: s.playbackState }; })()"""
+
+
+async def test_browser_room_media_session_drives_the_stream(
+    tmp_path: Path,
+    session_bus: SessionBus,  # noqa: F811
+    page: DevTools,
+) -> None:
+    """This browser as the first room: the lock screen's metadata and buttons
+    (the Media Session) follow and drive the stream it plays."""
+    player = TestPlayer(session_bus, "testapp", tmp_path, art_url=cover_file(tmp_path))
+    with remote(tmp_path, session_bus, {"app": player}) as house:
+        # Headless Chromium has no lock screen: record the handlers the page sets.
+        await page.call("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_MEDIA_ACTIONS})
+        await open_page(page, house.port)
+
+        async def offered() -> bool:
+            return bool(
+                await page.evaluate("!!document.querySelector('#play-first:not([hidden])')")
+            )
+
+        await await_until(offered, DEADLINE, "'Play here' on the page with no rooms")
+        await page.click_selector("#play-first")
+
+        async def session(**want: Any) -> dict[str, Any]:
+            found = dict(await page.evaluate(MEDIA_SESSION))
+            return found if all(found.get(k) == v for k, v in want.items()) else {}
+
+        shown = await await_until(
+            lambda: session(title="First Light", state="paused"), DEADLINE, "the media session"
+        )
+        assert shown["artist"] == "Test Artist"
+        assert shown["album"] == "Test Album"
+        assert f"127.0.0.1:{house.port}/api/streams/app/art?v=" in shown["art"]
+        assert f"token={TOKEN}" in shown["art"]  # the lock screen fetches it without headers
+        assert set(shown["actions"]) == {"play", "pause", "nexttrack"}  # no previous track
+
+        await page.evaluate("window.__mediaActions.play()")
+        await reaches(player, "Play", 1)
+        await await_until(lambda: session(state="playing"), DEADLINE, "playing on the lock screen")
+        await page.evaluate("window.__mediaActions.nexttrack()")
+        await reaches(player, "Next", 1)
+        shown = await await_until(
+            lambda: session(title="Second Wind"), DEADLINE, "the next track on the lock screen"
+        )
+        assert "previoustrack" in shown["actions"]
+        await page.evaluate("window.__mediaActions.pause()")
+        await reaches(player, "Pause", 1)
+        await await_until(lambda: session(state="paused"), DEADLINE, "paused on the lock screen")
+        # The silent media element that earns a phone's lock-screen controls plays.
+        assert await page.evaluate("[...document.querySelectorAll('audio')].length === 0"), (
+            "the silent element is not in the document"
+        )
+        assert page.errors == [], page.errors

@@ -322,7 +322,9 @@ function startPlayer(streamId, groupId) {
   window.player = player;
   playingGroup = groupId || null;
   player.start(); // inside the tap: the AudioContext may start
+  startSilence(); // inside the tap too: media elements need it as much
   renderPlayHere();
+  updateMediaSession();
 }
 
 function stopPlayer() {
@@ -330,7 +332,9 @@ function stopPlayer() {
   player = null;
   window.player = null;
   playingGroup = null;
+  stopSilence();
   renderPlayHere();
+  updateMediaSession();
 }
 
 // The group this browser's room is in now (joining moves it).
@@ -485,9 +489,80 @@ function tickNow(el) {
 }
 setInterval(() => { for (const el of nowEls.values()) if (el.player.status === "playing") tickNow(el); }, 1000);
 
-// The browser room on a phone: lock screen and headset buttons drive the
-// stream this browser plays (Media Session API, where the browser has it).
-function updateMediaSession() {}
+// --- the browser room on a phone: lock screen and headset buttons --------------
+// While this browser plays, the Media Session shows what its group's stream
+// plays (title, artist, cover) and its play/pause/next/previous actions drive
+// that stream's player, like the buttons above.  Browsers give lock-screen
+// controls only to a page that plays a media element (Web Audio alone gets
+// none, docs/browser-room.md): a silent, looping <audio> is that element.
+let silence = null;
+let sessionKey = "";
+
+function silentWav(seconds = 10, rate = 3000) {
+  const bytes = new Uint8Array(44 + seconds * rate);
+  const view = new DataView(bytes.buffer);
+  const text = (at, value) => [...value].forEach((c, i) => view.setUint8(at + i, c.charCodeAt(0)));
+  text(0, "RIFF"); view.setUint32(4, bytes.length - 8, true); text(8, "WAVEfmt ");
+  view.setUint32(16, 16, true); view.setUint16(20, 1, true); view.setUint16(22, 1, true);
+  view.setUint32(24, rate, true); view.setUint32(28, rate, true);
+  view.setUint16(32, 1, true); view.setUint16(34, 8, true);
+  text(36, "data"); view.setUint32(40, seconds * rate, true);
+  bytes.fill(128, 44); // 8-bit pcm: 128 is silence
+  return URL.createObjectURL(new Blob([bytes], { type: "audio/wav" }));
+}
+
+function startSilence() {
+  if (!("mediaSession" in navigator)) return;
+  if (!silence) {
+    silence = new Audio(silentWav());
+    silence.loop = true;
+  }
+  silence.play().catch(() => {});
+}
+
+function stopSilence() {
+  if (silence) silence.pause();
+}
+
+function playingStream() {
+  if (!player) return null;
+  const group = state.groups.find((g) => g.id === myGroup());
+  const id = group ? group.stream : player.streamId;
+  return state.streams.find((s) => s.id === id) || null;
+}
+
+function updateMediaSession() {
+  const session = navigator.mediaSession;
+  if (!session || typeof MediaMetadata === "undefined") return;
+  const stream = playingStream();
+  const p = stream && stream.player;
+  const key = p ? JSON.stringify([stream.id, p.title, p.artist, p.album, p.art, p.status, p.can]) : "";
+  if (key === sessionKey) return;
+  sessionKey = key;
+  if (!p) {
+    session.metadata = null;
+    session.playbackState = "none";
+    return;
+  }
+  const art = p.art ? new URL(p.art.startsWith("/api/") ? withToken(p.art) : p.art, location.href).href : "";
+  session.metadata = new MediaMetadata({
+    title: p.title || stream.title || stream.id,
+    artist: p.artist.join(", ") || stream.artist,
+    album: p.album,
+    artwork: art ? [{ src: art }] : [],
+  });
+  session.playbackState = p.status === "playing" ? "playing" : "paused";
+  const send = (command) => () =>
+    api("POST", `/api/streams/${enc(stream.id)}/control`, { command }).catch(() => {});
+  for (const [action, command] of [["play", "play"], ["pause", "pause"],
+    ["nexttrack", "next"], ["previoustrack", "previous"]]) {
+    try {
+      session.setActionHandler(action, p.can[command] ? send(command) : null);
+    } catch {
+      // an action this browser does not know
+    }
+  }
+}
 
 function enc(text) { return encodeURIComponent(text); }
 
