@@ -76,6 +76,8 @@ case "${1:-}" in
         ruff format --check .
         say "mypy (strict)"
         mypy
+        say "import layering (cli and web over the library, no cycles)"
+        lint-imports
         say "pytest"
         exec pytest "$@"
         ;;

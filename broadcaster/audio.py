@@ -12,20 +12,18 @@ importing :class:`AudioFormat` stay cheap for the CLI.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
+from .blocks import Processor
 from .errors import AudioFormatError
 
 if TYPE_CHECKING:
     import numpy as np
-    import numpy.typing as npt
 
+    from .blocks import FloatBlock
     from .resample import DirectResampler, FloatResampler
 
-    FloatBlock = npt.NDArray[np.float32]
-    """Frames x 2 float32 samples in [-1, 1]: what processing stages see."""
 
 SampleFormat = Literal["s16", "s32", "f32"]
 
@@ -129,10 +127,6 @@ def downmix_matrix(channels: int) -> np.ndarray:
         return matrix
     sums = matrix.sum(axis=0)
     return (matrix / np.where(sums > 0, sums, 1.0)).astype(np.float32)
-
-
-Processor = Callable[["FloatBlock"], "FloatBlock"]
-"""A processing stage: takes and returns a frames x 2 float32 block."""
 
 
 class Converter:

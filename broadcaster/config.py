@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import ConfigError
+from .paths import config_file
 
 ENV_PREFIX = "BROADCASTER_"
 DEFAULT_CONTROL_PORT = 1705
@@ -314,11 +315,6 @@ def parse_tcp_url(text: str) -> tuple[str, int]:
 _T = TypeVar("_T")
 
 
-def default_path(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME", "~"), ".config")
-    return Path(base).expanduser() / "broadcaster" / "config.toml"
-
-
 def load(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -334,7 +330,7 @@ def load(
     explicit = path is not None or bool(env.get(ENV_PREFIX + "CONFIG"))
     file = Path(path) if path is not None else Path(env.get(ENV_PREFIX + "CONFIG") or "")
     if not explicit:
-        file = default_path(env)
+        file = config_file(env)
     data: dict[str, Any] = {}
     if explicit or file.exists():
         data = _read_toml(file)

@@ -12,7 +12,7 @@ stderr lines end up in snapserver's log.
 Which player to follow: ``--player NAME`` and/or ``--pid PID``, else the
 environment variables ``BROADCASTER_MPRIS_PLAYER``/``BROADCASTER_MPRIS_PID``
 (snapserver passes its environment on), else whatever broadcaster last wrote
-for this stream with :func:`broadcaster.mpris.write_target` (re-read every
+for this stream with :func:`broadcaster.nowplaying.write_target` (re-read every
 second, so it follows the app a capture slot is switched to).  With none of
 these, the stream just shows no metadata.  See docs/now-playing.md.
 """
@@ -25,14 +25,14 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .errors import MprisError
-from .mpris import NowPlaying, PlayerFollower, PlayerMatch, read_target
+from .mpris import NowPlaying, PlayerFollower
+from .nowplaying import PlayerMatch, read_target
 
 log = logging.getLogger("broadcaster.controlscript")
 
@@ -222,34 +222,6 @@ class ControlScript:
         if self.follower is None:
             raise MprisError("no MPRIS player is followed for this stream")
         return self.follower
-
-
-SCRIPT_NAME = "broadcaster-controlscript"
-
-
-def installed_path(search_path: str | None = None) -> Path | None:
-    """The ``broadcaster-controlscript`` executable snapserver can start, or None.
-
-    snapserver 0.26 splits the command line on spaces and the source URI on
-    ``&``/``?``/``#``, so a path holding one of those is no use.
-    """
-    beside_python = Path(sys.executable).parent / SCRIPT_NAME
-    candidates = [beside_python] if search_path is None else []
-    found = shutil.which(SCRIPT_NAME, path=search_path)
-    if found:
-        candidates.append(Path(found))
-    for candidate in candidates:
-        usable = not any(c in str(candidate) for c in " \t\n&?#\"'%")
-        if usable and candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate.absolute()
-    return None
-
-
-def source_query(search_path: str | None = None) -> str:
-    """``&controlscript=...`` for a snapserver ``source =`` line, or "" when the
-    script is not installed (the stream then simply has no metadata)."""
-    path = installed_path(search_path)
-    return f"&controlscript={path}" if path is not None else ""
 
 
 def _write_line(message: dict[str, Any]) -> None:

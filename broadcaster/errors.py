@@ -53,12 +53,12 @@ class ServerReplyError(ControlError):
     """snapserver answered a request with a JSON-RPC error."""
 
 
-class NotFoundError(ControlError, LookupError):
-    """A room, group, stream or scene named by the user does not exist."""
+class NotFoundError(BroadcasterError, LookupError):
+    """What the user named does not exist: a room, group, stream, scene, capture or slot."""
 
 
-class AmbiguousNameError(ControlError, LookupError):
-    """A name matches more than one room, group or stream."""
+class AmbiguousNameError(BroadcasterError, LookupError):
+    """A name matches more than one room, group or stream; the id picks one."""
 
 
 class DiscoveryError(BroadcasterError):

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import MprisError
-from .files import write_atomic
+from .nowplaying import BUS_PREFIX, PlayerMatch
 
 if TYPE_CHECKING:
     from dbus_fast import Message
@@ -32,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BUS_PREFIX = "org.mpris.MediaPlayer2."
 OBJECT_PATH = "/org/mpris/MediaPlayer2"
 ROOT_IFACE = "org.mpris.MediaPlayer2"
 PLAYER_IFACE = "org.mpris.MediaPlayer2.Player"
@@ -42,88 +39,6 @@ DBUS_PATH = "/org/freedesktop/DBus"
 
 #: MPRIS LoopStatus <-> snapcast loopStatus.
 LOOP_TO_MPRIS = {"none": "None", "track": "Track", "playlist": "Playlist"}
-
-
-@dataclass(frozen=True)
-class PlayerMatch:
-    """Which player is the captured app's: by app name, by process id, or both.
-
-    ``app`` matches the bus name suffix (``org.mpris.MediaPlayer2.spotify``,
-    also ``...spotify.instance123``) or the player's Identity, case-insensitively.
-    ``pid`` matches a player whose owning process is that process, one of its
-    ancestors or one of its descendants (browsers play audio from a child).
-    """
-
-    app: str | None = None
-    pid: int | None = None
-
-    def __post_init__(self) -> None:
-        if not self.app and self.pid is None:
-            raise ValueError("PlayerMatch needs an app name or a process id")
-
-    def name_matches(self, bus_name: str, identity: str = "") -> bool:
-        if not self.app:
-            return False
-        want = self.app.lower()
-        suffix = bus_name.removeprefix(BUS_PREFIX).lower()
-        base = suffix.split(".instance", 1)[0]
-        return want in (suffix, base) or want == identity.lower()
-
-    def pid_matches(self, owner_pid: int | None) -> bool:
-        if self.pid is None or owner_pid is None:
-            return False
-        return self.pid in _lineage(owner_pid) or owner_pid in _lineage(self.pid)
-
-
-def target_path(stream: str, base: Path | None = None) -> Path:
-    """Where broadcaster tells a stream's controlscript which app it captures."""
-    if base is None:
-        from .snapserver import runtime_dir
-
-        base = runtime_dir()
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stream)
-    return base / "now-playing" / f"{safe}.json"
-
-
-def write_target(stream: str, match: PlayerMatch | None, base: Path | None = None) -> None:
-    """Point ``stream``'s controlscript at the app now captured (None: at nothing).
-
-    Call it when a capture starts or stops; the controlscript picks it up
-    within a second.
-    """
-    data = {"app": match.app, "pid": match.pid} if match is not None else {}
-    write_atomic(target_path(stream, base), json.dumps(data))
-
-
-def read_target(stream: str, base: Path | None = None) -> PlayerMatch | None:
-    """What :func:`write_target` last said for ``stream`` (None if nothing)."""
-    try:
-        data = json.loads(target_path(stream, base).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    app = data.get("app") if isinstance(data.get("app"), str) else None
-    pid = data.get("pid") if isinstance(data.get("pid"), int) else None
-    if not app and pid is None:
-        return None
-    return PlayerMatch(app, pid)
-
-
-def _lineage(pid: int) -> list[int]:
-    """``pid`` and its ancestors (from /proc), nearest first."""
-    chain = [pid]
-    while pid > 1 and len(chain) < 64:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-        except OSError:
-            break
-        # The command name is in parentheses and may hold spaces: split after it.
-        fields = stat.rsplit(")", 1)[-1].split()
-        pid = int(fields[1])
-        if pid > 1:  # init and the kernel are everybody's ancestors
-            chain.append(pid)
-    return chain
 
 
 @dataclass(frozen=True)

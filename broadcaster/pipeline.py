@@ -26,6 +26,7 @@ from .config import Config, is_local_host, parse_address, parse_tcp_url
 from .control import StreamInfo, fetch_streams
 from .delivery import Delivery, DeliveryStats, PipeDelivery, TcpDelivery
 from .errors import BroadcasterError, ControlError, DeliveryError, PipeWireError
+from .nowplaying import PlayerMatch, write_target
 from .pipewire import PipeWire, TargetApp
 from .processing import ProcessingStats, build_processor
 from .routing import Router, VirtualSink, sink_name_for
@@ -263,8 +264,6 @@ class Broadcast:
 
 def _announce(stream_id: str, target: TargetApp | None) -> None:
     """Tell ``stream_id``'s controlscript which app it now plays (None: none)."""
-    from .mpris import PlayerMatch, write_target
-
     match = PlayerMatch(app=target.name or None, pid=target.pid) if target is not None else None
     try:
         write_target(stream_id, match)

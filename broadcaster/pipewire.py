@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import PipeWireError
+from .proc import process_lineage
 from .process import ChildProcess, CommandResult, run_command
 
 _LOGGER = logging.getLogger(__name__)
@@ -277,24 +278,6 @@ def process_name(pid: int, procfs: str = "/proc") -> str:
             return handle.read().strip()
     except OSError:
         return ""
-
-
-def process_lineage(pid: int, procfs: str = "/proc", limit: int = 64) -> list[int]:
-    """``pid`` and its ancestors (a browser plays from a child of the PID the user knows)."""
-    chain = [pid]
-    while len(chain) < limit:
-        try:
-            with open(f"{procfs}/{chain[-1]}/stat", encoding="utf-8", errors="replace") as handle:
-                stat = handle.read()
-        except OSError:
-            break
-        # Field 4 (ppid) comes after the parenthesised command name, which may hold spaces.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        parent = _int(fields[1]) if len(fields) > 1 else None
-        if not parent or parent in chain:
-            break
-        chain.append(parent)
-    return chain
 
 
 # --- the session -------------------------------------------------------------

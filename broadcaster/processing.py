@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .errors import ConfigError
 
 if TYPE_CHECKING:
-    from .audio import FloatBlock
+    from .blocks import FloatBlock
     from .config import ProcessingConfig
 
 _LOGGER = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Final
 from .errors import AudioFormatError
 
 if TYPE_CHECKING:
-    from .audio import FloatBlock
+    from .blocks import FloatBlock
 
 _LOGGER = logging.getLogger(__name__)
 

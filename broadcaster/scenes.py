@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, NotFoundError
 from .files import write_atomic
+from .paths import scenes_file
 
 if TYPE_CHECKING:
     from .control import SnapControl
@@ -102,17 +102,11 @@ class Scene:
         )
 
 
-def default_path(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    state = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "broadcaster" / "scenes.json"
-
-
 class SceneStore:
     """The scenes file."""
 
     def __init__(self, path: Path | None = None) -> None:
-        self.path = path or default_path()
+        self.path = path or scenes_file()
 
     def load(self) -> dict[str, Scene]:
         try:

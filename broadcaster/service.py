@@ -9,7 +9,7 @@
   (``snapcast/multi.conf.in``, ``web.slots`` of them) when none answers on the
   control port (``snapserver.mode``), else the running one, whose local
   ``pipe://`` streams are the slots;
-* the **control plane**: a :class:`~broadcaster.web.snapstate.SnapState`
+* the **control plane**: a :class:`~broadcaster.snapstate.SnapState`
   connection that follows snapserver's notifications;
 * a once-a-second **sampler** that turns capture counters into change events,
   level meters and underrun counts for the page and the metrics.
@@ -34,7 +34,6 @@ from typing import Any, Protocol
 
 from .config import Config, is_local_host, parse_address
 from .control import StreamInfo
-from .controlscript import source_query
 from .delivery import Delivery, DeliveryStats
 from .errors import BusyError, ConfigError, NotFoundError
 from .files import write_atomic
@@ -46,8 +45,9 @@ from .snapserver import (
     read_template,
     render_config,
     resolve_paths,
+    source_query,
 )
-from .web.snapstate import SnapState
+from .snapstate import SnapState
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import string
+import sys
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -26,25 +27,12 @@ from types import TracebackType
 from .config import SnapserverConfig, conf_value_problem
 from .errors import SnapserverError
 from .files import write_atomic
+from .paths import runtime_dir, state_dir
 from .process import ChildProcess
 
 _LOGGER = logging.getLogger(__name__)
 
 TEMPLATE_NAME = "embedded.conf.in"
-
-
-def runtime_dir() -> Path:
-    """broadcaster's per-user runtime directory (fifo, generated config)."""
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    path = Path(base) / "broadcaster" if base else Path(f"/tmp/broadcaster-{os.getuid()}")
-    return path
-
-
-def state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state"
-    )
-    return Path(base) / "broadcaster"
 
 
 def read_template(name: str = TEMPLATE_NAME) -> str:
@@ -60,6 +48,34 @@ def read_template(name: str = TEMPLATE_NAME) -> str:
         return resources.files("broadcaster._snapcast_conf").joinpath(name).read_text("utf-8")
     except (OSError, ModuleNotFoundError) as err:
         raise SnapserverError(f"snapserver config template {name} is missing: {err}") from None
+
+
+SCRIPT_NAME = "broadcaster-controlscript"
+
+
+def installed_path(search_path: str | None = None) -> Path | None:
+    """The ``broadcaster-controlscript`` executable snapserver can start, or None.
+
+    snapserver 0.26 splits the command line on spaces and the source URI on
+    ``&``/``?``/``#``, so a path holding one of those is no use.
+    """
+    beside_python = Path(sys.executable).parent / SCRIPT_NAME
+    candidates = [beside_python] if search_path is None else []
+    found = shutil.which(SCRIPT_NAME, path=search_path)
+    if found:
+        candidates.append(Path(found))
+    for candidate in candidates:
+        usable = not any(c in str(candidate) for c in " \t\n&?#\"'%")
+        if usable and candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate.absolute()
+    return None
+
+
+def source_query(search_path: str | None = None) -> str:
+    """``&controlscript=...`` for a snapserver ``source =`` line, or "" when the
+    script is not installed (the stream then simply has no metadata)."""
+    path = installed_path(search_path)
+    return f"&controlscript={path}" if path is not None else ""
 
 
 @dataclass(frozen=True)
@@ -78,8 +94,6 @@ def resolve_paths(settings: SnapserverConfig) -> EmbeddedPaths:
 
 def render_config(settings: SnapserverConfig, paths: EmbeddedPaths, template: str) -> str:
     """Fill the template's ``${...}`` fields from the settings."""
-    from .controlscript import source_query as controlscript_query
-
     # Control (tcp and http: unauthenticated JSON-RPC) on loopback, unless the
     # user opted in; broadcaster itself always reaches it on 127.0.0.1.
     control = ["127.0.0.1"]
@@ -96,7 +110,7 @@ def render_config(settings: SnapserverConfig, paths: EmbeddedPaths, template: st
         "control_port": str(settings.control_port),
         "http_port": str(settings.http_port),
         "codec": settings.codec,
-        "controlscript": controlscript_query(),
+        "controlscript": source_query(),
         "stream_name": settings.stream_name,
         "doc_root": "/usr/share/snapserver/snapweb"
         if Path("/usr/share/snapserver/snapweb").is_dir()

@@ -59,10 +59,11 @@ def make_app(service: Service, *, publish: bool | None = None) -> web.Applicatio
     app.router.add_get("/", _index)
     app.router.add_get("/favicon.ico", _favicon)
     app.router.add_routes(api.routes)
-    from ..scenes import SceneStore, default_path
+    from ..paths import scenes_file
+    from ..scenes import SceneStore
     from . import scenes_api
 
-    app[scenes_api.STORE] = SceneStore(default_path(service.env))
+    app[scenes_api.STORE] = SceneStore(scenes_file(service.env))
     app.router.add_routes(scenes_api.routes)
     from . import transport_api
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from broadcaster import mpris
+from broadcaster import mpris, nowplaying
 from tests.conftest import require_tools
 from tests.support import mpris_player, snapserver
 from tests.support.mpris_player import SessionBus, TestPlayer
@@ -240,12 +240,12 @@ def test_target_file_switches_the_followed_app(
     )
     assert title(server, "slot") is None
 
-    mpris.write_target("slot", mpris.PlayerMatch(APP), base)
+    nowplaying.write_target("slot", nowplaying.PlayerMatch(APP), base)
     wait_until(lambda: title(server, "slot") == "First Light", DEADLINE, "the captured app's track")
     server.rpc("Stream.Control", {"id": "slot", "command": "play"})
     wait_until(lambda: "Play" in player.calls(), DEADLINE, "Play at the player")
 
-    mpris.write_target("slot", None, base)  # the capture stopped
+    nowplaying.write_target("slot", None, base)  # the capture stopped
     wait_until(lambda: title(server, "slot") is None, DEADLINE, "no metadata after the capture")
 
 

@@ -12,10 +12,11 @@ from broadcaster.controlscript import (
     ControlScript,
     parse_args,
     snapcast_properties,
-    source_query,
     target,
 )
-from broadcaster.mpris import NowPlaying, PlayerMatch
+from broadcaster.mpris import NowPlaying
+from broadcaster.nowplaying import PlayerMatch
+from broadcaster.snapserver import source_query
 
 
 def test_properties_without_a_player_clear_the_metadata() -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.mpris import PlayerMatch, parse_player, read_target, target_path, write_target
+from broadcaster.mpris import parse_player
+from broadcaster.nowplaying import PlayerMatch, read_target, target_path, write_target
 
 
 def test_match_by_bus_name_instance_and_identity() -> None:

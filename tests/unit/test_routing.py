@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from broadcaster.errors import PipeWireError
-from broadcaster.pipewire import Graph, TargetApp, merge_dump, parse_dump, process_lineage
+from broadcaster.pipewire import Graph, TargetApp, merge_dump, parse_dump
+from broadcaster.proc import process_lineage
 from broadcaster.routing import plan, sink_name_for
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from broadcaster.errors import ConfigError, NotFoundError
+from broadcaster.paths import scenes_file as default_path
 from broadcaster.rooms import ServerStatus
-from broadcaster.scenes import Scene, SceneStore, default_path
+from broadcaster.scenes import Scene, SceneStore
 from tests.unit.test_control_rooms import STATUS
 
 

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from broadcaster.config import CaptureConfig, Config, DeliveryConfig, SnapserverConfig, WebConfig
-from broadcaster.controlscript import source_query
 from broadcaster.delivery import DeliveryStats
 from broadcaster.errors import BusyError, ConfigError, NotFoundError
 from broadcaster.pipeline import BroadcastStatus
@@ -24,7 +23,7 @@ from broadcaster.service import (
     managed_slots,
     render_multi_config,
 )
-from broadcaster.snapserver import read_template
+from broadcaster.snapserver import read_template, source_query
 
 
 class StandIn:

@@ -22,11 +22,11 @@ from broadcaster.errors import (
     SnapserverError,
 )
 from broadcaster.service import Service
+from broadcaster.snapstate import digest
 from broadcaster.web import api, metrics
 from broadcaster.web.app import make_app
 from broadcaster.web.auth import BadRequest, status_for
 from broadcaster.web.publish import SERVICE_TYPE, announcements
-from broadcaster.web.snapstate import digest
 from tests.support.procs import free_port
 from tests.unit.test_service import StandIn, pipes_status
 

@@ -23,15 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import (
+from .errors import (
     ControlConnectionError,
     ControlError,
     NotFoundError,
 )
-from ..transport import PlayerClock
+from .transport import PlayerClock
 
 if TYPE_CHECKING:
-    from ..control import SnapControl
+    from .control import SnapControl
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class SnapState:
     async def run(self) -> None:
         """Stay connected until cancelled (the first connection retried here, later
         ones by :class:`~broadcaster.control.SnapControl`'s own reconnector)."""
-        from ..control import CONNECT_EVENT, DISCONNECT_EVENT, SnapControl
+        from .control import CONNECT_EVENT, DISCONNECT_EVENT, SnapControl
 
         control = SnapControl(self.host, self.port, timeout=self.timeout, reconnect=True)
 
