@@ -26,12 +26,12 @@ import contextlib
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .audio import AudioFormat
+from .backoff import CAPTURE_RESTART, Backoff
 from .errors import CaptureError
 from .process import ChildProcess
 
@@ -88,8 +88,8 @@ class Recorder:
         latency_ms: int = 100,
         env: Mapping[str, str] | None = None,
         block_bytes: int = 16384,
-        restart_first: float = 0.2,
-        restart_cap: float = 5.0,
+        restart_first: float = CAPTURE_RESTART.first,
+        restart_cap: float = CAPTURE_RESTART.cap,
         idle_stop: float = 10.0,
     ) -> None:
         self.sink = sink
@@ -98,8 +98,7 @@ class Recorder:
         self._argv = record_command(sink, audio_format, latency_ms)
         self._env = env
         self._block = block_bytes
-        self._restart_first = restart_first
-        self._restart_cap = restart_cap
+        self._backoff = Backoff(replace(CAPTURE_RESTART, first=restart_first, cap=restart_cap))
         self._idle_stop = idle_stop
         self._child: ChildProcess | None = None
         self._restart_now = False
@@ -173,7 +172,8 @@ class Recorder:
         raises ends the run with that exception.
         """
         loop = asyncio.get_running_loop()
-        delay = self._restart_first
+        backoff = self._backoff
+        backoff.reset()
         started_once = False
         try:
             while True:
@@ -198,7 +198,7 @@ class Recorder:
                 if started_once:
                     self.stats.restarts += 1
                 started_once = True
-                started = time.monotonic()
+                backoff.started()
                 self._child = child
                 if self._restart_now or not self._wanted.is_set():
                     child.terminate()  # asked for while it started: EOF comes at once
@@ -232,19 +232,18 @@ class Recorder:
                         "the capture thread did not stop within 2 s of pw-record "
                         "(a --filter function that never returns?)"
                     )
+                backoff.ended()
                 if self._restart_now or not self._wanted.is_set():
-                    delay = self._restart_first
+                    backoff.reset()
                     continue
-                if time.monotonic() - started > 10:
-                    delay = self._restart_first
+                delay = backoff.next()
                 _LOGGER.warning(
                     "pw-record stopped (status %s): %s; restarting in %.1f s",
                     child.returncode,
                     child.last_words(),
                     delay,
                 )
-                await asyncio.sleep(delay)
-                delay = min(self._restart_cap, delay * 2)
+                await backoff.sleep(delay)
         finally:
             if self._idle_timer is not None:
                 self._idle_timer.cancel()

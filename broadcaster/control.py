@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import dataclasses
 import enum
 import functools
 import json
@@ -52,6 +53,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
+from .backoff import CONTROL_RECONNECT, Backoff, Sleep
 from .errors import ControlConnectionError, ControlError, ControlTimeoutError, ServerReplyError
 from .rooms import (
     Group,
@@ -198,26 +200,30 @@ class ReconnectState(enum.Enum):
 
 
 class Reconnector:
-    """Keeps reconnecting a lost connection: one owner, one lock, capped backoff.
+    """Keeps a connection up: one owner, one lock, capped backoff.
 
     ``connect`` is the coroutine that (re)establishes the connection.  After a
     loss (:meth:`lost`) it is retried after ``initial`` s, doubling (with 10 %
-    jitter) up to ``maximum`` s.  ``sleep`` is injectable for tests;
-    :meth:`retry_now` cuts the wait short (e.g. when mDNS sees the server).
+    jitter, :data:`~broadcaster.backoff.CONTROL_RECONNECT`) up to ``maximum``
+    s; :meth:`begin` makes the first connection the same way, trying at once.
+    ``sleep`` is injectable for tests; :meth:`retry_now` cuts the wait short
+    (e.g. when mDNS sees the server).
     """
 
     def __init__(
         self,
         connect: Callable[[], Awaitable[None]],
         *,
-        initial: float = 0.5,
-        maximum: float = 10.0,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        initial: float = CONTROL_RECONNECT.first,
+        maximum: float = CONTROL_RECONNECT.cap,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._connect = connect
         self.initial = initial
         self.maximum = maximum
-        self._sleep = sleep
+        self._backoff = Backoff(
+            dataclasses.replace(CONTROL_RECONNECT, first=initial, cap=maximum), sleep=sleep
+        )
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -226,16 +232,24 @@ class Reconnector:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before attempt number ``attempt`` (1-based)."""
-        base = min(self.maximum, self.initial * 2 ** max(0, attempt - 1))
-        return float(min(self.maximum, base * (1 + random.uniform(0, 0.1))))
+        return self._backoff.policy.delay(attempt, random.random())
 
     def lost(self) -> None:
         """The connection is gone: start reconnecting (once)."""
+        self._launch(wait_first=True)
+
+    def begin(self) -> None:
+        """Connect now, and keep trying until connected (the first connection)."""
+        if self._stopped():
+            self.state = ReconnectState.WAITING
+        self._launch(wait_first=False)
+
+    def _launch(self, *, wait_first: bool) -> None:
         if self._stopped() or (self._task is not None and not self._task.done()):
             return
         self.state = ReconnectState.WAITING
         self._task = asyncio.get_running_loop().create_task(
-            self._run(), name="snapserver-reconnect"
+            self._run(wait_first), name="snapserver-reconnect"
         )
         self._task.add_done_callback(self._done)
 
@@ -248,14 +262,15 @@ class Reconnector:
         if not task.cancelled() and task.exception() is not None:
             _LOGGER.error("reconnecting failed", exc_info=task.exception())
 
-    async def _run(self) -> None:
+    async def _run(self, wait_first: bool) -> None:
         self.attempts = 0
+        wait = wait_first
         while not self._stopped():
-            self.attempts += 1
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.delay(self.attempts)):
-                    await self._wake.wait()
+            if wait:
+                self.attempts += 1
+                self._wake.clear()
+                await self._backoff.sleep(self.delay(self.attempts), self._wake)
+            wait = True
             async with self._lock:
                 if self._stopped():
                     return
@@ -263,7 +278,7 @@ class Reconnector:
                 try:
                     await self._connect()
                 except ControlError as err:
-                    _LOGGER.info("reconnect attempt %d failed: %s", self.attempts, err)
+                    _LOGGER.info("connect attempt %d failed: %s", self.attempts + 1, err)
                     self.state = ReconnectState.WAITING
                     continue
                 self.state = ReconnectState.CONNECTED
@@ -379,6 +394,13 @@ class SnapControl:
         self._connected.clear()
         if server is not None:
             server.stop()
+
+    def keep_connected(self) -> None:
+        """Connect in the background and stay connected (needs ``reconnect=True``):
+        the reconnector makes the first connection too, with the same backoff."""
+        if self._reconnector is None:
+            raise ControlError("keep_connected needs a SnapControl made with reconnect=True")
+        self._reconnector.begin()
 
     async def wait_connected(self, timeout: float) -> None:
         """Wait until (re)connected, at most ``timeout`` s."""

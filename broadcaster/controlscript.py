@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .backoff import SESSION_BUS, Backoff
 from .errors import MprisError
 from .mpris import NowPlaying, PlayerFollower
 from .nowplaying import PlayerMatch, read_target
@@ -152,7 +153,7 @@ class ControlScript:
     async def _follow(self) -> None:
         """Connect to the session bus (retrying while it is not there yet), then
         keep the followed app in step with broadcaster's target file."""
-        failures = 0
+        backoff = Backoff(SESSION_BUS)
         while True:
             follower = PlayerFollower(
                 self._target(), self._on_change, bus_address=self.bus_address, timeout=self.timeout
@@ -160,9 +161,8 @@ class ControlScript:
             try:
                 await follower.start()
             except MprisError as err:
-                log.log(logging.DEBUG if failures else logging.WARNING, "%s; retrying", err)
-                failures += 1
-                await asyncio.sleep(5)
+                log.log(logging.DEBUG if backoff.attempts else logging.WARNING, "%s; retrying", err)
+                await backoff.wait()
                 continue
             self.follower = follower
             break

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .audio import SNAPCAST_FORMAT, AudioFormat
+from .backoff import PIPE_REOPEN, TCP_SOURCE, Backoff, Policy
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -83,22 +84,6 @@ class Delivery(Protocol):
     def write(self, chunk: bytes) -> None: ...
 
     async def run(self) -> None: ...
-
-
-class _Backoff:
-    """Capped exponential delay between reconnect attempts."""
-
-    def __init__(self, first: float, cap: float) -> None:
-        self._first, self._cap = first, cap
-        self._next = first
-
-    def reset(self) -> None:
-        self._next = self._first
-
-    def next(self) -> float:
-        delay = self._next
-        self._next = min(self._cap, self._next * 2)
-        return delay
 
 
 def pipe_capacity_for(limit_bytes: int) -> int:
@@ -330,8 +315,8 @@ class PipeDelivery(_Connection):
         *,
         audio_format: AudioFormat = SNAPCAST_FORMAT,
         buffer_ms: int = 100,
-        retry_first: float = 0.05,
-        retry_cap: float = 0.5,
+        retry_first: float = PIPE_REOPEN.first,
+        retry_cap: float = PIPE_REOPEN.cap,
         check_interval: float = 1.0,
     ) -> None:
         limit = audio_format.bytes_in(buffer_ms)
@@ -339,7 +324,7 @@ class PipeDelivery(_Connection):
         self.path = path
         self._check_interval = check_interval
         self._pipe_size = pipe_capacity_for(limit)
-        self._backoff = _Backoff(retry_first, retry_cap)
+        self._backoff = Backoff(Policy(retry_first, retry_cap))
 
     @property
     def target(self) -> str:
@@ -351,7 +336,7 @@ class PipeDelivery(_Connection):
             while True:
                 fd = self._open()
                 if fd is None:
-                    await asyncio.sleep(self._backoff.next())
+                    await self._backoff.wait()
                     continue
                 self._backoff.reset()
                 self._attach(fd)
@@ -416,8 +401,8 @@ class TcpDelivery(_Connection):
         audio_format: AudioFormat = SNAPCAST_FORMAT,
         buffer_ms: int = 100,
         connect_timeout: float = 5.0,
-        retry_first: float = 0.1,
-        retry_cap: float = 2.0,
+        retry_first: float = TCP_SOURCE.first,
+        retry_cap: float = TCP_SOURCE.cap,
     ) -> None:
         limit = audio_format.bytes_in(buffer_ms)
         super().__init__(limit)
@@ -425,7 +410,7 @@ class TcpDelivery(_Connection):
         self._sndbuf = limit
         self._sock: socket.socket | None = None
         self._connect_timeout = connect_timeout
-        self._backoff = _Backoff(retry_first, retry_cap)
+        self._backoff = Backoff(Policy(retry_first, retry_cap))
 
     @property
     def target(self) -> str:
@@ -439,7 +424,7 @@ class TcpDelivery(_Connection):
                 except (OSError, TimeoutError) as err:
                     reason = "timed out" if isinstance(err, TimeoutError) else err.strerror
                     self._problem(f"cannot connect to {self.target}: {reason}; retrying")
-                    await asyncio.sleep(self._backoff.next())
+                    await self._backoff.wait()
                     continue
                 self._backoff.reset()
                 self._sock = sock

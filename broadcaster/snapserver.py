@@ -19,11 +19,12 @@ import shutil
 import string
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
 
+from .backoff import SNAPSERVER_RESTART, Backoff
 from .config import SnapserverConfig, conf_value_problem
 from .errors import SnapserverError
 from .files import write_atomic
@@ -213,21 +214,24 @@ class EmbeddedSnapserver:
             self.paths.fifo,
         )
 
-    async def supervise(self, *, first_delay: float = 0.5, max_delay: float = 10.0) -> None:
+    async def supervise(
+        self,
+        *,
+        first_delay: float = SNAPSERVER_RESTART.first,
+        max_delay: float = SNAPSERVER_RESTART.cap,
+    ) -> None:
         """Restart snapserver whenever it exits, until cancelled."""
-        delay = first_delay
+        backoff = Backoff(replace(SNAPSERVER_RESTART, first=first_delay, cap=max_delay))
         while True:
             child = self._child
             if child is not None:
-                started = time.monotonic()
+                backoff.started()
                 code = await child.wait()
                 _LOGGER.warning("snapserver exited (status %s): %s", code, child.last_words())
                 await child.stop()
-                if time.monotonic() - started > 30:
-                    delay = first_delay
+                backoff.ended()
             self._child = None
-            await asyncio.sleep(delay)
-            delay = min(max_delay, delay * 2)
+            await backoff.wait()
             try:
                 await self.start()
                 self.restarts += 1

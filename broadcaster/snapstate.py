@@ -133,14 +133,11 @@ class SnapState:
         *,
         timeout: float = 5.0,
         on_change: Callable[[], None] = lambda: None,
-        backoff_first: float = 0.2,
-        backoff_cap: float = 5.0,
     ) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
         self._on_change = on_change
-        self._backoff = (backoff_first, backoff_cap)
         self._control: SnapControl | None = None
         self._dirty = asyncio.Event()
         self.status: dict[str, Any] | None = None
@@ -159,8 +156,8 @@ class SnapState:
     # --- the connection ----------------------------------------------------
 
     async def run(self) -> None:
-        """Stay connected until cancelled (the first connection retried here, later
-        ones by :class:`~broadcaster.control.SnapControl`'s own reconnector)."""
+        """Stay connected until cancelled: :class:`~broadcaster.control.SnapControl`'s
+        reconnector makes the first connection and every later one."""
         from .control import CONNECT_EVENT, DISCONNECT_EVENT, SnapControl
 
         control = SnapControl(self.host, self.port, timeout=self.timeout, reconnect=True)
@@ -179,15 +176,7 @@ class SnapState:
         control.subscribe(on_event)
         self._control = control
         try:
-            delay = self._backoff[0]
-            while True:
-                try:
-                    await control.connect()
-                    break
-                except ControlError as err:
-                    _LOGGER.debug("snapserver at %s unreachable: %s", self.address, err)
-                await asyncio.sleep(delay)
-                delay = min(self._backoff[1], delay * 2)
+            control.keep_connected()
             await self._refresh_loop()
         finally:
             self._control = None
