@@ -10,9 +10,10 @@ MPRIS player, which signals its new state back the same way.
 
 A stream's player is a :class:`~broadcaster.mpris.NowPlaying` read back
 from those properties (:func:`from_properties`); :func:`to_json` is its
-shape in the API.  :func:`plan` checks a
-command against what the player allows (a :class:`PlayerCannotError`, HTTP
-409, names what it cannot do) before :func:`send` sends it.
+shape in the API.  :func:`prepare` checks a
+command against what the player allows (a
+:class:`~broadcaster.errors.PlayerCannotError`, HTTP 409, names what it
+cannot do) before :func:`send` sends it.
 :class:`PlayerClock` remembers when each stream's properties last changed,
 so a position read minutes ago can be told as it is now.
 """
@@ -164,18 +165,17 @@ def plan(
     return params
 
 
-async def send(
-    control: SnapControl,
-    stream: StreamInfo,
-    command: str,
-    value: float | None = None,
-    *,
-    elapsed: float = 0.0,
-) -> NowPlaying:
-    """Check ``command`` against the stream's player and send it; the player as it was."""
+def prepare(
+    stream: StreamInfo, command: str, value: float | None = None, *, elapsed: float = 0.0
+) -> tuple[NowPlaying, dict[str, Any]]:
+    """The stream's player now and the checked ``Stream.Control`` params (see :func:`plan`)."""
     player = from_properties(stream.properties, elapsed, stream.id)
-    await control.call("Stream.Control", plan(stream, player, command, value))
-    return player
+    return player, plan(stream, player, command, value)
+
+
+async def send(control: SnapControl, params: dict[str, Any]) -> None:
+    """Send :func:`prepare`'s params: snapserver hands them to the controlscript."""
+    await control.call("Stream.Control", params)
 
 
 class PlayerClock:

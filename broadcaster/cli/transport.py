@@ -57,13 +57,14 @@ def pick_stream(status: ServerStatus, wanted: str | None) -> StreamInfo:
 
 
 async def _transport(args: argparse.Namespace) -> int:
-    from ..transport import send, to_json
+    from ..transport import prepare, send, to_json
     from .control import _connect, _emit
 
     snap = await _connect(args)
     try:
         stream = pick_stream(await snap.status(), args.stream)
-        before = await send(snap, stream, args.transport)
+        before, params = prepare(stream, args.transport)
+        await send(snap, params)
     finally:
         await snap.close()
     title = before.title or ""

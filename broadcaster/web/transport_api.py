@@ -14,7 +14,7 @@ from aiohttp import web
 from ..cover import read_cover
 from ..errors import ControlConnectionError, CoverError, CoverMissingError, NotFoundError
 from ..rooms import ServerStatus, StreamInfo
-from ..transport import COMMANDS, send
+from ..transport import COMMANDS, prepare, send
 from .api import SERVICE, get_str, json_body
 from .auth import BadRequest, json_error
 
@@ -39,13 +39,9 @@ async def control(request: web.Request) -> web.Response:
         raise BadRequest(f"seconds must be a number, not {seconds!r}")
     stream = _stream(request)
     snap = request.app[SERVICE].snap
-    await send(
-        snap.control,
-        stream,
-        command,
-        None if seconds is None else float(seconds),
-        elapsed=snap.players.elapsed(stream.id),
-    )
+    value = None if seconds is None else float(seconds)
+    _, params = prepare(stream, command, value, elapsed=snap.players.elapsed(stream.id))
+    await send(snap.control, params)
     return web.json_response({"stream": stream.id, "command": command})
 
 
