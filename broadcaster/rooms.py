@@ -42,6 +42,8 @@ class StreamInfo:
     query: dict[str, str]
     properties: dict[str, Any] = field(default_factory=dict)
     """Stream properties (0.26+: playbackStatus, canControl, metadata...)."""
+    uri: str = ""
+    """The source URI as snapserver reports it (``uri.raw``)."""
 
     @property
     def name(self) -> str:
@@ -61,14 +63,22 @@ class StreamInfo:
         return _dict(self.properties.get("metadata"))
 
     @property
-    def now_playing(self) -> str:
-        """ "Title — Artist" from the stream's metadata (set by its controlscript), or ""."""
-        meta = self.metadata
-        title = str(meta.get("title") or "")
-        artists = meta.get("artist")
+    def title(self) -> str:
+        """The title in the stream's metadata (set by its controlscript), or ""."""
+        return str(self.metadata.get("title") or "")
+
+    @property
+    def artist(self) -> str:
+        """The artists in the stream's metadata, comma-separated, or ""."""
+        artists = self.metadata.get("artist")
         if isinstance(artists, list):
             artists = ", ".join(str(a) for a in artists)
-        artist = str(artists or "")
+        return str(artists or "")
+
+    @property
+    def now_playing(self) -> str:
+        """ "Title — Artist" from the stream's metadata, or ""."""
+        title, artist = self.title, self.artist
         return f"{title} — {artist}" if title and artist else title or artist
 
     @classmethod
@@ -84,6 +94,7 @@ class StreamInfo:
             path=str(uri.get("path", "")),
             query={str(k): str(v) for k, v in query.items()},
             properties=_dict(data.get("properties")),
+            uri=str(uri.get("raw", "")),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .config import Config, is_local_host, parse_address
-from .control import StreamInfo
 from .delivery import Delivery, DeliveryStats
 from .errors import BusyError, ConfigError, NotFoundError
 from .files import write_atomic
@@ -344,8 +343,7 @@ class Service:
             return list(self.managed.slots)
         if not is_local_host(self.snap.host):
             return []
-        streams = [StreamInfo.from_status(s) for s in (self.snap.status or {}).get("streams", [])]
-        return [Slot(s.id, Path(s.path)) for s in streams if s.scheme == "pipe"]
+        return [Slot(s.id, Path(s.path)) for s in self.snap.view().streams if s.scheme == "pipe"]
 
     def _free_slot(self, wanted: str | None) -> Slot:
         slots = self.slots()

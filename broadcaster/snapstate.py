@@ -1,17 +1,18 @@
 """A live view of one snapserver for the service: state, notifications, changes.
 
 :class:`SnapState` keeps a :class:`~broadcaster.control.SnapControl` (the
-control library's connection, with its own reconnector) open, holds the last
-``Server.GetStatus`` and refreshes it whenever snapserver sends a
-notification, then calls ``on_change`` so the web page hears about it.
-Changes (volume, mute, group stream, group members, names) are single
-JSON-RPC calls with the library's deadline.
+control library's connection, whose reconnector makes the first connection
+and every later one) open, holds the last ``Server.GetStatus`` as the
+library's model (:class:`~broadcaster.rooms.ServerStatus`, :attr:`SnapState.server`)
+and refreshes it whenever snapserver sends a notification, then calls
+``on_change`` so the web page hears about it.  Changes (volume, mute, group
+stream, group members, names) are single JSON-RPC calls with the library's
+deadline.
 
-:func:`digest` turns snapserver's nested status into the flat rooms / groups /
-streams lists the API and the page use.
-
-The API's JSON shapes (rooms with their group, groups with room ids) are this
-module's :func:`digest`, kept stable for the page and docs/api.md.
+Rooms, groups and streams are found by :class:`~broadcaster.rooms.ServerStatus`'s
+resolver, the same as the CLI's and the scenes': by id, name or (rooms) host
+name, exact first, then ignoring case; an ambiguous name is an
+:class:`~broadcaster.errors.AmbiguousNameError`.
 """
 
 from __future__ import annotations
@@ -20,107 +21,16 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
-    ControlConnectionError,
-    ControlError,
-    NotFoundError,
-)
+from .errors import ControlConnectionError, ControlError, NotFoundError
+from .rooms import Group, Room, ServerStatus, StreamInfo
 from .transport import PlayerClock
 
 if TYPE_CHECKING:
     from .control import SnapControl
 
 _LOGGER = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Room:
-    id: str
-    name: str
-    connected: bool
-    volume: int
-    muted: bool
-    group: str
-    latency: int
-
-
-@dataclass(frozen=True)
-class Group:
-    id: str
-    name: str
-    stream: str
-    muted: bool
-    rooms: list[str]
-
-
-@dataclass(frozen=True)
-class Stream:
-    id: str
-    status: str
-    uri: str
-    title: str
-    artist: str
-
-
-@dataclass(frozen=True)
-class Digest:
-    rooms: list[Room]
-    groups: list[Group]
-    streams: list[Stream]
-
-
-def digest(status: dict[str, Any]) -> Digest:
-    """Flatten a ``Server.GetStatus`` result (the ``server`` object or the whole result)."""
-    # The result wraps the server object, which has a "server" key of its own (host info).
-    server = status if "groups" in status else status.get("server") or {}
-    rooms: list[Room] = []
-    groups: list[Group] = []
-    for group in server.get("groups") or []:
-        members = []
-        for client in group.get("clients") or []:
-            config = client.get("config") or {}
-            volume = config.get("volume") or {}
-            host = client.get("host") or {}
-            rooms.append(
-                Room(
-                    id=str(client.get("id", "")),
-                    name=str(config.get("name") or host.get("name") or client.get("id", "")),
-                    connected=bool(client.get("connected")),
-                    volume=int(volume.get("percent", 0)),
-                    muted=bool(volume.get("muted")),
-                    group=str(group.get("id", "")),
-                    latency=int(config.get("latency", 0)),
-                )
-            )
-            members.append(str(client.get("id", "")))
-        groups.append(
-            Group(
-                id=str(group.get("id", "")),
-                name=str(group.get("name", "")),
-                stream=str(group.get("stream_id", "")),
-                muted=bool(group.get("muted")),
-                rooms=members,
-            )
-        )
-    streams = []
-    for stream in server.get("streams") or []:
-        meta = (stream.get("properties") or {}).get("metadata") or {}
-        artist = meta.get("artist") or ""
-        if isinstance(artist, list):
-            artist = ", ".join(str(a) for a in artist)
-        streams.append(
-            Stream(
-                id=str(stream.get("id", "")),
-                status=str(stream.get("status", "")),
-                uri=str((stream.get("uri") or {}).get("raw", "")),
-                title=str(meta.get("title") or ""),
-                artist=str(artist),
-            )
-        )
-    return Digest(rooms, groups, streams)
 
 
 class SnapState:
@@ -140,18 +50,32 @@ class SnapState:
         self._on_change = on_change
         self._control: SnapControl | None = None
         self._dirty = asyncio.Event()
-        self.status: dict[str, Any] | None = None
+        self._status: dict[str, Any] | None = None
+        self.server: ServerStatus | None = None
+        """The last known state as the library's model: what everything reads."""
         self.players = PlayerClock()
         """When each stream's player state last changed (its position's age)."""
         self.connected = False
         self.connects = 0
 
     @property
+    def status(self) -> dict[str, Any] | None:
+        """The last ``Server.GetStatus`` server object as snapserver sent it."""
+        return self._status
+
+    @status.setter
+    def status(self, value: dict[str, Any] | None) -> None:
+        self._status = value
+        self.server = None if value is None else ServerStatus.from_json({"server": value})
+        self.players.update(value)
+
+    @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def view(self) -> Digest:
-        return digest(self.status or {})
+    def view(self) -> ServerStatus:
+        """The last known state (nothing while never connected)."""
+        return self.server if self.server is not None else _EMPTY
 
     # --- the connection ----------------------------------------------------
 
@@ -192,8 +116,7 @@ class SnapState:
             except ControlError as err:
                 _LOGGER.debug("cannot read snapserver's status: %s", err)
                 continue
-            self.status = result.get("server") if isinstance(result, dict) else None
-            self.players.update(self.status)
+            self._keep(result)
             if not self.connected:
                 _LOGGER.info("connected to snapserver at %s", self.address)
             self.connected = True
@@ -216,32 +139,22 @@ class SnapState:
 
     # --- lookups -----------------------------------------------------------
 
-    def _known(self) -> Digest:
-        if self.status is None:
+    def known(self) -> ServerStatus:
+        """The last known state; :class:`ControlConnectionError` while never connected."""
+        if self.server is None:
             raise ControlConnectionError(f"not connected to snapserver at {self.address} yet")
-        return self.view()
+        return self.server
 
     def room(self, key: str) -> Room:
-        rooms = self._known().rooms
-        for room in rooms:
-            if room.id == key:
-                return room
-        named = [room for room in rooms if room.name == key]
-        if len(named) == 1:
-            return named[0]
-        raise NotFoundError(f"there is no room {key!r}")
+        """The room with this id, name or host name (see :meth:`ServerStatus.room`)."""
+        return self.known().room(key)
 
     def group(self, key: str) -> Group:
-        for group in self._known().groups:
-            if key in (group.id, group.name):
-                return group
-        raise NotFoundError(f"there is no group {key!r}")
+        """The group with this id or name, or the group of the room with this name."""
+        return self.known().group(key)
 
-    def stream(self, key: str) -> Stream:
-        for stream in self._known().streams:
-            if stream.id == key:
-                return stream
-        raise NotFoundError(f"there is no stream {key!r}")
+    def stream(self, key: str) -> StreamInfo:
+        return self.known().stream(key)
 
     # --- changes -----------------------------------------------------------
 
@@ -264,8 +177,7 @@ class SnapState:
     async def set_group_volume(self, group: str, percent: int) -> Group:
         """Scale the group's rooms proportionally, like snapweb (broadcaster.rooms)."""
         current = self.group(group)
-        status = await self.control.status()
-        await self.control.set_group_volume(status.group(current.id), percent)
+        await self.control.set_group_volume(current, percent)
         await self._reload()
         return self.group(current.id)
 
@@ -303,11 +215,16 @@ class SnapState:
         try:
             return self.group(current.id)
         except NotFoundError:  # an emptied group is removed by snapserver
-            return dataclasses.replace(current, rooms=[])
+            return dataclasses.replace(current, rooms=())
 
     async def _reload(self) -> None:
         """Our own change is not notified back to us: read the new state now."""
-        result = await self.call("Server.GetStatus")
-        self.status = result.get("server") if isinstance(result, dict) else None
-        self.players.update(self.status)
+        self._keep(await self.call("Server.GetStatus"))
         self._on_change()
+
+    def _keep(self, result: Any) -> None:
+        server = result.get("server") if isinstance(result, dict) else None
+        self.status = server if isinstance(server, dict) else None
+
+
+_EMPTY = ServerStatus.from_json({})

@@ -9,12 +9,12 @@ docs/api.md describes each route.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from aiohttp import web
 
 from .. import transport
+from ..rooms import Group, Room, StreamInfo
 from ..service import Service
 from . import metrics
 from .auth import BadRequest
@@ -81,26 +81,55 @@ def require(body: dict[str, Any], *keys: str) -> None:
 # --- views -----------------------------------------------------------------------
 
 
-def _asdicts(items: list[Any]) -> list[dict[str, Any]]:
-    return [dataclasses.asdict(item) for item in items]
+def room_json(room: Room) -> dict[str, Any]:
+    """A room as the API shows it (docs/api.md)."""
+    return {
+        "id": room.id,
+        "name": room.name,
+        "connected": room.connected,
+        "volume": room.volume,
+        "muted": room.muted,
+        "group": room.group_id,
+        "latency": room.latency,
+    }
+
+
+def group_json(group: Group) -> dict[str, Any]:
+    """A group as the API shows it: its rooms by id."""
+    return {
+        "id": group.id,
+        "name": group.name,
+        "stream": group.stream_id,
+        "muted": group.muted,
+        "rooms": [room.id for room in group.rooms],
+    }
+
+
+def stream_json(stream: StreamInfo) -> dict[str, Any]:
+    return {
+        "id": stream.id,
+        "status": stream.status,
+        "uri": stream.uri,
+        "title": stream.title,
+        "artist": stream.artist,
+    }
 
 
 def server_view(service: Service) -> dict[str, Any]:
-    view = service.snap.view()
+    snap = service.snap
+    view = snap.view()
     fed = {c.slot.stream: c.id for c in service.captures.values()}
-    streams = _asdicts(view.streams)
-    properties = {
-        str(s.get("id", "")): s.get("properties") or {}
-        for s in (service.snap.status or {}).get("streams") or []
-    }
-    for stream in streams:
-        stream["capture"] = fed.get(stream["id"])
-        player = service.snap.players.player(stream["id"], properties.get(stream["id"], {}))
-        stream["player"] = transport.to_json(player, stream["id"])
+    streams = []
+    for info in view.streams:
+        stream = stream_json(info)
+        stream["capture"] = fed.get(info.id)
+        player = snap.players.player(info.id, info.properties)
+        stream["player"] = transport.to_json(player, info.id)
+        streams.append(stream)
     return {
-        "connected": service.snap.connected,
-        "rooms": _asdicts(view.rooms),
-        "groups": _asdicts(view.groups),
+        "connected": snap.connected,
+        "rooms": [room_json(room) for room in view.rooms],
+        "groups": [group_json(group) for group in view.groups],
         "streams": streams,
     }
 
@@ -158,7 +187,7 @@ async def list_rooms(request: web.Request) -> web.Response:
 @routes.get("/api/rooms/{room}")
 async def get_room(request: web.Request) -> web.Response:
     room = request.app[SERVICE].snap.room(request.match_info["room"])
-    return web.json_response(dataclasses.asdict(room))
+    return web.json_response(room_json(room))
 
 
 @routes.put("/api/rooms/{room}/volume")
@@ -168,7 +197,7 @@ async def set_volume(request: web.Request) -> web.Response:
     percent = get_int(body, "percent", 0, 100)
     muted = get_bool(body, "muted")
     room = await request.app[SERVICE].snap.set_volume(request.match_info["room"], percent, muted)
-    return web.json_response(dataclasses.asdict(room))
+    return web.json_response(room_json(room))
 
 
 @routes.put("/api/rooms/{room}/mute")
@@ -177,7 +206,7 @@ async def set_room_mute(request: web.Request) -> web.Response:
     require(body, "muted")
     muted = get_bool(body, "muted")
     room = await request.app[SERVICE].snap.set_volume(request.match_info["room"], None, muted)
-    return web.json_response(dataclasses.asdict(room))
+    return web.json_response(room_json(room))
 
 
 @routes.put("/api/rooms/{room}/latency")
@@ -187,7 +216,7 @@ async def set_room_latency(request: web.Request) -> web.Response:
     latency = get_int(body, "latency_ms", 0, 10000)
     assert latency is not None
     room = await request.app[SERVICE].snap.set_room_latency(request.match_info["room"], latency)
-    return web.json_response(dataclasses.asdict(room))
+    return web.json_response(room_json(room))
 
 
 @routes.put("/api/rooms/{room}/name")
@@ -195,7 +224,7 @@ async def set_room_name(request: web.Request) -> web.Response:
     body = await json_body(request)
     name = get_str(body, "name")
     room = await request.app[SERVICE].snap.set_room_name(request.match_info["room"], name)
-    return web.json_response(dataclasses.asdict(room))
+    return web.json_response(room_json(room))
 
 
 # groups
@@ -211,7 +240,7 @@ async def set_group_stream(request: web.Request) -> web.Response:
     body = await json_body(request)
     stream = get_str(body, "stream")
     group = await request.app[SERVICE].snap.set_group_stream(request.match_info["group"], stream)
-    return web.json_response(dataclasses.asdict(group))
+    return web.json_response(group_json(group))
 
 
 @routes.put("/api/groups/{group}/volume")
@@ -221,14 +250,14 @@ async def set_group_volume(request: web.Request) -> web.Response:
     percent = get_int(body, "percent", 0, 100)
     assert percent is not None
     group = await request.app[SERVICE].snap.set_group_volume(request.match_info["group"], percent)
-    return web.json_response(dataclasses.asdict(group))
+    return web.json_response(group_json(group))
 
 
 @routes.post("/api/party")
 async def party(request: web.Request) -> web.Response:
     body = await json_body(request)
     group = await request.app[SERVICE].snap.party(get_str(body, "stream"))
-    return web.json_response(dataclasses.asdict(group))
+    return web.json_response(group_json(group))
 
 
 @routes.put("/api/groups/{group}/mute")
@@ -237,7 +266,7 @@ async def set_group_mute(request: web.Request) -> web.Response:
     require(body, "muted")
     muted = bool(get_bool(body, "muted"))
     group = await request.app[SERVICE].snap.set_group_mute(request.match_info["group"], muted)
-    return web.json_response(dataclasses.asdict(group))
+    return web.json_response(group_json(group))
 
 
 @routes.put("/api/groups/{group}/rooms")
@@ -247,7 +276,7 @@ async def set_group_rooms(request: web.Request) -> web.Response:
     if not isinstance(rooms, list) or not all(isinstance(r, str) for r in rooms):
         raise BadRequest("rooms must be a list of room ids or names")
     group = await request.app[SERVICE].snap.set_group_rooms(request.match_info["group"], rooms)
-    return web.json_response(dataclasses.asdict(group))
+    return web.json_response(group_json(group))
 
 
 # streams

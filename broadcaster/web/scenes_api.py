@@ -13,8 +13,6 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import ControlConnectionError
-from ..rooms import ServerStatus
 from ..scenes import Scene, SceneStore
 from .api import SERVICE, get_str, json_body
 from .auth import BadRequest
@@ -51,10 +49,7 @@ async def save_scene(request: web.Request) -> web.Response:
     name = get_str(body, "name", limit=80)
     if not re.fullmatch(r"[\w .-]+", name):
         raise BadRequest("name may hold letters, digits, spaces and _ . - only")
-    snap = request.app[SERVICE].snap
-    if snap.status is None:
-        raise ControlConnectionError(f"not connected to snapserver at {snap.address} yet")
-    scene = Scene.capture(name, ServerStatus.from_json({"server": snap.status}))
+    scene = Scene.capture(name, request.app[SERVICE].snap.known())
     request.app[STORE].save(scene)
     return web.json_response(_summary(scene), status=201)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..cover import read_cover
-from ..errors import ControlConnectionError, CoverError, CoverMissingError, NotFoundError
-from ..rooms import ServerStatus, StreamInfo
+from ..errors import CoverError, CoverMissingError, NotFoundError
+from ..rooms import StreamInfo
 from ..transport import COMMANDS, prepare, send
 from .api import SERVICE, get_str, json_body
 from .auth import BadRequest, json_error
@@ -22,10 +22,7 @@ routes = web.RouteTableDef()
 
 
 def _stream(request: web.Request) -> StreamInfo:
-    snap = request.app[SERVICE].snap
-    if snap.status is None:
-        raise ControlConnectionError(f"not connected to snapserver at {snap.address} yet")
-    return ServerStatus.from_json({"server": snap.status}).stream(request.match_info["stream"])
+    return request.app[SERVICE].snap.stream(request.match_info["stream"])
 
 
 @routes.post("/api/streams/{stream}/control")

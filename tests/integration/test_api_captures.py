@@ -44,11 +44,11 @@ async def test_two_apps_into_two_streams_then_stop_restores(
     service = Service(config, env=pw_session.env)
     async with TestClient(TestServer(make_app(service, publish=False))) as client:
         await await_until(_rooms(service), 20, "the service to see both rooms")
-        room2_group = service.snap.room("room2").group
-        if room2_group == service.snap.room("room1").group:
+        room2_group = service.snap.room("room2").group_id
+        if room2_group == service.snap.room("room1").group_id:
             # Give room2 a group of its own, then point it at the second stream.
             await client.put(f"/api/groups/{room2_group}/rooms", json={"rooms": ["room1"]})
-            room2_group = service.snap.room("room2").group
+            room2_group = service.snap.room("room2").group_id
         reply = await client.put(f"/api/groups/{room2_group}/stream", json={"stream": "Second"})
         assert reply.status == 200, await reply.text()
 

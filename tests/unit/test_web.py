@@ -4,6 +4,7 @@ metrics text and snapserver status flattening (through aiohttp's test client).""
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,8 +22,8 @@ from broadcaster.errors import (
     ServerReplyError,
     SnapserverError,
 )
+from broadcaster.rooms import ServerStatus
 from broadcaster.service import Service
-from broadcaster.snapstate import digest
 from broadcaster.web import api, metrics
 from broadcaster.web.app import make_app
 from broadcaster.web.auth import BadRequest, status_for
@@ -74,21 +75,21 @@ STATUS: dict[str, Any] = {
 }
 
 
-def test_digest_flattens_rooms_groups_streams() -> None:
-    view = digest(STATUS["server"])
-    assert digest(STATUS) == view
-    kitchen, den = view.rooms
-    assert (kitchen.id, kitchen.name, kitchen.volume, kitchen.muted) == (
+def test_the_api_flattens_rooms_groups_streams() -> None:
+    view = ServerStatus.from_json(STATUS)
+    kitchen, den = (api.room_json(room) for room in view.rooms)
+    assert (kitchen["id"], kitchen["name"], kitchen["volume"], kitchen["muted"]) == (
         "kitchen-id",
         "Kitchen",
         40,
         True,
     )
-    assert (kitchen.group, kitchen.latency, kitchen.connected) == ("g1", 20, True)
-    assert (den.name, den.connected) == ("den", False)  # no name set: the host name
-    assert view.groups[0].rooms == ["kitchen-id", "den-id"]
-    assert view.streams[0].title == "Song"
-    assert view.streams[0].artist == "A, B"
+    assert (kitchen["group"], kitchen["latency"], kitchen["connected"]) == ("g1", 20, True)
+    assert (den["name"], den["connected"]) == ("den", False)  # no name set: the host name
+    assert api.group_json(view.groups[0])["rooms"] == ["kitchen-id", "den-id"]
+    stream = api.stream_json(view.streams[0])
+    assert stream["title"] == "Song"
+    assert stream["artist"] == "A, B"
 
 
 def test_error_statuses() -> None:
@@ -99,6 +100,39 @@ def test_error_statuses() -> None:
     assert status_for(ControlTimeoutError("x")) == 504
     assert status_for(ServerReplyError("x")) == 502
     assert status_for(SnapserverError("x")) == 500
+
+
+async def test_rooms_over_http_are_found_like_in_the_cli() -> None:
+    """By id, name or host name, ignoring case; an ambiguous name is a 400 that says so."""
+    service = make_service()
+    async with TestClient(TestServer(make_app(service))) as client:
+        service.snap.status = STATUS["server"]
+        for key in ("kitchen-id", "Kitchen", "kitchen", "kitchen-host", "KITCHEN-HOST"):
+            reply = await client.get(f"/api/rooms/{key}", headers=AUTH)
+            assert reply.status == 200, key
+            assert (await reply.json())["id"] == "kitchen-id"
+        group = await client.put(
+            "/api/groups/KITCHEN/mute", json={"muted": True}, headers=AUTH
+        )  # the room's group; the control connection is down: 503, not 404
+        assert group.status == 503
+        missing = await client.get("/api/rooms/attic", headers=AUTH)
+        assert missing.status == 404
+        assert "no room 'attic'" in (await missing.json())["error"]
+
+        twins = copy.deepcopy(STATUS["server"])
+        twins["groups"][0]["clients"][1]["config"]["name"] = "KITCHEN"
+        service.snap.status = twins
+        exact = await client.get("/api/rooms/Kitchen", headers=AUTH)
+        assert (await exact.json())["id"] == "kitchen-id"
+        for reply in (
+            await client.get("/api/rooms/kitchen", headers=AUTH),
+            await client.put("/api/rooms/kitchen/volume", json={"percent": 10}, headers=AUTH),
+        ):
+            assert reply.status == 400
+            error = (await reply.json())["error"]
+            assert "ambiguous" in error
+            assert "kitchen-id" in error
+            assert "den-id" in error
 
 
 def make_service(token: str = TOKEN) -> Service:
