@@ -6,7 +6,7 @@
   runs, started and stopped at run time, each feeding its own snapserver pipe
   stream (a *slot*), so each group of rooms can listen to a different app;
 * the **snapserver**: a managed one with one pipe stream per slot
-  (``snapcast/multi.conf.in``, ``web.slots`` of them) when none answers on the
+  (``snapcast/snapserver.conf.in``, ``web.slots`` of them) when none answers on the
   control port (``snapserver.mode``), else the running one, whose local
   ``pipe://`` streams are the slots;
 * the **control plane**: a :class:`~broadcaster.snapstate.SnapState`
@@ -35,73 +35,14 @@ from typing import Any, Protocol
 from .config import Config, is_local_host, parse_address
 from .delivery import Delivery, DeliveryStats
 from .errors import BusyError, ConfigError, NotFoundError
-from .files import write_atomic
 from .pipeline import Broadcast, BroadcastStatus
 from .pipewire import TargetApp
-from .snapserver import (
-    EmbeddedSnapserver,
-    port_answers,
-    read_template,
-    render_config,
-    resolve_paths,
-    source_query,
-)
+from .snapserver import EmbeddedSnapserver, Slot, port_answers
 from .snapstate import SnapState
 
 _LOGGER = logging.getLogger(__name__)
 
-MULTI_TEMPLATE = "multi.conf.in"
 _ENDED = ("stopped", "failed")
-
-
-@dataclass(frozen=True)
-class Slot:
-    """A snapserver pipe stream a capture can feed."""
-
-    stream: str
-    fifo: Path
-
-
-def managed_slots(config: Config) -> list[Slot]:
-    """The pipe streams of the managed snapserver: ``stream_name``, ``stream_name-2``, ..."""
-    base = resolve_paths(config.snapserver).fifo
-    name = config.snapserver.stream_name
-    slots = [Slot(name, base)]
-    for index in range(2, config.web.slots + 1):
-        slots.append(Slot(f"{name}-{index}", base.with_name(f"{base.name}-{index}")))
-    return slots
-
-
-def render_multi_config(config: Config, template: str | None = None) -> str:
-    """snapserver.conf for the managed snapserver: one pipe source per slot."""
-    codec = config.snapserver.codec
-    controlscript = source_query()  # now playing and remote control, when installed
-    sources = "\n".join(
-        f"source = pipe://{slot.fifo}?name={slot.stream}&mode=create"
-        f"&sampleformat=48000:16:2&codec={codec}{controlscript}"
-        for slot in managed_slots(config)
-    )
-    text = read_template(MULTI_TEMPLATE) if template is None else template
-    text = text.replace("${sources}", sources.replace("$", "$$"))
-    settings = config.snapserver
-    return render_config(settings, resolve_paths(settings), text)
-
-
-class ManagedSnapserver(EmbeddedSnapserver):
-    """The embedded snapserver with a pipe stream per capture slot."""
-
-    def __init__(self, config: Config) -> None:
-        super().__init__(config.snapserver)
-        self._config = config
-        self.slots = managed_slots(config)
-        self.paths = dataclasses.replace(self.paths, fifo=self.slots[0].fifo)
-
-    def _write_config(self) -> None:
-        text = render_multi_config(self._config)
-        self.paths.config_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.paths.datadir.mkdir(parents=True, exist_ok=True)
-        self.paths.fifo.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.paths.config_file, text)
 
 
 # --- one capture --------------------------------------------------------------
@@ -285,7 +226,7 @@ class Service:
         self.captures: dict[str, Capture] = {}
         self._ids = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self.managed: ManagedSnapserver | None = None
+        self.managed: EmbeddedSnapserver | None = None
         host, port = parse_address(config.server or "127.0.0.1", config.snapserver.control_port)
         self.snap = SnapState(
             host, port, timeout=config.timeout, on_change=lambda: self._on_change("server")
@@ -305,7 +246,7 @@ class Service:
             mode == "always"
             or (mode == "auto" and not await port_answers(self.snap.host, self.snap.port))
         ):
-            managed = ManagedSnapserver(cfg)
+            managed = EmbeddedSnapserver(cfg.snapserver, slots=cfg.web.slots)
             await managed.start()
             self.managed = managed
             self._spawn(managed.supervise(), "snapserver")

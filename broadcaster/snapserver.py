@@ -1,12 +1,14 @@
-"""The embedded snapserver: started and supervised by ``broadcaster run``.
+"""The managed snapserver: started and supervised by ``broadcaster run`` and ``serve``.
 
 When no snapserver is configured or reachable, broadcaster runs its own from
-the template ``snapcast/embedded.conf.in``: a pipe source in ``mode=create``
-(snapserver makes the fifo), the control port on loopback, state in
-broadcaster's own state directory.  :class:`EmbeddedSnapserver` is an async
-context manager that returns once the server really answers (control port
-accepts, fifo exists) and stops and reaps it on exit; :meth:`supervise`
-restarts it with capped backoff if it dies.
+the one template ``snapcast/snapserver.conf.in``, filled in one pass by
+:func:`render_config`: pipe sources in ``mode=create`` (snapserver makes the
+fifos; one for ``run``, one per capture slot for ``serve``), the control port
+on loopback, state in broadcaster's own state directory.
+:class:`EmbeddedSnapserver` is an async context manager that returns once the
+server really answers (control port accepts, first fifo exists) and stops and
+reaps it on exit; :meth:`~EmbeddedSnapserver.supervise` restarts it with capped
+backoff if it dies.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from .process import ChildProcess
 
 _LOGGER = logging.getLogger(__name__)
 
-TEMPLATE_NAME = "embedded.conf.in"
+TEMPLATE_NAME = "snapserver.conf.in"
 
 
 def read_template(name: str = TEMPLATE_NAME) -> str:
@@ -86,6 +88,14 @@ class EmbeddedPaths:
     config_file: Path
 
 
+@dataclass(frozen=True)
+class Slot:
+    """A snapserver pipe stream a capture can feed."""
+
+    stream: str
+    fifo: Path
+
+
 def resolve_paths(settings: SnapserverConfig) -> EmbeddedPaths:
     run_dir = runtime_dir()
     fifo = Path(settings.fifo) if settings.fifo else run_dir / "snapfifo"
@@ -93,8 +103,36 @@ def resolve_paths(settings: SnapserverConfig) -> EmbeddedPaths:
     return EmbeddedPaths(fifo, datadir, run_dir / "snapserver.conf")
 
 
-def render_config(settings: SnapserverConfig, paths: EmbeddedPaths, template: str) -> str:
-    """Fill the template's ``${...}`` fields from the settings."""
+def managed_slots(settings: SnapserverConfig, count: int = 1) -> list[Slot]:
+    """The pipe streams of the managed snapserver: ``stream_name``, ``stream_name-2``, ..."""
+    base = resolve_paths(settings).fifo
+    name = settings.stream_name
+    slots = [Slot(name, base)]
+    for index in range(2, count + 1):
+        slots.append(Slot(f"{name}-{index}", base.with_name(f"{base.name}-{index}")))
+    return slots
+
+
+def source_line(slot: Slot, codec: str, controlscript: str) -> str:
+    """The ``source =`` line of one pipe stream."""
+    return (
+        f"source = pipe://{slot.fifo}?name={slot.stream}&mode=create"
+        f"&sampleformat=48000:16:2&codec={codec}{controlscript}"
+    )
+
+
+def render_config(
+    settings: SnapserverConfig,
+    paths: EmbeddedPaths,
+    template: str | None = None,
+    *,
+    slots: list[Slot] | None = None,
+) -> str:
+    """Fill the template's ``${...}`` fields from the settings, in one pass.
+
+    ``slots`` are the pipe streams (default: one, ``stream_name`` on the fifo
+    of ``paths``); ``template`` defaults to ``snapcast/snapserver.conf.in``.
+    """
     # Control (tcp and http: unauthenticated JSON-RPC) on loopback, unless the
     # user opted in; broadcaster itself always reaches it on 127.0.0.1.
     control = ["127.0.0.1"]
@@ -102,16 +140,20 @@ def render_config(settings: SnapserverConfig, paths: EmbeddedPaths, template: st
         control = (
             [settings.bind] if settings.bind in ("0.0.0.0", "::") else [*control, settings.bind]
         )
+    if slots is None:
+        slots = [Slot(settings.stream_name, paths.fifo)]
+    controlscript = source_query()  # now playing and remote control, when installed
     fields = {
         "datadir": str(paths.datadir),
         "fifo": str(paths.fifo),
+        "sources": "\n".join(source_line(s, settings.codec, controlscript) for s in slots),
         "bind": settings.bind,
         "control_binds": "\n".join(f"bind_to_address = {address}" for address in control),
         "stream_port": str(settings.stream_port),
         "control_port": str(settings.control_port),
         "http_port": str(settings.http_port),
         "codec": settings.codec,
-        "controlscript": source_query(),
+        "controlscript": controlscript,
         "stream_name": settings.stream_name,
         "doc_root": "/usr/share/snapserver/snapweb"
         if Path("/usr/share/snapserver/snapweb").is_dir()
@@ -124,8 +166,9 @@ def render_config(settings: SnapserverConfig, paths: EmbeddedPaths, template: st
             raise SnapserverError(
                 f"{name} {fields[name]!r} cannot go into snapserver.conf: {problem}"
             )
+    text = read_template() if template is None else template
     try:
-        return string.Template(template).substitute(fields)
+        return string.Template(text).substitute(fields)
     except (KeyError, ValueError) as err:
         raise SnapserverError(f"snapserver config template has a bad field: {err}") from None
 
@@ -143,17 +186,19 @@ async def port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 class EmbeddedSnapserver:
-    """A snapserver child process configured for broadcaster."""
+    """A snapserver child process configured for broadcaster, with ``slots`` pipe streams."""
 
     def __init__(
         self,
         settings: SnapserverConfig,
         *,
+        slots: int = 1,
         ready_timeout: float = 10.0,
         executable: str = "snapserver",
     ) -> None:
         self.settings = settings
         self.paths = resolve_paths(settings)
+        self.slots = managed_slots(settings, slots)
         self._ready_timeout = ready_timeout
         self._executable = executable
         self._child: ChildProcess | None = None
@@ -167,8 +212,12 @@ class EmbeddedSnapserver:
     def fifo(self) -> Path:
         return self.paths.fifo
 
+    def render(self) -> str:
+        """This server's snapserver.conf."""
+        return render_config(self.settings, self.paths, slots=self.slots)
+
     def _write_config(self) -> None:
-        text = render_config(self.settings, self.paths, read_template())
+        text = self.render()
         self.paths.config_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.paths.datadir.mkdir(parents=True, exist_ok=True)
         self.paths.fifo.parent.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,8 @@ def register(subparsers: Any) -> None:
 
 async def _serve(args: argparse.Namespace) -> int:
     from ..config import load
-    from ..service import check_serving, render_multi_config
+    from ..service import check_serving
+    from ..snapserver import EmbeddedSnapserver
 
     config = load(
         args.config,
@@ -63,7 +64,7 @@ async def _serve(args: argparse.Namespace) -> int:
         },
     )
     if args.print_snapserver_conf:
-        print(render_multi_config(config), end="")
+        print(EmbeddedSnapserver(config.snapserver, slots=config.web.slots).render(), end="")
         return 0
     check_serving(config)
 

@@ -20,10 +20,8 @@ from broadcaster.service import (
     MeteredDelivery,
     Service,
     check_serving,
-    managed_slots,
-    render_multi_config,
 )
-from broadcaster.snapserver import read_template, source_query
+from broadcaster.snapserver import EmbeddedSnapserver, managed_slots, source_query
 
 
 class StandIn:
@@ -94,7 +92,7 @@ def test_managed_slots_name_one_pipe_per_slot(tmp_path: Path) -> None:
         snapserver=SnapserverConfig(fifo=str(tmp_path / "fifo"), stream_name="house"),
         web=WebConfig(slots=3),
     )
-    slots = managed_slots(config)
+    slots = managed_slots(config.snapserver, config.web.slots)
     assert [s.stream for s in slots] == ["house", "house-2", "house-3"]
     assert [s.fifo.name for s in slots] == ["fifo", "fifo-2", "fifo-3"]
 
@@ -104,7 +102,7 @@ def test_multi_config_has_a_source_per_slot_and_the_embedded_fields(tmp_path: Pa
         snapserver=SnapserverConfig(fifo=str(tmp_path / "f"), control_port=4705, codec="pcm"),
         web=WebConfig(slots=2),
     )
-    text = render_multi_config(config, read_template("multi.conf.in"))
+    text = EmbeddedSnapserver(config.snapserver, slots=config.web.slots).render()
     sources = [line for line in text.splitlines() if line.startswith("source = ")]
     # Each stream gets the now-playing controlscript when it is installed.
     plugin = source_query()

@@ -1,4 +1,4 @@
-"""The embedded snapserver's configuration, rendered from snapcast/embedded.conf.in."""
+"""The managed snapserver's configuration, rendered from snapcast/snapserver.conf.in."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from broadcaster.config import SnapserverConfig
 from broadcaster.errors import SnapserverError
-from broadcaster.snapserver import EmbeddedPaths, read_template, render_config
+from broadcaster.snapserver import EmbeddedPaths, EmbeddedSnapserver, read_template, render_config
 
 
 def test_template_renders_every_field(tmp_path: Path) -> None:
@@ -41,20 +41,14 @@ def _section(text: str, name: str) -> str:
     return text.split(f"[{name}]")[1].split("\n[")[0]
 
 
-@pytest.mark.parametrize("template", ["embedded.conf.in", "multi.conf.in"])
+@pytest.mark.parametrize("slots", [1, 2])  # broadcaster run, broadcaster serve
 def test_control_stays_on_loopback_and_only_the_stream_port_is_on_the_lan(
-    tmp_path: Path, template: str
+    tmp_path: Path, slots: int
 ) -> None:
     """snapserver's http port serves the whole JSON-RPC API without authentication."""
-    from broadcaster.config import Config, WebConfig
-    from broadcaster.service import render_multi_config
-
     settings = SnapserverConfig(fifo=str(tmp_path / "fifo"))
-    if template == "multi.conf.in":
-        text = render_multi_config(Config(snapserver=settings, web=WebConfig(slots=2)))
-    else:
-        paths = EmbeddedPaths(tmp_path / "fifo", tmp_path / "data", tmp_path / "s.conf")
-        text = render_config(settings, paths, read_template(template))
+    text = EmbeddedSnapserver(settings, slots=slots).render()
+    assert text.count("source = pipe://") == slots
     assert "bind_to_address = 0.0.0.0" in _section(text, "stream")
     assert "bind_to_address = 127.0.0.1" in _section(text, "tcp")
     assert "bind_to_address = 127.0.0.1" in _section(text, "http")
