@@ -11,9 +11,12 @@ knows is skipped on restore and reported.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,15 +134,39 @@ class SceneStore:
         return scenes[name]
 
     def save(self, scene: Scene) -> None:
-        scenes = self.load()
-        scenes[scene.name] = scene
-        self._write(scenes)
+        with self._locked():
+            scenes = self.load()
+            scenes[scene.name] = scene
+            self._write(scenes)
 
     def delete(self, name: str) -> None:
-        scenes = self.load()
-        if scenes.pop(name, None) is None:
-            raise NotFoundError(f"no scene {name!r}")
-        self._write(scenes)
+        with self._locked():
+            scenes = self.load()
+            if scenes.pop(name, None) is None:
+                raise NotFoundError(f"no scene {name!r}")
+            self._write(scenes)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the lock of the scenes file's directory for one read-modify-write.
+
+        The service and a CLI may save at the same moment; without the lock
+        one of the two scenes would be lost.  The directory, not the file, is
+        locked: the file is replaced by every write, and a lock file would be
+        litter.  ``flock`` is released when the process dies, so a crash never
+        leaves it held.
+        """
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as err:
+            raise ConfigError(f"cannot lock {folder}: {err.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held for milliseconds: one small file write
+            yield
+        finally:
+            os.close(fd)
 
     def _write(self, scenes: Mapping[str, Scene]) -> None:
         data = {"version": FORMAT_VERSION, "scenes": {n: s.to_json() for n, s in scenes.items()}}

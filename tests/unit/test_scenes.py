@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,22 @@ def test_a_corrupt_file_is_one_clear_error(tmp_path: Path) -> None:
     path.write_text("{not json", encoding="utf-8")
     with pytest.raises(ConfigError, match="is not a scenes file"):
         SceneStore(path).load()
+
+
+SAVER = """
+import sys
+from pathlib import Path
+from broadcaster.scenes import Scene, SceneStore
+store = SceneStore(Path(sys.argv[1]))
+for n in range(40):
+    store.save(Scene(f"{sys.argv[2]}-{n}", "", ()))
+"""
+
+
+def test_concurrent_saves_from_several_processes_lose_no_scene(tmp_path: Path) -> None:
+    """The service and a CLI save at the same time: each read-modify-write is locked."""
+    path = tmp_path / "scenes.json"
+    savers = [subprocess.Popen([sys.executable, "-c", SAVER, str(path), f"p{i}"]) for i in range(4)]
+    for saver in savers:
+        assert saver.wait(timeout=60) == 0
+    assert len(SceneStore(path).load()) == 4 * 40
