@@ -34,10 +34,13 @@ from .backoff import SESSION_BUS, Backoff
 from .errors import MprisError
 from .mpris import NowPlaying, PlayerFollower
 from .nowplaying import PlayerMatch, read_target
+from .process import read_lines
 
 log = logging.getLogger("broadcaster.controlscript")
 
 #: JSON-RPC error codes.
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
@@ -180,11 +183,15 @@ class ControlScript:
         )
 
     async def handle(self, message: dict[str, Any]) -> dict[str, Any] | None:
-        """Answer one request from snapserver (None for anything else)."""
+        """Answer one request from snapserver (None for a notification or response)."""
         method = message.get("method")
         request_id = message.get("id")
-        if request_id is None or not isinstance(method, str):
-            return None  # a response or notification: snapserver sends none we need
+        if not isinstance(method, str):
+            if "result" in message or "error" in message:
+                return None  # a response: snapserver sends none we need
+            return _error(request_id, INVALID_REQUEST, "a request needs a 'method' string")
+        if request_id is None:
+            return None  # a notification: never answered
         params = message.get("params")
         params = params if isinstance(params, dict) else {}
         try:
@@ -229,24 +236,50 @@ def _write_line(message: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+MAX_MESSAGE = 1 << 20
+"""Longest message from snapserver, in bytes; a longer one is answered with an error."""
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+async def answer(script: ControlScript, line: bytes, *, cut: bool = False) -> dict[str, Any] | None:
+    """The reply to one line from snapserver: every malformed one gets a JSON-RPC error."""
+    if cut:
+        return _error(None, INVALID_REQUEST, f"message longer than {MAX_MESSAGE >> 20} MiB")
+    try:
+        message = json.loads(line, parse_constant=_refuse_constant)  # no NaN, Infinity
+    except (ValueError, RecursionError) as err:  # RecursionError: nested too deeply
+        log.warning("not JSON from snapserver: %.200r", line)
+        return _error(None, PARSE_ERROR, f"not JSON: {type(err).__name__}")
+    if not isinstance(message, dict):
+        return _error(None, INVALID_REQUEST, "a request must be a JSON object")
+    try:
+        return await script.handle(message)
+    except Exception as err:  # a bug must cost one request, not the stream's metadata
+        log.exception("request %.200r failed", line)
+        return _error(message.get("id"), INTERNAL_ERROR, f"{type(err).__name__}: {err}")
+
+
+async def serve_lines(reader: asyncio.StreamReader, script: ControlScript) -> None:
+    """Answer each line of ``reader`` until it ends; nothing a message holds stops it."""
+    async for line, cut in read_lines(reader, MAX_MESSAGE):
+        if line.strip() and (reply := await answer(script, line, cut=cut)):
+            script.send(reply)
+
+
 async def serve(
     match: PlayerMatch | None, bus_address: str | None = None, stream: str | None = None
 ) -> None:
     """Run the plugin on stdin/stdout until snapserver closes stdin."""
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 20)
+    reader = asyncio.StreamReader(limit=MAX_MESSAGE)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     script = ControlScript(match, _write_line, bus_address=bus_address, stream=stream)
     await script.start()
     try:
-        while line := await reader.readline():
-            try:
-                message = json.loads(line)
-            except ValueError:
-                log.warning("not JSON from snapserver: %r", line[:200])
-                continue
-            if isinstance(message, dict) and (reply := await script.handle(message)):
-                _write_line(reply)
+        await serve_lines(reader, script)
     finally:
         await script.stop()
 

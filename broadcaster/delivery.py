@@ -368,9 +368,16 @@ class PipeDelivery(_Connection):
     def _open(self) -> int | None:
         try:
             # Read-write: never blocks, never ENXIO (see the module docstring).
-            fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+            # No symbolic links: one planted by another user could point anywhere.
+            flags = os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW
+            fd = os.open(self.path, flags)
         except OSError as err:
-            if err.errno == errno.ENOENT:
+            if err.errno == errno.ELOOP:
+                self._problem(
+                    f"{self.path} is a symbolic link, not snapserver's pipe; remove it; retrying",
+                    level=logging.ERROR,
+                )
+            elif err.errno == errno.ENOENT:
                 self._problem(f"waiting for snapserver to create the pipe {self.path}")
             elif err.errno in (errno.EACCES, errno.EPERM):
                 self._problem(f"no permission to write {self.path}; retrying", level=logging.ERROR)

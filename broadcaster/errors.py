@@ -33,6 +33,10 @@ class DeliveryError(BroadcasterError):
     """Audio could not be delivered to snapserver (pipe or TCP source)."""
 
 
+class UnsafePathError(BroadcasterError):
+    """A runtime file or directory could be controlled by another local user."""
+
+
 class SnapserverError(BroadcasterError):
     """The embedded snapserver could not be started or kept running."""
 

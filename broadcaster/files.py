@@ -1,4 +1,4 @@
-"""Writing files so that a crash never leaves a torn one.
+"""Writing files so that a crash never leaves a torn one, in directories only we can enter.
 
 Everything broadcaster saves (scenes, snapserver's generated configuration,
 the now-playing target of a stream's controlscript) goes through
@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+from .errors import UnsafePathError
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -30,3 +33,39 @@ def write_atomic(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def check_private(path: Path, *, kind: str = "directory") -> os.stat_result:
+    """Refuse ``path`` unless it is ours alone: not a symbolic link, the right
+    kind (``directory`` or ``pipe``), owned by this user, and (a directory)
+    not accessible to group or others.  A pipe's own mode is the caller's to
+    fix (snapserver 0.26 makes its pipes 0666, safe inside a 0700 directory).
+
+    Another local user who made the path first (in a shared /tmp) could
+    otherwise swap the files broadcaster and snapserver trust.
+    """
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafePathError(f"{path} is a symbolic link; remove it (broadcaster makes its own)")
+    wanted = stat.S_ISDIR if kind == "directory" else stat.S_ISFIFO
+    if not wanted(info.st_mode):
+        raise UnsafePathError(f"{path} is not a {kind}; remove it (broadcaster makes its own)")
+    if info.st_uid != os.getuid():
+        raise UnsafePathError(
+            f"{path} belongs to another user (uid {info.st_uid}); remove it "
+            "(broadcaster makes its own), or set XDG_RUNTIME_DIR"
+        )
+    if kind == "directory" and info.st_mode & 0o077:
+        mode = stat.S_IMODE(info.st_mode)
+        raise UnsafePathError(
+            f"{path} is open to other users (mode {mode:04o}); run chmod 700 {path}, or remove it"
+        )
+    return info
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` with mode 0700, or check the existing one with :func:`check_private`."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    check_private(path)
+    return path

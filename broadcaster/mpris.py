@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -96,9 +97,26 @@ def _strs(value: Any) -> tuple[str, ...]:
 
 
 def _num(value: Any) -> float | None:
+    """A finite number, else None (NaN and infinities are refused)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        return None
+    return number if math.isfinite(number) else None
+
+
+MAX_MICROSECONDS = 2**63 - 1
+"""MPRIS positions are signed 64-bit microseconds."""
+
+
+def _micros(value: Any) -> int | None:
+    """Seconds as MPRIS microseconds, or None if not a number that fits."""
+    seconds = _num(value)
+    if seconds is None or abs(seconds) * 1e6 >= MAX_MICROSECONDS:
+        return None
+    return round(seconds * 1e6)
 
 
 def parse_player(player: str, identity: str, props: dict[str, Any]) -> NowPlaying:
@@ -264,7 +282,7 @@ async def control(
     if command in SIMPLE_COMMANDS:
         await _call(bus, name, OBJECT_PATH, PLAYER_IFACE, SIMPLE_COMMANDS[command], timeout=timeout)
     elif command == "seek":
-        offset = _num(params.get("offset"))
+        offset = _micros(params.get("offset"))
         if offset is None:
             raise MprisError("seek needs a numeric 'offset' in seconds")
         await _call(
@@ -274,11 +292,11 @@ async def control(
             PLAYER_IFACE,
             "Seek",
             "x",
-            [round(offset * 1e6)],
+            [offset],
             timeout=timeout,
         )
     elif command == "setPosition":
-        position = _num(params.get("position"))
+        position = _micros(params.get("position"))
         if position is None:
             raise MprisError("setPosition needs a numeric 'position' in seconds")
         playing = await read_player(bus, name, timeout)
@@ -291,7 +309,7 @@ async def control(
             PLAYER_IFACE,
             "SetPosition",
             "ox",
-            [playing.track_id, round(position * 1e6)],
+            [playing.track_id, position],
             timeout=timeout,
         )
     else:

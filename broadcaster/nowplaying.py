@@ -14,8 +14,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import UnsafePathError
 from .files import write_atomic
-from .paths import runtime_dir
+from .paths import private_runtime_dir
 from .proc import process_lineage
 
 BUS_PREFIX = "org.mpris.MediaPlayer2."
@@ -62,7 +63,7 @@ class PlayerMatch:
 def target_path(stream: str, base: Path | None = None) -> Path:
     """Where broadcaster tells a stream's controlscript which app it captures."""
     if base is None:
-        base = runtime_dir()
+        base = private_runtime_dir()  # another user's directory is refused
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stream)
     return base / "now-playing" / f"{safe}.json"
 
@@ -81,7 +82,7 @@ def read_target(stream: str, base: Path | None = None) -> PlayerMatch | None:
     """What :func:`write_target` last said for ``stream`` (None if nothing)."""
     try:
         data = json.loads(target_path(stream, base).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, UnsafePathError):
         return None
     if not isinstance(data, dict):
         return None

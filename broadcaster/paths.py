@@ -13,19 +13,47 @@ the service can pass their own.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
+
+from .files import private_dir
 
 
 def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if env is None else env
 
 
+FALLBACK_BASE = Path("/tmp")
+"""Where the runtime directory goes without $XDG_RUNTIME_DIR: shared with every user."""
+
+
 def runtime_dir(env: Mapping[str, str] | None = None) -> Path:
     """broadcaster's per-user runtime directory (fifo, generated config)."""
     base = _env(env).get("XDG_RUNTIME_DIR")
-    return Path(base) / "broadcaster" if base else Path(f"/tmp/broadcaster-{os.getuid()}")
+    return Path(base) / "broadcaster" if base else FALLBACK_BASE / f"broadcaster-{os.getuid()}"
+
+
+def private_runtime_dir(env: Mapping[str, str] | None = None) -> Path:
+    """:func:`runtime_dir`, created with mode 0700 or checked to be ours alone.
+
+    Under $XDG_RUNTIME_DIR (private to the user by definition) a directory an
+    older broadcaster left group-readable is tightened; in the shared /tmp
+    fallback a symbolic link, another user's directory or one open to others
+    is refused (:class:`~broadcaster.errors.UnsafePathError`): whoever made it
+    could replace snapserver.conf, whose ``process://`` sources run programs.
+    """
+    path = runtime_dir(env)
+    if _env(env).get("XDG_RUNTIME_DIR"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+        info = os.lstat(path)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and info.st_mode & 0o077:
+            os.chmod(path, 0o700)
+    return private_dir(path)
 
 
 def state_dir(env: Mapping[str, str] | None = None) -> Path:

@@ -25,7 +25,7 @@ from .capture import CaptureStats, Recorder
 from .config import Config, is_local_host, parse_address, parse_tcp_url
 from .control import StreamInfo, fetch_streams
 from .delivery import Delivery, DeliveryStats, PipeDelivery, TcpDelivery
-from .errors import BroadcasterError, ControlError, DeliveryError, PipeWireError
+from .errors import BroadcasterError, ControlError, DeliveryError, PipeWireError, UnsafePathError
 from .nowplaying import PlayerMatch, write_target
 from .pipewire import PipeWire, TargetApp
 from .processing import ProcessingStats, build_processor
@@ -267,5 +267,5 @@ def _announce(stream_id: str, target: TargetApp | None) -> None:
     match = PlayerMatch(app=target.name or None, pid=target.pid) if target is not None else None
     try:
         write_target(stream_id, match)
-    except OSError as err:
+    except (OSError, UnsafePathError) as err:
         _LOGGER.warning("cannot tell the now-playing plugin about %s: %s", stream_id, err)

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import PipeWireError
+from .errors import ConfigError, PipeWireError
 from .proc import process_lineage
 from .process import ChildProcess, CommandResult, run_command
 
@@ -271,6 +271,29 @@ class TargetApp:
         return wanted in {c.casefold() for c in candidates if c}
 
 
+def refuse_broad_pid(pid: int, procfs: str = "/proc") -> None:
+    """Refuse a pid whose capture would take far more than one app.
+
+    A pid target also matches the streams of its descendants (a browser plays
+    from a child process), so init (pid 1) would match every app, and any
+    ancestor of broadcaster (the login session, the terminal, the service
+    manager) every app started next to it.
+    """
+    if pid <= 0:
+        raise ConfigError(f"pid {pid} is not a process id")
+    if pid == 1:
+        raise ConfigError(
+            "pid 1 is init, the ancestor of every app; give the app's own pid or name"
+        )
+    lineage = process_lineage(os.getpid(), procfs)
+    if pid in lineage:
+        what = "broadcaster itself" if pid == lineage[0] else "an ancestor of broadcaster"
+        raise ConfigError(
+            f"pid {pid} ({process_name(pid, procfs) or '?'}) is {what}, so every app "
+            "started under it would be captured; give the app's own pid or name"
+        )
+
+
 def process_name(pid: int, procfs: str = "/proc") -> str:
     """The kernel's name for a process (``comm``), or "" if it is gone."""
     try:
@@ -378,7 +401,14 @@ class PipeWire:
         A ``target.object`` set by sink name is followed but not remembered.
         """
         result = await self._run(
-            "pw-metadata", "-n", "default", str(stream.node_id), "target.object", sink_name
+            # "--": a sink name starting with "-" must not be read as an option.
+            "pw-metadata",
+            "-n",
+            "default",
+            "--",
+            str(stream.node_id),
+            "target.object",
+            sink_name,
         )
         if not result.ok:
             raise PipeWireError(result.describe_failure())

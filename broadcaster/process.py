@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -90,6 +90,9 @@ def _signal(proc: asyncio.subprocess.Process, sig: int) -> None:
             os.kill(proc.pid, sig)
 
 
+MAX_STDERR_LINE = 4096
+"""Bytes of one stderr line kept for the log and error messages; the rest is skipped."""
+
 REAP_TIMEOUT = 5.0
 """How long a SIGKILLed child may take to be reaped before broadcaster moves on."""
 
@@ -126,6 +129,34 @@ async def _discard(stream: asyncio.StreamReader) -> None:
     with contextlib.suppress(RuntimeError, OSError):  # RuntimeError: someone else reads it
         while await stream.read(65536):
             pass
+
+
+async def read_lines(stream: asyncio.StreamReader, keep: int) -> AsyncIterator[tuple[bytes, bool]]:
+    """Each line of ``stream`` (with its newline) until the end, and whether it was cut.
+
+    A line longer than ``keep`` bytes, or than the reader's own limit, is
+    yielded once, cut to its first ``keep`` bytes; the rest of it is read and
+    skipped.  Unlike ``readline``, which raises on a line over the limit, this
+    never stops before the end of the stream.
+    """
+    skipping = False  # inside an over-long line, after its kept start
+    while True:
+        try:
+            line = await stream.readuntil(b"\n")
+        except asyncio.IncompleteReadError as err:
+            line = err.partial  # the end of the stream
+            if not line:
+                return
+        except asyncio.LimitOverrunError:
+            chunk = await stream.read(65536)  # part of a line with no end in sight
+            if not skipping:
+                skipping = True
+                yield chunk[:keep], True
+            continue
+        if skipping:  # the end of the over-long line
+            skipping = False
+            continue
+        yield line[:keep], len(line) > keep
 
 
 class ChildProcess:
@@ -205,11 +236,18 @@ class ChildProcess:
         )
 
     async def _drain_stderr(self, stream: asyncio.StreamReader) -> None:
-        while line := await stream.readline():
-            text = line.decode("utf-8", "replace").rstrip()
-            if text:
-                self.stderr_tail.append(text)
-                _LOGGER.debug("%s: %s", self.name, text)
+        """Read stderr to its end, line by line; never stop early (the child
+        would block on a full pipe).  Lines are cut at :data:`MAX_STDERR_LINE`."""
+        async for line, cut in read_lines(stream, MAX_STDERR_LINE):
+            self._stderr_line(line, cut=cut)
+
+    def _stderr_line(self, line: bytes, *, cut: bool) -> None:
+        text = line.decode("utf-8", "replace").rstrip()
+        if cut:
+            text += " [line cut]"
+        if text:
+            self.stderr_tail.append(text)
+            _LOGGER.debug("%s: %s", self.name, text)
 
     def terminate(self) -> None:
         """Send SIGTERM without waiting; the owner still calls :meth:`stop`."""

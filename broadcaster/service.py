@@ -36,13 +36,15 @@ from .config import Config, is_local_host, parse_address
 from .delivery import Delivery, DeliveryStats
 from .errors import BusyError, ConfigError, NotFoundError
 from .pipeline import Broadcast, BroadcastStatus
-from .pipewire import TargetApp
+from .pipewire import TargetApp, refuse_broad_pid
 from .snapserver import EmbeddedSnapserver, Slot, port_answers
 from .snapstate import SnapState
 
 _LOGGER = logging.getLogger(__name__)
 
 _ENDED = ("stopped", "failed")
+ENDED_KEPT = 8
+"""Ended (stopped or failed) captures kept for the page and the API, newest first."""
 
 
 # --- one capture --------------------------------------------------------------
@@ -323,8 +325,8 @@ class Service:
         """Start broadcasting ``app`` (or ``pid``) into a free slot (or ``stream``)."""
         if bool(app) == (pid is not None):
             raise ConfigError("name the application to capture, or give a pid (not both)")
-        if pid is not None and pid <= 0:
-            raise ConfigError(f"pid {pid} is not a process id")
+        if pid is not None:
+            refuse_broad_pid(pid)
         target = TargetApp(name=app, pid=pid)
         for other in self.captures.values():
             if other.target == target and other.state not in _ENDED:
@@ -342,6 +344,7 @@ class Service:
         key = str(self._ids)
         capture = Capture(key, target, slot, self._factory(target, config, self._env))
         self.captures[key] = capture
+        self._prune()
         capture.task = self._spawn(self._run_capture(capture), f"capture-{key}")
         _LOGGER.info("capture %s: %s into stream %s", key, target.describe(), slot.stream)
         self._on_change("captures")
@@ -354,7 +357,14 @@ class Service:
             capture.error = str(err) or type(err).__name__
             _LOGGER.error("capture %s failed: %s", capture.id, capture.error)
         finally:
+            self._prune()
             self._on_change("captures")
+
+    def _prune(self) -> None:
+        """Forget the oldest ended captures beyond :data:`ENDED_KEPT`."""
+        ended = [key for key, c in self.captures.items() if c.state in _ENDED]
+        for key in ended[: max(0, len(ended) - ENDED_KEPT)]:
+            del self.captures[key]
 
     async def stop_capture(self, key: str, *, timeout: float = 15.0) -> None:
         """Stop a capture (its app goes back where it played) and forget it."""

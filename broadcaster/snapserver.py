@@ -28,9 +28,9 @@ from types import TracebackType
 
 from .backoff import SNAPSERVER_RESTART, Backoff
 from .config import SnapserverConfig, conf_value_problem
-from .errors import SnapserverError
-from .files import write_atomic
-from .paths import runtime_dir, state_dir
+from .errors import SnapserverError, UnsafePathError
+from .files import check_private, write_atomic
+from .paths import private_runtime_dir, runtime_dir, state_dir
 from .process import ChildProcess
 
 _LOGGER = logging.getLogger(__name__)
@@ -217,11 +217,33 @@ class EmbeddedSnapserver:
         return render_config(self.settings, self.paths, slots=self.slots)
 
     def _write_config(self) -> None:
+        """Write snapserver.conf into the private runtime directory (checked first)."""
         text = self.render()
-        self.paths.config_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.paths.datadir.mkdir(parents=True, exist_ok=True)
-        self.paths.fifo.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.paths.config_file, text)
+        try:
+            private_runtime_dir()
+            self.paths.config_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.paths.datadir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.paths.fifo.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_atomic(self.paths.config_file, text)
+        except UnsafePathError as err:
+            raise SnapserverError(f"not starting snapserver: {err}") from None
+        except OSError as err:
+            raise SnapserverError(f"cannot write {self.paths.config_file}: {err}") from None
+
+    def fifos(self) -> list[Path]:
+        """The pipes this snapserver creates, one per slot."""
+        return [slot.fifo for slot in self.slots]
+
+    def _check_fifos(self) -> None:
+        """The pipes snapserver made must be its (our) own: nobody else's, no
+        links; then only we may open them (snapserver makes them 0666)."""
+        for fifo in self.fifos():
+            try:
+                info = check_private(fifo, kind="pipe")
+                if info.st_mode & 0o077:
+                    os.chmod(fifo, 0o600)
+            except (UnsafePathError, OSError) as err:
+                raise SnapserverError(f"not using snapserver's pipe: {err}") from None
 
     async def start(self) -> None:
         """Start snapserver and wait until it serves; raise :class:`SnapserverError` if not."""
@@ -256,6 +278,12 @@ class EmbeddedSnapserver:
                     f"{child.last_words()}"
                 )
             await asyncio.sleep(0.05)
+        try:
+            self._check_fifos()
+        except SnapserverError:
+            await child.stop()
+            self._child = None
+            raise
         _LOGGER.info(
             "started snapserver (pid %s): rooms connect to port %d, pipe %s",
             child.pid,

@@ -97,7 +97,7 @@ async def _run(args: argparse.Namespace) -> int:
     from ..config import load
     from ..errors import ConfigError
     from ..pipeline import Broadcast
-    from ..pipewire import TargetApp
+    from ..pipewire import TargetApp, refuse_broad_pid
 
     if (args.app is None) == (args.pid is None):
         raise ConfigError("name the application to broadcast, or give --pid (not both)")
@@ -123,6 +123,8 @@ async def _run(args: argparse.Namespace) -> int:
             "processing.filter": args.filter,
         },
     )
+    if args.pid is not None:
+        refuse_broad_pid(args.pid)
     broadcast = Broadcast(TargetApp(name=args.app or "", pid=args.pid), config)
     stop = asyncio.Event()
     with signals.handled(stop):

@@ -54,6 +54,13 @@ def test_bad_environment_variable(tmp_path: Path) -> None:
     assert_one_line_error(broadcaster("run", "x", env=env), "not a TCP port")
 
 
+def test_pid_1_and_own_ancestors_are_refused(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    assert_one_line_error(broadcaster("run", "--pid", "1", env=env), "pid 1 is init")
+    result = broadcaster("run", "--pid", str(os.getpid()), env=env)  # the CLI's parent
+    assert_one_line_error(result, "an ancestor of broadcaster")
+
+
 @pytest.mark.integration
 def test_no_pipewire_session(tmp_path: Path) -> None:
     runtime = tmp_path / "run"

@@ -8,6 +8,7 @@ read from /proc/net/tcp*, so no packet leaves loopback.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from urllib.parse import urlencode
@@ -18,11 +19,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from broadcaster.config import Config, SnapserverConfig, WebConfig
+from broadcaster.pipewire import PipeWire
 from broadcaster.service import Service
 from broadcaster.web.app import make_app
 from tests.conftest import require_tools
+from tests.integration.test_pipeline import make_tone
 from tests.support import browser
-from tests.support.procs import await_until, free_ports
+from tests.support.pipewire import PipeWireSession
+from tests.support.procs import await_until, free_ports, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -123,3 +127,22 @@ async def test_demo_player_never_sends_the_token_to_another_origin(tmp_path: Pat
         assert state == "refused"
         message = str(await tab.evaluate("document.getElementById('message').textContent"))
         assert f"127.0.0.1:{origin.port}" in message
+
+
+async def test_a_sink_named_like_an_option_is_still_a_sink_name(
+    tmp_path: Path, pw_session: PipeWireSession
+) -> None:
+    """pw-metadata gets "--" before its arguments: "-dash" is a sink, not an option."""
+    pw_session.play(make_tone(tmp_path / "t.wav", 440, 48000, seconds=60), "DashApp")
+    await asyncio.to_thread(
+        wait_until, lambda: pw_session.stream_sinks("DashApp") == ["speakers"], 15, "app playing"
+    )
+    pw_session.load_null_sink("-dash")
+    await asyncio.to_thread(wait_until, lambda: "-dash" in pw_session.sinks(), 10, "the sink")
+    pipewire = PipeWire(env=pw_session.env)
+    graph = await pipewire.graph()
+    stream = next(s for s in graph.streams if s.app_name == "DashApp")
+    await pipewire.move(stream, "-dash")
+    await asyncio.to_thread(
+        wait_until, lambda: pw_session.stream_sinks("DashApp") == ["-dash"], 15, "the move"
+    )

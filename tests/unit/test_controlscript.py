@@ -1,19 +1,29 @@
-"""The controlscript's protocol logic (snapcast 0.26 stream plugin), no processes."""
+"""The controlscript's protocol logic (snapcast 0.26 stream plugin).
+
+One test runs the script itself on pipes, as snapserver does (no D-Bus needed).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import math
+import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from broadcaster import mpris
 from broadcaster.controlscript import (
     ControlScript,
     parse_args,
     snapcast_properties,
     target,
 )
+from broadcaster.errors import MprisError
 from broadcaster.mpris import NowPlaying
 from broadcaster.nowplaying import PlayerMatch
 from broadcaster.snapserver import source_query
@@ -135,3 +145,74 @@ def test_source_query_is_empty_when_snapserver_could_not_run_it(tmp_path: Path) 
     script.write_text("#!/bin/sh\n", encoding="utf-8")
     script.chmod(0o755)
     assert source_query(str(spaced)) == ""  # snapserver splits its command line on spaces
+
+
+GET = b'{"jsonrpc":"2.0","id":%d,"method":"Plugin.Stream.Player.GetProperties"}\n'
+MALFORMED = [
+    b"x" * (3 << 20) + b"\n",  # over the 1 MiB a message may hold
+    b"[" * 100_000 + b"\n",  # nested too deeply for the parser
+    b'{"jsonrpc":"2.0","id":7,"method":"Plugin.Stream.Player.Control",'
+    b'"params":{"command":"seek","params":{"offset":NaN}}}\n',
+    b"not json\n",
+    b"\xff\xfe\n",  # not UTF-8
+    b"[1, 2]\n",
+    b'{"jsonrpc":"2.0","id":8}\n',
+    b'{"jsonrpc":"2.0","id":9,"method":42}\n',
+]
+
+
+async def test_the_plugin_answers_every_malformed_message_and_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    """The real script on pipes, as snapserver runs it: each bad line gets an error reply."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BROADCASTER_", "DBUS_"))}
+    env["XDG_RUNTIME_DIR"] = str(tmp_path)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "broadcaster.controlscript",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
+        limit=1 << 20,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            ready = json.loads(await proc.stdout.readline())
+            assert ready["method"] == "Plugin.Stream.Ready"
+            for number, line in enumerate(MALFORMED):
+                proc.stdin.write(line + GET % number)
+                await proc.stdin.drain()
+                error = json.loads(await proc.stdout.readline())
+                assert error["error"]["code"] in (-32700, -32600, -32603), line[:40]
+                assert isinstance(error["error"]["data"], str)
+                reply = json.loads(await proc.stdout.readline())
+                assert reply["id"] == number, line[:40]
+                assert reply["result"]["metadata"] == {}
+            proc.stdin.close()
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("command", "params"),
+    [
+        ("seek", {"offset": 1e303}),
+        ("seek", {"offset": math.nan}),
+        ("seek", {"offset": -math.inf}),
+        ("seek", {"offset": 10**400}),
+        ("setPosition", {"position": 1e300}),
+    ],
+)
+async def test_seek_to_numbers_mpris_cannot_hold_is_refused(
+    command: str, params: dict[str, Any]
+) -> None:
+    # Refused before the bus is touched, so no bus is needed.
+    with pytest.raises(MprisError, match="numeric"):
+        await mpris.control(cast(Any, None), "org.mpris.MediaPlayer2.x", command, params)

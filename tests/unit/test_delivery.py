@@ -237,3 +237,17 @@ async def test_tcp_delivery_drops_instead_of_buffering_without_bound() -> None:
 
 async def _async(value: object) -> object:
     return value
+
+
+async def test_never_follows_a_symbolic_link(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another user's link in a shared directory must not steer the audio anywhere."""
+    elsewhere = tmp_path / "someone-elses-fifo"
+    os.mkfifo(elsewhere)
+    link = tmp_path / "snapfifo"
+    link.symlink_to(elsewhere)
+    delivery = PipeDelivery(str(link), retry_cap=0.05)
+    async with running(delivery):
+        await await_until(lambda: _async("symbolic link" in caplog.text), 5, "an error")
+        assert not delivery.stats.connected

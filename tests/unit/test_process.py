@@ -74,3 +74,25 @@ async def test_a_command_whose_pipe_outlives_it_does_not_hang_the_caller(
     with pytest.raises(TimeoutError):
         await run_command(["sh", "-c", "sleep 8 & sleep 20"], timeout=0.5)
     assert time.monotonic() - started < 5
+
+
+async def test_a_stderr_line_over_64_kib_is_cut_and_draining_goes_on() -> None:
+    """Were the drain to stop, the child would block on its full stderr pipe."""
+    script = (
+        "import sys\n"
+        "sys.stderr.write('x' * 200_000 + '\\n')\n"  # three times the reader's limit
+        "sys.stderr.write('y' * 70_000)\n"  # a long one that ends with the output
+        "sys.stderr.write('\\nafter\\n' * 50_000)\n"  # more than a pipe holds
+        "sys.stderr.write('bye\\n')\n"
+    )
+    child = ChildProcess([sys.executable, "-c", script], tail_lines=100_000)
+    await child.start()
+    try:
+        async with asyncio.timeout(20):
+            assert await child.wait() == 0
+    finally:
+        await child.stop()
+    tail = list(child.stderr_tail)
+    assert tail[0] == "x" * process.MAX_STDERR_LINE + " [line cut]"
+    assert tail[1] == "y" * process.MAX_STDERR_LINE + " [line cut]"
+    assert tail[2:] == ["after"] * 50_000 + ["bye"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from broadcaster.errors import BusyError, ConfigError, NotFoundError
 from broadcaster.pipeline import BroadcastStatus
 from broadcaster.pipewire import TargetApp
 from broadcaster.service import (
+    ENDED_KEPT,
     Level,
     MeteredDelivery,
     Service,
@@ -217,3 +219,27 @@ def test_check_serving_refuses_single_destination_settings() -> None:
     with pytest.raises(ConfigError, match=r"capture\.sink"):
         check_serving(Config(capture=CaptureConfig(sink="aloop")))
     check_serving(Config())
+
+
+async def test_init_and_broadcasters_own_ancestors_are_not_capture_targets() -> None:
+    """A pid matches its descendants' streams: these would capture every app."""
+    service, made = make_service()
+    with pytest.raises(ConfigError, match="pid 1 is init"):
+        await service.start_capture(pid=1)
+    with pytest.raises(ConfigError, match="is broadcaster itself"):
+        await service.start_capture(pid=os.getpid())
+    with pytest.raises(ConfigError, match="an ancestor of broadcaster"):
+        await service.start_capture(pid=os.getppid())
+    assert made == []
+    assert service.captures == {}
+
+
+async def test_ended_captures_are_pruned_beyond_a_small_history() -> None:
+    service, _ = make_service(fail="no such app")
+    for _ in range(50):
+        capture = await service.start_capture("ghost")
+        assert capture.task is not None
+        await capture.task
+    assert len(service.captures) == ENDED_KEPT
+    assert list(service.captures) == [str(n) for n in range(51 - ENDED_KEPT, 51)]  # the newest
+    await service.stop()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
+from broadcaster import paths
 from broadcaster.config import SnapserverConfig
 from broadcaster.errors import SnapserverError
 from broadcaster.snapserver import EmbeddedPaths, EmbeddedSnapserver, read_template, render_config
@@ -84,3 +87,84 @@ def test_values_that_would_inject_config_lines_are_refused(
     paths = EmbeddedPaths(Path(fifo), Path(datadir), Path("/tmp/s.conf"))
     with pytest.raises(SnapserverError, match=r"cannot go into snapserver\.conf"):
         render_config(SnapserverConfig(bind=bind), paths, read_template())
+
+
+# --- the runtime directory -------------------------------------------------------------
+
+
+@pytest.fixture
+def fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No $XDG_RUNTIME_DIR: the shared-/tmp fallback, moved into tmp_path."""
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr(paths, "FALLBACK_BASE", tmp_path)
+    return tmp_path / f"broadcaster-{os.getuid()}"
+
+
+def test_fallback_runtime_dir_is_created_private(fallback: Path) -> None:
+    assert paths.private_runtime_dir() == fallback
+    assert stat.S_IMODE(fallback.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("planted", ["mode 0755", "symlink", "other user", "file"])
+def test_a_fallback_dir_made_by_someone_else_is_refused(
+    fallback: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planted: str
+) -> None:
+    if planted == "mode 0755":
+        fallback.mkdir()
+        fallback.chmod(0o755)
+        message = r"open to other users \(mode 0755\)"
+    elif planted == "symlink":
+        (tmp_path / "theirs").mkdir(mode=0o700)
+        fallback.symlink_to(tmp_path / "theirs")
+        message = "symbolic link"
+    elif planted == "other user":
+        fallback.mkdir(mode=0o700)
+        real = os.getuid()
+        monkeypatch.setattr(os, "getuid", lambda: real + 4242)  # made by us: as someone else
+        monkeypatch.setattr(paths, "runtime_dir", lambda env=None: fallback)
+        message = "belongs to another user"
+    else:
+        fallback.write_text("x")
+        message = "not a directory"
+    settings = SnapserverConfig(datadir=str(tmp_path / "data"))
+    server = EmbeddedSnapserver(settings)
+    with pytest.raises(SnapserverError, match=message):
+        server._write_config()
+    assert not (fallback / "snapserver.conf").exists() or planted == "other user"
+
+
+def test_xdg_runtime_dir_left_open_by_an_older_version_is_tightened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    (tmp_path / "broadcaster").mkdir(mode=0o755)
+    (tmp_path / "broadcaster").chmod(0o755)
+    assert paths.private_runtime_dir() == tmp_path / "broadcaster"
+    assert stat.S_IMODE((tmp_path / "broadcaster").stat().st_mode) == 0o700
+
+
+def test_snapservers_pipe_is_closed_to_others(tmp_path: Path) -> None:
+    fifo = tmp_path / "snapfifo"
+    os.mkfifo(fifo)
+    fifo.chmod(0o666)  # as snapserver 0.26 makes it
+    EmbeddedSnapserver(SnapserverConfig(fifo=str(fifo)))._check_fifos()
+    assert stat.S_IMODE(fifo.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("planted", ["symlink", "regular file", "other user"])
+def test_snapservers_pipe_must_be_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planted: str
+) -> None:
+    fifo = tmp_path / "snapfifo"
+    if planted == "symlink":
+        os.mkfifo(tmp_path / "theirs")
+        fifo.symlink_to(tmp_path / "theirs")
+    elif planted == "regular file":
+        fifo.write_text("x")
+    else:
+        os.mkfifo(fifo, 0o600)
+        real = os.getuid()
+        monkeypatch.setattr(os, "getuid", lambda: real + 4242)
+    server = EmbeddedSnapserver(SnapserverConfig(fifo=str(fifo)))
+    with pytest.raises(SnapserverError, match="not using snapserver's pipe"):
+        server._check_fifos()

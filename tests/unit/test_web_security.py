@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from broadcaster.config import Config, WebConfig
 from broadcaster.errors import ConfigError
 from broadcaster.web.app import make_app
+from tests.unit.test_service import pipes_status
 from tests.unit.test_web import AUTH, TOKEN, make_service
 
 EVIL = "http://evil.example"
@@ -125,3 +126,14 @@ async def test_deeply_nested_json_is_a_400() -> None:
 def test_bad_host_lists_are_refused(hosts: str) -> None:
     with pytest.raises(ConfigError, match=r"web\.hosts"):
         Config(web=WebConfig(hosts=hosts)).validate()
+
+
+async def test_capturing_pid_1_is_a_400() -> None:
+    """init is in every process's ancestry: {"pid": 1} would capture every app."""
+    service = make_service(TOKEN)
+    service.snap.status = pipes_status("Main")
+    async with TestClient(TestServer(make_app(service))) as client:
+        reply = await client.post("/api/captures", json={"pid": 1}, headers=AUTH)
+        assert reply.status == 400
+        assert "pid 1 is init" in (await reply.json())["error"]
+        assert service.captures == {}
