@@ -16,7 +16,7 @@ import json
 import os
 import struct
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from tests.integration.test_controlscript import session_bus, wrapper  # noqa: F
 from tests.integration.test_web_page import TOKEN, serving
 from tests.support import browser, snapserver
 from tests.support.browser import DevTools
-from tests.support.mpris_player import SessionBus, TestPlayer
+from tests.support.mpris_player import MpvPlayer, SessionBus, TestPlayer, mpv_missing
 from tests.support.procs import await_until, free_port, wait_until
 from tests.support.snapserver import SnapServer, StreamSpec
 
@@ -69,11 +69,13 @@ def png(width: int, height: int) -> bytes:
 class Remote:
     server: SnapServer
     port: int
-    players: dict[str, TestPlayer]
+    players: Mapping[str, TestPlayer | MpvPlayer]
 
 
 @contextlib.contextmanager
-def remote(tmp_path: Path, bus: SessionBus, players: dict[str, TestPlayer]) -> Iterator[Remote]:
+def remote(
+    tmp_path: Path, bus: SessionBus, players: Mapping[str, TestPlayer | MpvPlayer]
+) -> Iterator[Remote]:
     """snapserver with one controlscript stream per player (plus a plain one), and serve."""
     require_tools(snapserver.missing_tools())
     for test_player in players.values():
@@ -451,4 +453,74 @@ async def test_browser_room_media_session_drives_the_stream(
         assert await page.evaluate("[...document.querySelectorAll('audio')].length === 0"), (
             "the silent element is not in the document"
         )
+        assert page.errors == [], page.errors
+
+
+async def test_a_real_player_mpv_paused_and_played_with_its_cover(
+    tmp_path: Path,
+    session_bus: SessionBus,  # noqa: F811
+    page: DevTools,
+) -> None:
+    """mpv with mpv-mpris (Debian's packages) instead of the test player: its own
+    cover file beside the music, its own idea of playing and seeking."""
+    require_tools(mpv_missing())
+    music = tmp_path / "music"
+    music.mkdir()
+    (music / "cover.png").write_bytes(png(30, 20))
+    song = music / "song.wav"
+    rate = 8000
+    frames = rate * 120  # two minutes of silence, 8 kHz mono
+    song.write_bytes(
+        b"RIFF"
+        + struct.pack("<I", 36 + frames * 2)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", frames * 2)
+        + bytes(frames * 2)
+    )
+    mpv = MpvPlayer(session_bus, song, tmp_path)
+    with remote(tmp_path, session_bus, {"music": mpv}) as house:
+        meta = (await asyncio.to_thread(_props, house.server, "music"))["metadata"]
+        assert meta["artUrl"] == (music / "cover.png").as_uri()
+
+        await open_page(page, house.port, "music")
+
+        async def card(**want: Any) -> dict[str, Any]:
+            found = await card_state(page, "music")
+            return found if all(found.get(k) == v for k, v in want.items()) else {}
+
+        shown = await await_until(
+            lambda: card(status="paused", art=30), DEADLINE, "mpv paused, with its cover"
+        )
+        assert shown["title"] == "song.wav"
+        assert shown["dur"] == "2:00"
+
+        def playback() -> str:
+            return str(_props(house.server, "music").get("playbackStatus"))
+
+        status, _ = await control(house.port, "music", {"command": "play"})
+        assert status == 200
+        await asyncio.to_thread(
+            wait_until, lambda: playback() == "playing", DEADLINE, "mpv playing"
+        )
+        await await_until(lambda: card(status="playing"), DEADLINE, "playing on the page")
+        done = await asyncio.to_thread(cli, house.server, "pause", "music")
+        assert done.returncode == 0, done.stderr
+        await asyncio.to_thread(wait_until, lambda: playback() == "paused", DEADLINE, "mpv paused")
+        await await_until(lambda: card(status="paused"), DEADLINE, "paused on the page")
+        status, _ = await control(house.port, "music", {"command": "position", "seconds": 75})
+        assert status == 200
+        # mpv lands on a nearby frame it can seek to (74.83 s was seen).
+        await asyncio.to_thread(
+            wait_until,
+            lambda: abs(float(_props(house.server, "music").get("position", 0)) - 75) < 1,
+            DEADLINE,
+            "mpv's position near 75 s",
+        )
+
+        async def near_75() -> bool:
+            return (await card_state(page, "music"))["pos"] in ("1:14", "1:15")
+
+        await await_until(near_75, DEADLINE, "mpv near 1:15 on the page")
         assert page.errors == [], page.errors

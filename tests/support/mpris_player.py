@@ -287,3 +287,53 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+MPV_MPRIS = Path("/usr/lib/mpv-mpris/mpris.so")
+
+
+def mpv_missing() -> list[str]:
+    """mpv and Debian's mpv-mpris plugin (a real MPRIS player), if not installed."""
+    missing = [] if shutil.which("mpv") else ["mpv"]
+    return missing + ([] if MPV_MPRIS.exists() else ["mpv-mpris"])
+
+
+class MpvPlayer:
+    """mpv with the mpv-mpris plugin on the private bus: a real media player.
+
+    It plays ``media`` paused, in a loop, to no sound device (``--ao=null``);
+    mpv-mpris announces ``cover.*`` beside the file as ``mpris:artUrl``.
+    Same face as :class:`TestPlayer` for the tests (``name``, ``start``, ``stop``).
+    """
+
+    def __init__(self, bus: SessionBus, media: Path, base: Path) -> None:
+        self.bus = bus
+        self.media = media
+        self.name = "mpv"
+        self.log = base / "mpv.log"
+        self.proc: Proc | None = None
+
+    def start(self) -> None:
+        self.proc = Proc(
+            [
+                "mpv",
+                "--no-config",
+                f"--script={MPV_MPRIS}",
+                "--ao=null",
+                "--vo=null",
+                "--pause",
+                "--loop-file=inf",
+                "--no-terminal",
+                str(self.media),
+            ],
+            self.log,
+            env={**os.environ, "DBUS_SESSION_BUS_ADDRESS": self.bus.address},
+        )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.alive()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
