@@ -10,9 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-RUN_PACKAGES=(snapserver snapclient pipewire pipewire-bin wireplumber pipewire-pulse
+RUN_PACKAGES=(snapserver snapclient pipewire pipewire-bin wireplumber pipewire-pulse util-linux
               pulseaudio-utils dbus libsoxr0 python3 python3-venv python3-pip)
-TEST_PACKAGES=(dbus-daemon ffmpeg sox iproute2 util-linux chromium nodejs procps mpv mpv-mpris)
+TEST_PACKAGES=(dbus-daemon ffmpeg sox iproute2 chromium nodejs procps mpv mpv-mpris)
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 

@@ -47,6 +47,8 @@ TCP_SOURCE = Policy(0.1, 2.0)
 """Reconnecting to a snapserver tcp source."""
 CAPTURE_RESTART = Policy(0.2, 5.0, healthy_after=10.0)
 """Restarting pw-record after it stopped on its own."""
+SINK_RESTART = Policy(0.2, 5.0, healthy_after=10.0)
+"""Starting the native path's pipe sink again after its PipeWire client exited."""
 SNAPSERVER_RESTART = Policy(0.5, 10.0, healthy_after=30.0)
 """Restarting the managed snapserver after it exited."""
 CONTROL_RECONNECT = Policy(0.2, 5.0, jitter=0.1)

@@ -38,7 +38,9 @@ from .process import ChildProcess
 _LOGGER = logging.getLogger(__name__)
 
 
-def record_command(sink: str, audio_format: AudioFormat, latency_ms: int) -> list[str]:
+def record_command(
+    sink: str, audio_format: AudioFormat, latency_ms: int, role: str = "capture"
+) -> list[str]:
     """The ``pw-record`` argument list that writes the sink's output to stdout."""
     return [
         "pw-record",
@@ -51,7 +53,7 @@ def record_command(sink: str, audio_format: AudioFormat, latency_ms: int) -> lis
         "-P",
         "media.role=Production",
         "-P",
-        f"node.name=broadcaster.capture.{sink}",
+        f"node.name=broadcaster.{role}.{sink}",
         "--latency",
         f"{latency_ms}ms",
         "--rate",

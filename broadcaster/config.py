@@ -95,6 +95,9 @@ class CaptureConfig:
     idle_stop: float = 10.0
     """Seconds after the app's last stream ends before pw-record is stopped
     (an idle broadcaster keeps neither itself nor PipeWire awake)."""
+    native: bool = True
+    """Let PipeWire write snapserver's pipe itself when nothing needs Python
+    (docs/architecture.md); false forces the Python data path."""
 
     def validate(self) -> None:
         from .audio import AudioFormat

@@ -86,6 +86,49 @@ class Delivery(Protocol):
     async def run(self) -> None: ...
 
 
+def open_fifo(path: str) -> int:
+    """Open the fifo at ``path`` read-write and non-blocking (never blocks, never ENXIO).
+
+    Raises :class:`OSError` (``ENOENT`` when it is not there yet) or
+    :class:`NotAFifoError`.
+    """
+    # No symbolic links: one planted by another user could point anywhere.
+    fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotAFifoError(errno.EINVAL, "not a named pipe", path)
+    return fd
+
+
+class NotAFifoError(OSError):
+    """The path exists but is not a named pipe."""
+
+
+def fifo_problem(path: str, err: OSError) -> tuple[int, str]:
+    """The log level and one-line message for a fifo that cannot be opened."""
+    if isinstance(err, NotAFifoError):
+        return logging.ERROR, (
+            f"{path} is not a named pipe (a regular file?); remove it so "
+            "snapserver can create its fifo; retrying"
+        )
+    if err.errno == errno.ELOOP:
+        return (
+            logging.ERROR,
+            f"{path} is a symbolic link, not snapserver's pipe; remove it; retrying",
+        )
+    if err.errno == errno.ENOENT:
+        return logging.WARNING, f"waiting for snapserver to create the pipe {path}"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return logging.ERROR, f"no permission to write {path}; retrying"
+    return logging.ERROR, f"cannot open {path}: {err.strerror}; retrying"
+
+
+def shrink_pipe(fd: int, size: int) -> None:
+    """Bound what the kernel pipe holds (refused above the user's limit: then it stays)."""
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, size)
+
+
 def pipe_capacity_for(limit_bytes: int) -> int:
     """The largest kernel pipe size (a power-of-two number of pages) within ``limit_bytes``."""
     size = _PAGE
@@ -368,32 +411,12 @@ class PipeDelivery(_Connection):
     def _open(self) -> int | None:
         try:
             # Read-write: never blocks, never ENXIO (see the module docstring).
-            # No symbolic links: one planted by another user could point anywhere.
-            flags = os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW
-            fd = os.open(self.path, flags)
+            fd = open_fifo(self.path)
         except OSError as err:
-            if err.errno == errno.ELOOP:
-                self._problem(
-                    f"{self.path} is a symbolic link, not snapserver's pipe; remove it; retrying",
-                    level=logging.ERROR,
-                )
-            elif err.errno == errno.ENOENT:
-                self._problem(f"waiting for snapserver to create the pipe {self.path}")
-            elif err.errno in (errno.EACCES, errno.EPERM):
-                self._problem(f"no permission to write {self.path}; retrying", level=logging.ERROR)
-            else:
-                self._problem(f"cannot open {self.path}: {err.strerror}; retrying", logging.ERROR)
+            level, message = fifo_problem(self.path, err)
+            self._problem(message, level)
             return None
-        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
-            os.close(fd)
-            self._problem(
-                f"{self.path} is not a named pipe (a regular file?); remove it so "
-                "snapserver can create its fifo; retrying",
-                level=logging.ERROR,
-            )
-            return None
-        with contextlib.suppress(OSError):  # may be refused above the user limit
-            fcntl.fcntl(fd, _F_SETPIPE_SZ, self._pipe_size)
+        shrink_pipe(fd, self._pipe_size)
         return fd
 
 

@@ -1,7 +1,11 @@
 """One broadcast: an application's audio, captured, normalized and delivered.
 
 :class:`Broadcast` wires the steps together and owns every task and child they
-need::
+need.  On the native path (:mod:`broadcaster.native`)::
+
+    app streams --Router--> PipeSink (PipeWire writes snapserver's pipe)
+
+and on the Python path (effects, tcp, an explicit capture format)::
 
     app streams --Router--> capture sink --Recorder (pw-record)--> Converter
         --> Delivery (snapserver pipe / tcp source)
@@ -24,11 +28,12 @@ from .audio import SNAPCAST_FORMAT, AudioFormat, Converter
 from .capture import CaptureStats, Recorder
 from .config import Config, is_local_host, parse_address, parse_tcp_url
 from .control import StreamInfo, fetch_streams
-from .delivery import Delivery, DeliveryStats, PipeDelivery, TcpDelivery
+from .delivery import Delivery, DeliveryStats, PipeDelivery, TcpDelivery, pipe_capacity_for
 from .errors import BroadcasterError, ControlError, DeliveryError, PipeWireError, UnsafePathError
+from .native import PipeSink, python_path_reason
 from .nowplaying import PlayerMatch, write_target
 from .pipewire import PipeWire, TargetApp
-from .processing import ProcessingStats, build_processor
+from .processing import Chain, ProcessingStats, build_processor
 from .routing import Router, VirtualSink, sink_name_for
 from .snapserver import EmbeddedSnapserver
 
@@ -50,6 +55,16 @@ class BroadcastStatus:
     embedded_server: bool = False
     processing: ProcessingStats | None = None
     """Counters of the processing chain (speed gaps, limiter), when one runs."""
+    path: str = ""
+    """The data path: "native" (PipeWire writes the fifo) or "python"."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where the audio goes: a fifo path or a ``tcp://`` URL."""
+
+    pipe: str = ""
+    tcp: str = ""
 
 
 def pick_stream(streams: list[StreamInfo], wanted: str) -> StreamInfo:
@@ -91,6 +106,8 @@ class Broadcast:
         self._pw = PipeWire(env=env, timeout=config.timeout)
         self.status = BroadcastStatus(target=target.describe())
         self._router: Router | None = None
+        self.native_sink: PipeSink | None = None
+        """The capture sink, on the native path (None on the Python path)."""
         self._embedded: EmbeddedSnapserver | None = None
         self._stream_id = ""
         """The snapserver stream fed, when known (for its now-playing controlscript)."""
@@ -106,14 +123,12 @@ class Broadcast:
         """
         return delivery
 
-    async def _destination(self, stack: contextlib.AsyncExitStack) -> Delivery:
+    async def _destination(self, stack: contextlib.AsyncExitStack) -> Destination:
         cfg = self.config
-        buffer_ms = cfg.delivery.buffer_ms
         if cfg.delivery.tcp:
-            host, port = parse_tcp_url(cfg.delivery.tcp)
-            return TcpDelivery(host, port, buffer_ms=buffer_ms, connect_timeout=cfg.timeout)
+            return Destination(tcp=cfg.delivery.tcp)
         if cfg.delivery.pipe:
-            return PipeDelivery(cfg.delivery.pipe, buffer_ms=buffer_ms)
+            return Destination(pipe=cfg.delivery.pipe)
         mode = cfg.snapserver.mode
         if mode != "always":
             host, port = parse_address(cfg.server or "127.0.0.1", cfg.snapserver.control_port)
@@ -133,13 +148,20 @@ class Broadcast:
                     )
                 _LOGGER.info("feeding stream %s of the snapserver at %s:%d", stream.id, host, port)
                 self._stream_id = stream.id
-                return PipeDelivery(stream.path, buffer_ms=buffer_ms)
+                return Destination(pipe=stream.path)
         server = EmbeddedSnapserver(cfg.snapserver)
         await stack.enter_async_context(server)
         self._embedded = server
         self._stream_id = cfg.snapserver.stream_name
         self.status.embedded_server = True
-        return PipeDelivery(str(server.fifo), buffer_ms=buffer_ms)
+        return Destination(pipe=str(server.fifo))
+
+    def _delivery(self, where: Destination) -> Delivery:
+        buffer_ms = self.config.delivery.buffer_ms
+        if where.tcp:
+            host, port = parse_tcp_url(where.tcp)
+            return TcpDelivery(host, port, buffer_ms=buffer_ms, connect_timeout=self.config.timeout)
+        return PipeDelivery(where.pipe, buffer_ms=buffer_ms)
 
     # --- the run -----------------------------------------------------------
 
@@ -159,15 +181,93 @@ class Broadcast:
         processor = build_processor(cfg.processing, SNAPCAST_FORMAT.rate)
         self.status.processing = processor.stats if processor is not None else None
         await self._pw.check()
-        delivery = self.wrap_delivery(await self._destination(stack))
-        self.status.destination = delivery.target
+        where = await self._destination(stack)
         stream_id = self._stream_id or cfg.delivery.stream
         if stream_id:
             # The stream's controlscript (now playing, remote control) follows our app.
             _announce(stream_id, self.target)
             stack.callback(_announce, stream_id, None)
-        self.status.delivery = delivery.stats
+        reason = python_path_reason(cfg)
+        if where.pipe and not reason:
+            _LOGGER.info("data path: native (PipeWire writes %s itself)", where.pipe)
+            self.status.path = "native"
+            await self._run_native(stack, stop, where.pipe)
+        else:
+            _LOGGER.info("data path: Python (%s)", reason)
+            self.status.path = "python"
+            delivery = self.wrap_delivery(self._delivery(where))
+            await self._run_python(stack, stop, delivery, processor)
 
+    async def _run_native(
+        self, stack: contextlib.AsyncExitStack, stop: asyncio.Event, fifo: str
+    ) -> None:
+        cfg = self.config
+        limit = SNAPCAST_FORMAT.bytes_in(cfg.delivery.buffer_ms)
+        sink = PipeSink(
+            self._pw,
+            sink_name_for(self.target),
+            f"broadcaster: {self.target.describe()}",
+            fifo,
+            env=self._env,
+            latency_ms=cfg.capture.latency_ms,
+            pipe_bytes=pipe_capacity_for(limit),
+        )
+        self.status.destination = f"pipe {fifo}"
+        await stack.enter_async_context(sink)
+        self.native_sink = sink
+        self.status.sink = sink.name
+        self.status.delivery.connected = True
+        router = Router(
+            self._pw,
+            self.target,
+            sink.name,
+            on_sink_missing=sink.create,
+            on_playing=lambda playing: self._playing(playing, None),
+        )
+        self._router = router
+        if cfg.capture.restore:
+            stack.push_async_callback(router.restore)
+
+        async def renamed(name: str) -> None:
+            self.status.sink = name
+            await router.retarget(name)
+
+        async with asyncio.TaskGroup() as tasks:
+            owned = [
+                tasks.create_task(router.follow(), name="router"),
+                tasks.create_task(sink.watch(renamed), name="pipe-sink"),
+            ]
+            await self._running(tasks, owned, stop, sink.name, f"pipe {fifo}")
+
+    async def _running(
+        self,
+        tasks: asyncio.TaskGroup,
+        owned: list[asyncio.Task[None]],
+        stop: asyncio.Event,
+        sink_name: str,
+        destination: str,
+    ) -> None:
+        """Run the owned tasks (and the embedded snapserver's supervisor) until ``stop``."""
+        if self._embedded is not None:
+            owned.append(tasks.create_task(self._embedded.supervise(), name="snapserver"))
+        self.ready.set()
+        _LOGGER.info(
+            "broadcasting %s from sink %s into %s", self.target.describe(), sink_name, destination
+        )
+        await stop.wait()
+        for task in owned:
+            task.cancel()
+
+    async def _run_python(
+        self,
+        stack: contextlib.AsyncExitStack,
+        stop: asyncio.Event,
+        delivery: Delivery,
+        processor: Chain | None,
+    ) -> None:
+        cfg = self.config
+        self.status.destination = delivery.target
+        self.status.delivery = delivery.stats
         if cfg.capture.sink:
             sink_name = cfg.capture.sink
             graph = await self._pw.graph()
@@ -219,23 +319,13 @@ class Broadcast:
                 tasks.create_task(delivery.run(), name="delivery"),
                 tasks.create_task(self._pump(recorder, converter, delivery), name="pump"),
             ]
-            if self._embedded is not None:
-                owned.append(tasks.create_task(self._embedded.supervise(), name="snapserver"))
-            self.ready.set()
-            _LOGGER.info(
-                "broadcasting %s from sink %s into %s",
-                self.target.describe(),
-                sink_name,
-                delivery.target,
-            )
-            await stop.wait()
-            for task in owned:
-                task.cancel()
+            await self._running(tasks, owned, stop, sink_name, delivery.target)
 
-    def _playing(self, playing: bool, recorder: Recorder) -> None:
+    def _playing(self, playing: bool, recorder: Recorder | None) -> None:
         """The Router saw the app start or stop having streams on the sink."""
-        # Record only while the app plays: idle, neither we nor PipeWire wake up.
-        recorder.set_wanted(playing)
+        if recorder is not None:
+            # Record only while the app plays: idle, neither we nor PipeWire wake up.
+            recorder.set_wanted(playing)
         router = self._router
         if playing and router is not None:
             self.status.streams = [s.describe() for s in router.streams]

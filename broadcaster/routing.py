@@ -216,6 +216,32 @@ class Router:
         self.moves += done
         return done
 
+    async def retarget(self, sink_name: str, *, settle: float = 3.0) -> None:
+        """Move the app's streams onto ``sink_name``, the capture sink's replacement.
+
+        Returns once every stream of the app plays there (or after ``settle``
+        seconds); the old sink is still up meanwhile, so nothing plays elsewhere.
+        """
+        self.sink_name = sink_name
+        deadline = time.monotonic() + settle
+        while True:
+            try:
+                await self.reconcile()
+                graph = await self._pw.graph()
+            except PipeWireError as err:
+                _LOGGER.warning("moving the app to %s failed: %s", sink_name, err)
+                return
+            away = [
+                s
+                for s in graph.streams
+                if self.target.matches(s)
+                and [x.name for x in graph.sinks_of(s)] != [sink_name]
+                and not s.dont_move
+            ]
+            if not away or time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.1)
+
     async def follow(self) -> None:
         """React to graph changes until cancelled."""
         while True:

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +38,7 @@ from .delivery import Delivery, DeliveryStats
 from .errors import BusyError, ConfigError, NotFoundError
 from .pipeline import Broadcast, BroadcastStatus
 from .pipewire import TargetApp, refuse_broad_pid
+from .process import ChildProcess
 from .snapserver import EmbeddedSnapserver, Slot, port_answers
 from .snapstate import SnapState
 
@@ -58,52 +60,31 @@ class Level:
     peak_db: float = -math.inf
 
 
-class MeteredDelivery:
-    """A :class:`Delivery` that also measures the level of what passes through.
+class _LevelSum:
+    """Running sums of s16 samples between two samplings; thread-safe."""
 
-    ``write`` runs in the capture thread, ``sample`` in the event loop: the
-    running sums are shared under a lock.  Only one block in
-    :attr:`MEASURE_EVERY` is measured (about six a second at the default
-    capture latency): plenty for a meter, and each numpy call on the data
-    path costs tens of microseconds (docs/performance.md).
-    """
-
-    MEASURE_EVERY = 4
-
-    def __init__(self, inner: Delivery) -> None:
+    def __init__(self) -> None:
         import numpy as np
 
         self._np = np
-        self._inner = inner
-        self.stats: DeliveryStats = inner.stats
         self._lock = threading.Lock()
         self._sum_squares = 0.0
         self._samples = 0
         self._peak = 0
-        self._writes = 0
         self.level = Level()
 
-    @property
-    def target(self) -> str:
-        return self._inner.target
-
-    def write(self, chunk: bytes) -> None:
-        measure = self._writes % self.MEASURE_EVERY == 0
-        self._writes += 1
-        if measure and len(chunk) >= 2:
-            np = self._np
-            samples = np.frombuffer(chunk, dtype="<i2", count=len(chunk) // 2)
-            wide = samples.astype(np.float64)
-            energy = float(np.dot(wide, wide))
-            peak = max(int(samples.max()), -int(samples.min()))
-            with self._lock:
-                self._sum_squares += energy
-                self._samples += int(samples.size)
-                self._peak = max(self._peak, peak)
-        self._inner.write(chunk)
-
-    async def run(self) -> None:
-        await self._inner.run()
+    def add(self, chunk: bytes) -> None:
+        if len(chunk) < 2:
+            return
+        np = self._np
+        samples = np.frombuffer(chunk, dtype="<i2", count=len(chunk) // 2)
+        wide = samples.astype(np.float64)
+        energy = float(np.dot(wide, wide))
+        peak = max(int(samples.max()), -int(samples.min()))
+        with self._lock:
+            self._sum_squares += energy
+            self._samples += int(samples.size)
+            self._peak = max(self._peak, peak)
 
     def sample(self) -> Level:
         """The level since the last call (the sampler calls this once a second)."""
@@ -118,6 +99,121 @@ class MeteredDelivery:
         return self.level
 
 
+class Meter(Protocol):
+    """What the sampler reads: the level since its last look."""
+
+    def sample(self) -> Level: ...
+
+
+class MeteredDelivery:
+    """A :class:`Delivery` that also measures the level of what passes through.
+
+    For the Python data path.  ``write`` runs in the capture thread, ``sample``
+    in the event loop.  Only one block in :attr:`MEASURE_EVERY` is measured
+    (about six a second at the default capture latency): plenty for a meter,
+    and each numpy call on the data path costs tens of microseconds
+    (docs/performance.md).
+    """
+
+    MEASURE_EVERY = 4
+
+    def __init__(self, inner: Delivery) -> None:
+        self._inner = inner
+        self.stats: DeliveryStats = inner.stats
+        self._sums = _LevelSum()
+        self._writes = 0
+
+    @property
+    def target(self) -> str:
+        return self._inner.target
+
+    @property
+    def level(self) -> Level:
+        return self._sums.level
+
+    def write(self, chunk: bytes) -> None:
+        if self._writes % self.MEASURE_EVERY == 0:
+            self._sums.add(chunk)
+        self._writes += 1
+        self._inner.write(chunk)
+
+    async def run(self) -> None:
+        await self._inner.run()
+
+    def sample(self) -> Level:
+        return self._sums.sample()
+
+
+class MonitorMeter:
+    """The level of a native capture, from its sink's monitor.
+
+    On the native path no sample passes through Python, so the meter records
+    the capture sink's monitor itself: a ``pw-record`` (mono s16) that runs
+    only while the app plays (recording an idle sink would keep PipeWire's
+    graph awake), its output read :attr:`INTERVAL` apart from a non-blocking
+    pipe, whole, in one go: four wakeups of the event loop a second, not one
+    per PipeWire block.
+    """
+
+    INTERVAL = 0.25
+
+    def __init__(
+        self,
+        sink: Callable[[], str],
+        playing: Callable[[], bool],
+        *,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._sink = sink
+        self._playing = playing
+        self._env = env
+        self._sums = _LevelSum()
+
+    @property
+    def level(self) -> Level:
+        return self._sums.level
+
+    def sample(self) -> Level:
+        return self._sums.sample()
+
+    async def run(self) -> None:
+        """Meter while the app plays, until cancelled."""
+        from .audio import AudioFormat
+        from .capture import record_command
+
+        while True:
+            await asyncio.sleep(self.INTERVAL)
+            if not self._playing():
+                continue
+            argv = record_command(self._sink(), AudioFormat(48000, 1, "s16"), 100, role="meter")
+            read_fd, write_fd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+            child = ChildProcess(argv, name="pw-record (meter)", env=self._env, stdout_fd=write_fd)
+            try:
+                await child.start()
+            except FileNotFoundError:
+                os.close(read_fd)
+                return  # run already needs pw-record only on the Python path: no meter
+            finally:
+                os.close(write_fd)
+            try:
+                while child.running and self._playing():
+                    await asyncio.sleep(self.INTERVAL)
+                    self._read(read_fd)
+            finally:
+                await child.stop()
+                os.close(read_fd)
+
+    def _read(self, fd: int) -> None:
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            self._sums.add(data[: len(data) & ~1])
+
+
 def _db(value: float) -> float:
     return 20 * math.log10(value) if value > 0 else -math.inf
 
@@ -129,11 +225,33 @@ class SlotBroadcast(Broadcast):
         self, target: TargetApp, config: Config, *, env: Mapping[str, str] | None = None
     ) -> None:
         super().__init__(target, config, env=env)
-        self.meter: MeteredDelivery | None = None
+        self.meter: Meter | None = None
 
     def wrap_delivery(self, delivery: Delivery) -> Delivery:
-        self.meter = MeteredDelivery(delivery)
-        return self.meter
+        meter = MeteredDelivery(delivery)
+        self.meter = meter
+        return meter
+
+    async def run(self, stop: asyncio.Event) -> None:
+        metering = asyncio.create_task(self._meter_native(), name="meter")
+        try:
+            await super().run(stop)
+        finally:
+            metering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await metering
+
+    async def _meter_native(self) -> None:
+        await self.ready.wait()
+        if self.native_sink is None:
+            return  # the Python path: wrap_delivery meters
+        meter = MonitorMeter(
+            lambda: self.status.sink,
+            lambda: self.status.state == "playing",
+            env=self._env,
+        )
+        self.meter = meter
+        await meter.run()
 
 
 class Runner(Protocol):
@@ -141,7 +259,9 @@ class Runner(Protocol):
 
     status: BroadcastStatus
     ready: asyncio.Event
-    meter: MeteredDelivery | None
+
+    @property
+    def meter(self) -> Meter | None: ...
 
     async def run(self, stop: asyncio.Event) -> None: ...
 
@@ -187,6 +307,7 @@ class Capture:
             "state": self.state,
             "error": self.error,
             "sink": status.sink,
+            "path": status.path,
             "app_streams": list(status.streams),
             "level": {
                 "rms_db": _json_db(self.level.rms_db),
@@ -395,7 +516,9 @@ class Service:
         for capture in self.captures.values():
             runner = capture.runner
             written = runner.status.delivery.chunks_written
-            if capture.state == "playing" and written == capture.last_written:
+            # The native path counts no chunks (PipeWire writes the pipe): no underruns known.
+            counted = runner.status.path != "native"
+            if counted and capture.state == "playing" and written == capture.last_written:
                 capture.underruns += 1
             capture.last_written = written
             before = capture.level

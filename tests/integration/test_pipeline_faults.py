@@ -9,7 +9,6 @@ import os
 import signal
 import termios
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from tests.integration.test_pipeline import (
 from tests.support.pipewire import PipeWireSession
 from tests.support.procs import wait_until
 from tests.support.signal import band_energy, rms, s16_stereo_to_float
-from tests.support.snapserver import SnapClient, SnapServer, StreamSpec
+from tests.support.snapserver import SnapClient, SnapServer
 
 pytestmark = pytest.mark.integration
 
@@ -42,24 +41,12 @@ def queued(fd: int) -> int:
 CAPTURE_SINK = "broadcaster.targetapp"
 
 
-@pytest.fixture
-def one_room(
-    tmp_path: Path, pw_session: PipeWireSession, snap_tools: None
-) -> Iterator[tuple[SnapServer, SnapClient]]:
-    server = SnapServer(tmp_path / "snap", [StreamSpec("Main", path=tmp_path / "snap" / "fifo")])
-    server.start()
-    room = SnapClient(server, "room1", tmp_path / "room1.raw")
-    try:
-        room.start()
-        wait_until(lambda: len(server.clients()) == 1, 15, "the room to connect")
-        yield server, room
-    finally:
-        room.stop()
-        server.stop()
-
-
 def run_against(session: PipeWireSession, server: SnapServer) -> list[str]:
     return ["run", "TargetApp", "--server", f"127.0.0.1:{server.control_port}"]
+
+
+PYTHON_PATH = {"BROADCASTER_CAPTURE_NATIVE": "false"}
+"""The Python data path (pw-record, the capture thread), which these tests are about."""
 
 
 def test_pipewire_restart_brings_back_the_sink_and_the_routing(
@@ -163,7 +150,10 @@ def test_a_sink_left_by_a_crashed_run_is_replaced_not_doubled(
     pw_session.load_null_sink(CAPTURE_SINK)  # what a SIGKILLed run leaves behind
     wav = make_tone(tmp_path / "t.wav", TARGET_HZ, 48000)
     pw_session.play(wav, "TargetApp")
-    broadcaster = start_broadcaster(pw_session, *run_against(pw_session, server))
+    # The Python path's null sink is pipewire-pulse's; the native one dies with its run.
+    broadcaster = start_broadcaster(
+        pw_session, *run_against(pw_session, server), extra_env=PYTHON_PATH
+    )
     try:
         wait_for_tone(room, TARGET_HZ)
         modules = _null_sink_modules(pw_session, CAPTURE_SINK)
@@ -212,7 +202,9 @@ def test_a_killed_recorder_is_restarted(
 ) -> None:
     server, room = one_room
     pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 48000), "TargetApp")
-    broadcaster = start_broadcaster(pw_session, *run_against(pw_session, server))
+    broadcaster = start_broadcaster(
+        pw_session, *run_against(pw_session, server), extra_env=PYTHON_PATH
+    )
     try:
         wait_for_tone(room, TARGET_HZ)
         recorder = recorder_pid(broadcaster.pid)
@@ -250,7 +242,7 @@ def test_capture_pauses_while_the_app_is_idle_and_resumes(
     broadcaster = start_broadcaster(
         pw_session,
         *run_against(pw_session, server),
-        extra_env={"BROADCASTER_CAPTURE_IDLE_STOP": "0.5"},
+        extra_env={"BROADCASTER_CAPTURE_IDLE_STOP": "0.5", **PYTHON_PATH},
     )
     try:
         wait_for_tone(room, TARGET_HZ)

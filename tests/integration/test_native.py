@@ -1,0 +1,215 @@
+"""The native data path (PipeWire writes snapserver's fifo) when things go wrong.
+
+The happy path (two rooms hear the app, a second app is not heard, snapserver
+killed and restarted) is ``test_pipeline.py``'s first test, which runs on the
+native path by default.  Here: broadcaster SIGKILLed or
+stopped with Ctrl-C, a long time with no reader, the fifo replaced on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_pipeline import (
+    OTHER_HZ,
+    SECOND,
+    TARGET_HZ,
+    make_tone,
+    start_broadcaster,
+    stop_broadcaster,
+    wait_for_tone,
+)
+from tests.integration.test_pipeline_faults import CAPTURE_SINK, queued, run_against
+from tests.support.pipewire import PipeWireSession
+from tests.support.procs import Proc, wait_until
+from tests.support.snapserver import SnapClient, SnapServer
+
+pytestmark = pytest.mark.integration
+
+
+def sink_hosts(parent: int) -> list[int]:
+    """The ``pipewire -c`` children (the pipe sinks' PipeWire clients) of ``parent``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
+        if ppid == parent and cmdline[:2] == [b"pipewire", b"-c"]:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return state[state.rfind(")") + 2] != "Z"
+
+
+def start_native(session: PipeWireSession, server: SnapServer) -> tuple[Proc, int]:
+    """broadcaster on the native path, the app moved; returns it and its sink's host."""
+    broadcaster = start_broadcaster(session, *run_against(session, server))
+    wait_until(lambda: session.stream_sinks("TargetApp") == [CAPTURE_SINK], 15, "the move")
+    assert "data path: native" in broadcaster.log_path.read_text()
+    hosts = sink_hosts(broadcaster.pid)
+    assert len(hosts) == 1, hosts
+    return broadcaster, hosts[0]
+
+
+def test_a_killed_broadcaster_gives_the_app_back_within_a_second(
+    tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
+) -> None:
+    server, room = one_room
+    pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 44100), "TargetApp")
+    broadcaster, host = start_native(pw_session, server)
+    wait_for_tone(room, TARGET_HZ)
+    killed = time.monotonic()
+    broadcaster.kill()  # SIGKILL: no chance to restore anything
+    wait_until(
+        lambda: pw_session.stream_sinks("TargetApp") == ["speakers"],
+        5,
+        "the app back on the speakers",
+        interval=0.02,
+    )
+    back = time.monotonic() - killed
+    print(f"\napp back on the speakers {back:.3f} s after SIGKILL")  # noqa: T201 - a figure
+    assert back <= 1.0
+    assert CAPTURE_SINK not in pw_session.sinks()
+    wait_until(lambda: not alive(host), 2, "the sink's PipeWire client to be gone")
+
+
+def test_ctrl_c_puts_the_app_back_and_leaves_nothing(
+    tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
+) -> None:
+    server, room = one_room
+    pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 48000), "TargetApp")
+    broadcaster, host = start_native(pw_session, server)
+    wait_for_tone(room, TARGET_HZ)
+    broadcaster.signal(signal.SIGINT)
+    assert broadcaster.popen.wait(15) == 0, broadcaster.log_tail()
+    broadcaster.stop()
+    assert pw_session.stream_sinks("TargetApp") == ["speakers"]
+    assert CAPTURE_SINK not in pw_session.sinks()
+    assert not alive(host)
+    assert not list(Path(pw_session.env["XDG_RUNTIME_DIR"]).glob("broadcaster-sink-*"))
+    assert "Traceback" not in broadcaster.log_path.read_text()
+
+
+def speakers_seconds(session: PipeWireSession, seconds: float) -> float:
+    """Seconds of audio the speakers' monitor delivers in ``seconds`` of recording."""
+    argv = ["pw-record", "--target", "speakers", "-P", "stream.capture.sink=true",
+            "--rate", "48000", "--channels", "2", "--format", "s16", "-"]  # fmt: skip
+    record = subprocess.Popen(
+        argv,
+        env=session.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)  # linked and running
+        assert record.stdout is not None
+        os.set_blocking(record.stdout.fileno(), False)
+        while record.stdout.read(65536):
+            pass
+        start = time.monotonic()
+        got = 0
+        while time.monotonic() - start < seconds:
+            time.sleep(0.1)
+            got += len(record.stdout.read(1 << 20) or b"")
+        return got / SECOND / (time.monotonic() - start)
+    finally:
+        record.kill()
+        record.wait()
+
+
+def test_no_reader_for_ten_seconds_blocks_nothing_and_leaves_no_backlog(
+    tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
+) -> None:
+    server, room = one_room
+    pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 48000), "TargetApp")
+    pw_session.play(make_tone(tmp_path / "o.wav", OTHER_HZ, 48000), "OtherApp")
+    broadcaster, _ = start_native(pw_session, server)
+    try:
+        wait_for_tone(room, TARGET_HZ)
+        server.kill()  # nobody reads the fifo now
+        fifo = tmp_path / "snap" / "fifo"
+        started = time.monotonic()
+        # Another app on the speakers plays on at full rate meanwhile.
+        assert speakers_seconds(pw_session, 3.0) > 0.9
+        time.sleep(max(0.0, 10 - (time.monotonic() - started)))
+        assert broadcaster.alive(), broadcaster.log_tail()
+        assert pw_session.stream_sinks("TargetApp") == [CAPTURE_SINK]
+        # A reader that comes now finds at most what the shrunk pipe holds.
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            backlog = queued(reader)
+        finally:
+            os.close(reader)
+        print(f"\nbacklog after 10 s without a reader: {backlog} bytes")  # noqa: T201
+        assert backlog <= SECOND
+        server.start()
+        wait_for_tone(room, TARGET_HZ, timeout=30)
+    finally:
+        code = stop_broadcaster(broadcaster)
+    assert code == 0, broadcaster.log_tail()
+
+
+def test_a_replaced_fifo_gets_a_new_sink_without_the_app_leaking(
+    tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
+) -> None:
+    """What a restarted snapserver in ``mode=create`` may do: a new fifo at the path."""
+    server, room = one_room
+    pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 48000), "TargetApp")
+    broadcaster, _ = start_native(pw_session, server)
+    try:
+        wait_for_tone(room, TARGET_HZ)
+        server.kill()
+        fifo = tmp_path / "snap" / "fifo"
+        fifo.unlink()
+        server.start()  # makes a new fifo
+        seen: set[str] = set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            sinks = pw_session.stream_sinks("TargetApp")
+            seen.update(sinks)
+            if sinks == [CAPTURE_SINK + ".b"]:
+                break
+            time.sleep(0.02)
+        assert seen <= {CAPTURE_SINK, CAPTURE_SINK + ".b", f"{CAPTURE_SINK},{CAPTURE_SINK}.b"}, seen
+        assert pw_session.stream_sinks("TargetApp") == [CAPTURE_SINK + ".b"]
+        wait_for_tone(room, TARGET_HZ, timeout=30)
+        assert CAPTURE_SINK not in pw_session.sinks()
+        assert len(sink_hosts(broadcaster.pid)) == 1
+    finally:
+        code = stop_broadcaster(broadcaster)
+    assert code == 0, broadcaster.log_tail()
+    assert pw_session.stream_sinks("TargetApp") == ["speakers"]
+
+
+def test_a_killed_sink_client_is_started_again(
+    tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
+) -> None:
+    server, room = one_room
+    pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 48000), "TargetApp")
+    broadcaster, host = start_native(pw_session, server)
+    try:
+        wait_for_tone(room, TARGET_HZ)
+        os.kill(host, signal.SIGKILL)
+        wait_until(lambda: sink_hosts(broadcaster.pid) not in ([], [host]), 10, "a new client")
+        wait_until(lambda: pw_session.stream_sinks("TargetApp") == [CAPTURE_SINK], 10, "moved")
+        wait_for_tone(room, TARGET_HZ)
+    finally:
+        code = stop_broadcaster(broadcaster)
+    assert code == 0, broadcaster.log_tail()
