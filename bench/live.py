@@ -7,25 +7,31 @@ reading a pipe stream (tests/support/snapserver.py).  In turn, for
 
 ``idle``
     Nothing captures: what the playing app alone costs PipeWire.
-``broadcaster``
-    ``broadcaster run BenchApp --pipe FIFO`` (the real CLI, a child process).
-``broadcaster-40ms``
-    The same with ``capture.latency_ms = 40`` (the default is 100 ms,
-    pw-record's own, as the hand-made pipeline gets): what a shorter capture
-    quantum costs.
-``broadcaster-gain``
-    With ``--gain -3dB``: f32 capture and the numpy processing chain.
 ``handmade``
     The app moved by hand (``pactl move-sink-input``) to a null sink and
     ``pw-record --target SINK -P stream.capture.sink=true - | ffmpeg -f s16le
     ... > FIFO``, both with their defaults.
+``pipe-sink``
+    The floor: PipeWire's own pipe sink, ``pactl load-module module-pipe-sink
+    file=FIFO format=s16le rate=48000 channels=2``, the app moved onto it by
+    hand; nothing else runs.
+``broadcaster``
+    ``broadcaster run BenchApp --pipe FIFO`` (the real CLI, a child process):
+    the native path.
+``broadcaster-gain``
+    With ``--gain -3dB``: the Python path (pw-record, f32 capture, the numpy
+    processing chain).
+``broadcaster-python``
+    ``capture.native = false``: the Python path without effects (not in the
+    default phases).
 
 Every process involved is counted, from /proc/PID/stat utime+stime over the
 window: pipewire, wireplumber, pipewire-pulse, and either broadcaster's Python
 (with the cutime/cstime of the children it reaped: pactl, pw-dump) and its
-live children (pw-record, ``pactl subscribe``), or the shell pipeline's
-pw-record and ffmpeg.  snapserver is left out: it does the same in every
-phase.  RSS of the capturing processes is sampled at the end of the window.
+live children (the pipe sink's ``pipewire -c``, pw-record, ``pactl
+subscribe``), or the shell pipeline's pw-record and ffmpeg.  snapserver is
+left out: it does the same in every phase.  RSS of the capturing processes
+is sampled at the end of the window.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from tests.support.snapserver import SnapServer, StreamSpec
 ROOT = Path(__file__).resolve().parent.parent
 APP = "BenchApp"
 DAEMONS = ("pipewire", "wireplumber", "pipewire-pulse")
-PHASES = ("idle", "broadcaster", "broadcaster-40ms", "broadcaster-gain", "handmade")
+PHASES = ("idle", "handmade", "pipe-sink", "broadcaster", "broadcaster-gain")
 
 
 @dataclass
@@ -166,10 +172,12 @@ class Bench:
 
             def own() -> dict[str, list[int]]:
                 kids = descendants(proc.pid)
+                named = ("pw-record", "pipewire")
                 return {
                     "broadcaster (python)": [proc.pid],
                     "pw-record": [p for p in kids if comm(p) == "pw-record"],
-                    "broadcaster's other children": [p for p in kids if comm(p) != "pw-record"],
+                    "pipe sink (pipewire -c)": [p for p in kids if comm(p) == "pipewire"],
+                    "broadcaster's other children": [p for p in kids if comm(p) not in named],
                 }
 
             self._window(phase, own, lambda: python_split(proc.pid))
@@ -183,10 +191,7 @@ class Bench:
         phase = Phase("handmade", self.seconds)
         session = self.session
         module = session.load_null_sink("handmade")
-        inputs = json.loads(session.pactl("-f", "json", "list", "sink-inputs"))
-        index = next(
-            str(i["index"]) for i in inputs if i["properties"].get("application.name") == APP
-        )
+        index = self._app_input()
         session.pactl("move-sink-input", index, "handmade")
         pipeline = (
             "pw-record --target handmade -P stream.capture.sink=true - | "
@@ -212,14 +217,38 @@ class Bench:
             session.pactl("unload-module", str(module))
         return phase
 
+    def pipe_sink(self) -> Phase:
+        phase = Phase("pipe-sink", self.seconds)
+        session = self.session
+        module = session.pactl(
+            "load-module", "module-pipe-sink", f"file={self.fifo}", "format=s16le",
+            "rate=48000", "channels=2", "sink_name=floor",
+        ).strip()  # fmt: skip
+        index = self._app_input()
+        session.pactl("move-sink-input", index, "floor")
+        try:
+            wait_until(lambda: self.server.stream_status("Bench") == "playing", 20, "audio")
+            self._window(phase, dict)
+        finally:
+            session.pactl("move-sink-input", index, "speakers")
+            session.pactl("unload-module", module)
+        return phase
+
+    def _app_input(self) -> str:
+        inputs = json.loads(self.session.pactl("-f", "json", "list", "sink-inputs"))
+        return next(
+            str(i["index"]) for i in inputs if i["properties"].get("application.name") == APP
+        )
+
     def run(self, phases: tuple[str, ...]) -> list[Phase]:
         runners: dict[str, Callable[[], Phase]] = {
             "idle": self.idle,
-            "broadcaster": lambda: self.broadcaster("broadcaster"),
-            "broadcaster-40ms": lambda: self.broadcaster(
-                "broadcaster-40ms", env={"BROADCASTER_CAPTURE_LATENCY_MS": "40"}
-            ),
-            "broadcaster-gain": lambda: self.broadcaster("broadcaster-gain", "--gain", "-3dB"),
             "handmade": self.handmade,
+            "pipe-sink": self.pipe_sink,
+            "broadcaster": lambda: self.broadcaster("broadcaster"),
+            "broadcaster-gain": lambda: self.broadcaster("broadcaster-gain", "--gain", "-3dB"),
+            "broadcaster-python": lambda: self.broadcaster(
+                "broadcaster-python", env={"BROADCASTER_CAPTURE_NATIVE": "false"}
+            ),
         }
         return [runners[name]() for name in phases]

@@ -23,7 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import conversion, latency, live, relay, startup
+from bench import conversion, latency, live, native, relay, startup
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -102,7 +102,7 @@ def run_latency(args: argparse.Namespace, work: Path, summary: dict[str, Any]) -
     cases: dict[str, tuple[latency.Case, dict[str, object]]] = {
         "44.1k f32 20 ms -> 48k s16 (soxr HQ)": (latency.LIVE_SPEC, {}),
         "the same + --gain -3dB (chain)": (latency.LIVE_SPEC, {"gain_db": -3.0}),
-        "48k s16 1024-frame blocks (default)": (latency.PW_DEFAULT, {}),
+        "48k s16 1024-frame blocks (Python path)": (latency.PW_DEFAULT, {}),
         "48k f32 1024-frame blocks + --gain -3dB": (latency.PW_FLOAT, {"gain_db": -3.0}),
     }
     for name, (case, processing) in cases.items():
@@ -134,6 +134,7 @@ def run_live(args: argparse.Namespace, work: Path, summary: dict[str, Any]) -> N
             }
         print()
         rounds = [bench.run(phases) for _ in range(args.rounds)]
+        run_native(args, bench, work, summary)
     # Other load on the machine comes and goes: phases run in turn, round after
     # round, and each phase reports its median round.
     results = []
@@ -189,6 +190,46 @@ def run_live(args: argparse.Namespace, work: Path, summary: dict[str, Any]) -> N
                 line += f", the capturing processes alone {own}x"
                 summary["live"][phase.name]["own_vs_handmade"] = own
                 print(line)
+    # The headline: median of the ratios taken within each round (the machine's
+    # load moves between rounds, not within one).
+    for base in ("handmade", "pipe-sink"):
+        if base not in phases or "broadcaster" not in phases:
+            continue
+        b, n = phases.index(base), phases.index("broadcaster")
+        each = [_ratio(r[n].per_second, r[b].per_second) for r in rounds]
+        valid = [x for x in each if x is not None]
+        median = round(statistics.median(valid), 2) if valid else None
+        print(
+            f"headline: broadcaster (native) / {base}, median of per-round ratios: {median}x",
+            end="",
+        )
+        print(f" (rounds: {', '.join(str(x) for x in each)})")
+        summary["live"]["broadcaster"][f"vs_{base}_median_of_rounds"] = median
+        summary["live"]["broadcaster"][f"vs_{base}_each_round"] = each
+
+
+def run_native(
+    args: argparse.Namespace, bench: live.Bench, work: Path, summary: dict[str, Any]
+) -> None:
+    seconds = args.latency_seconds
+    print(f"== native path: {seconds:g} s of a 44.1 kHz f32 997 Hz sine through the pipe sink")
+    q, timing = native.measure(bench.session, work / "native", seconds)
+    others = summary.get("quality", {})
+    versus = ", ".join(f"{tool} {v['snr_db']:.1f}" for tool, v in others.items())
+    print(f"SNR {q.snr_db:.1f} dB, THD+N {q.thd_n_db:.1f} dB, gain {q.gain_db:.4f} dB", end="")
+    print(f" (this run's conversion part: {versus})" if versus else "")
+    print(
+        f"capture -> fifo, each write's last sample vs the most prompt: p50 "
+        f"{timing.p50_ms:.1f} ms, p99 {timing.p99_ms:.1f} ms, max {timing.max_ms:.1f} ms "
+        f"({timing.writes} writes of {timing.bytes_per_write / 4:.0f} frames on average)"
+    )
+    summary.setdefault("quality", {})["native"] = {
+        k: round(v, 2) for k, v in asdict(q).items() if k != "tool"
+    }
+    summary["latency"] = summary.get("latency", {})
+    summary["latency"]["native: pipe sink -> fifo"] = {
+        k: round(v, 2) for k, v in asdict(timing).items()
+    }
 
 
 def _own(phase: live.Phase) -> float:
@@ -209,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30, help="audio for the conversion run")
     parser.add_argument("--pace", type=float, default=1.0, help="conversion feed, x real time")
     parser.add_argument("--conversion-rounds", type=int, default=3, help="conversion runs")
-    parser.add_argument("--latency-seconds", type=float, default=10)
+    parser.add_argument(
+        "--latency-seconds", type=float, default=10, help="latency runs, and the native path's"
+    )
     parser.add_argument("--live-seconds", type=float, default=30, help="window per live phase")
     parser.add_argument("--rounds", type=int, default=3, help="live phases, round after round")
     parser.add_argument("--settle", type=float, default=3, help="seconds before each window")
