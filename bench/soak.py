@@ -6,7 +6,9 @@ busy loop hogging the other core.  Prints, every ``--every`` seconds and at
 the end: seconds of audio captured and delivered, chunks (one per captured
 block) written/dropped/discarded, pipe reopenings,
 pw-record restarts and this process's RSS.  The figures, not an assertion, are
-the result; ``tests/integration/test_soak.py`` runs it (``-m soak``).
+the result; ``tests/integration/test_soak.py`` runs it (``-m soak``).  It
+runs the Python data path (``capture.native = false``), whose counters it
+reads; the native path has no sample in Python to count.
 
     python bench/soak.py --minutes 10
 """
@@ -31,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from broadcaster.config import Config, DeliveryConfig  # noqa: E402
+from broadcaster.config import CaptureConfig, Config, DeliveryConfig  # noqa: E402
 from broadcaster.pipeline import Broadcast  # noqa: E402
 from broadcaster.pipewire import TargetApp  # noqa: E402
 from tests.support.pipewire import PipeWireSession  # noqa: E402
@@ -86,7 +88,12 @@ async def soak(seconds: float, every: float, base: Path) -> list[Sample]:
         session.play(wav, "SoakApp")
         hog.start()
         os.environ.update(session.env)  # the library runs pw-record/pactl in this session
-        config = Config(delivery=DeliveryConfig(pipe=str(base / "snap" / "fifo")))
+        # The Python data path: its counters are what a soak reads (on the
+        # native path no sample passes through broadcaster to count).
+        config = Config(
+            capture=CaptureConfig(native=False),
+            delivery=DeliveryConfig(pipe=str(base / "snap" / "fifo")),
+        )
         broadcast = Broadcast(TargetApp("SoakApp"), config, env=session.env)
         stop = asyncio.Event()
         task = asyncio.create_task(broadcast.run(stop))

@@ -42,7 +42,7 @@ def test_bench_runs_and_reports_every_part() -> None:
     assert set(summary["live"]) == {
         "idle", "handmade", "pipe-sink", "broadcaster", "broadcaster-gain"
     }  # fmt: skip
-    assert summary["live"]["broadcaster"]["vs_pipe-sink_median_of_rounds"] is not None
+    assert "vs_pipe-sink_median_of_rounds" in summary["live"]["broadcaster"]
     assert summary["quality"]["native"]["thd_n_db"] < -80  # PipeWire resampled the sine
     assert summary["latency"]["native: pipe sink -> fifo"]["writes"] > 0
     assert summary["live"]["broadcaster"]["rss_mib"]["broadcaster (python)"] > 0
