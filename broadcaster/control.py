@@ -1,35 +1,26 @@
-"""The snapserver control client: python-snapcast with deadlines and real errors.
+"""The snapserver control client: requests with deadlines and real errors.
 
-This module is the one place that touches ``snapcast.control``.  Usage::
+Usage::
 
     async with SnapControl("127.0.0.1", 1705, timeout=5) as snap:
-        status = await snap.status()                 # frozen ServerStatus
+        status = snap.last_status                    # read once at connect
         room = status.room("Küche 🎵")               # by name, host or id
         await snap.set_room_volume(room.id, 40)
         async for event in snap.events():            # live notifications
             ...
 
-What it fixes in python-snapcast (2.3):
+:class:`SnapControl` is the transport: connect (one ``Server.GetStatus``,
+kept as :attr:`SnapControl.last_status`, proves the server answers), one
+method per JSON-RPC request, notifications.  The wire (python-snapcast's
+protocol class with deadlines, errors and UTF-8 framing) is
+:mod:`broadcaster.snaprpc`, the one module that touches python-snapcast.
+Operations that span several requests (party, join, leave, group volume) are
+in :mod:`broadcaster.house`.
 
-* **Deadlines.**  python-snapcast waits forever for a reply; every call here
-  runs under ``asyncio.timeout`` and a hung server raises
-  :class:`~broadcaster.errors.ControlTimeoutError` (also a ``TimeoutError``).
-* **Server errors.**  Its setters return ``result or error`` and the model
-  classes update their local state even when the server refused.  We call
-  its transport (``_transact``, which returns ``(result, error)``) ourselves
-  and raise :class:`~broadcaster.errors.ServerReplyError` on an error reply,
-  :class:`~broadcaster.errors.ControlConnectionError` when the connection is
-  gone.  We never read python-snapcast's model objects: state comes from
-  ``Server.GetStatus`` as :class:`~broadcaster.rooms.ServerStatus`.
-* **Framing.**  Its ``data_received`` decodes each TCP read on its own (a
-  UTF-8 character split across reads raises and drops the connection), only
-  parses when a read happens to end in CRLF (a busy server can starve it),
-  and lets one bad notification kill the connection.  :class:`_Protocol`
-  replaces it with an incremental decoder and line splitting, and isolates
-  each message.
-* **Reconnect.**  python-snapcast's own ``reconnect=True`` is never used:
-  :class:`Reconnector` (a state, one lock, capped exponential backoff) is the
-  only owner of reconnecting (``SnapControl(..., reconnect=True)``).
+**Reconnect.**  :class:`Reconnector` (a state, one lock, capped exponential
+backoff) is the only owner of (re)connecting (``SnapControl(...,
+reconnect=True)``; :meth:`SnapControl.keep_connected` for the first
+connection too).
 
 Notifications reach :meth:`SnapControl.subscribe` callbacks and
 :meth:`SnapControl.events` iterators as :class:`Event` values; connection
@@ -40,28 +31,20 @@ changes arrive as the pseudo-events ``Broadcaster.OnConnect`` and
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import dataclasses
 import enum
-import functools
-import json
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 from .backoff import CONTROL_RECONNECT, Backoff, Sleep
-from .errors import ControlConnectionError, ControlError, ControlTimeoutError, ServerReplyError
-from .rooms import (
-    Group,
-    Room,
-    ServerStatus,
-    StreamInfo,
-    scale_group_volume,
-)
+from .errors import ControlConnectionError, ControlError, ControlTimeoutError
+from .rooms import ServerStatus, StreamInfo
+from .snaprpc import Connection
 
 __all__ = [
     "CONNECT_EVENT",
@@ -91,107 +74,6 @@ class Event:
 Listener = Callable[[Event], None]
 
 
-class _Transport(Protocol):
-    def is_closing(self) -> bool: ...
-    def close(self) -> None: ...
-
-
-class _SnapServer(Protocol):
-    """The parts of ``snapcast.control.Snapserver`` this module uses."""
-
-    _transport: _Transport | None
-    _protocol: Any
-
-    async def start(self) -> None: ...
-    def stop(self) -> None: ...
-    async def _transact(
-        self, method: str, params: dict[str, Any] | None = None
-    ) -> tuple[Any, Any]: ...
-    def set_on_disconnect_callback(self, func: Callable[[Exception | None], None]) -> None: ...
-
-
-MAX_MESSAGE_CHARS = 16 << 20
-"""The longest message taken from snapserver (a status of hundreds of rooms is
-well under 1 MiB); anything longer is skipped, so memory stays bounded."""
-
-
-@functools.cache
-def _classes() -> tuple[type[Any], type[Any]]:
-    """python-snapcast's protocol and server classes with our fixes (imported lazily)."""
-    from snapcast.control.protocol import SnapcastProtocol
-    from snapcast.control.server import Snapserver
-
-    class FixedProtocol(SnapcastProtocol):  # type: ignore[misc]
-        """Incremental UTF-8, line framing, one bad message never drops the connection."""
-
-        def __init__(
-            self,
-            callbacks: dict[str, Any],
-            on_message: Callable[[dict[str, Any]], None] = lambda _m: None,
-        ) -> None:
-            super().__init__(callbacks)
-            self._on_message = on_message
-            self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-            self._text = ""
-            self._skipping = False
-            """Inside a message over MAX_MESSAGE_CHARS: drop until its line ends."""
-
-        def data_received(self, data: bytes) -> None:
-            text = self._decoder.decode(data)
-            if self._skipping:
-                end = text.find("\n")
-                if end < 0:
-                    return
-                text, self._skipping = text[end + 1 :], False
-            if "\n" not in text:  # a long message arriving: no rescan of what came before
-                self._text += text
-            else:
-                *lines, self._text = (self._text + text).split("\n")
-                for line in lines:
-                    if line.strip():
-                        self._line(line)
-            if len(self._text) > MAX_MESSAGE_CHARS:
-                _LOGGER.warning(
-                    "snapserver sent a message of more than %d MiB; skipping it",
-                    MAX_MESSAGE_CHARS >> 20,
-                )
-                self._text, self._skipping = "", True
-
-        def _line(self, line: str) -> None:
-            try:
-                message = json.loads(line)
-            except (ValueError, RecursionError):  # RecursionError: nested too deeply
-                _LOGGER.warning("snapserver sent a line that is not JSON: %.80r", line)
-                return
-            for item in message if isinstance(message, list) else [message]:
-                if not isinstance(item, dict):
-                    continue
-                if "id" not in item:
-                    self._on_message(item)
-                try:
-                    self.handle_data(item)
-                except Exception:  # python-snapcast's model can trip over any message
-                    _LOGGER.debug("python-snapcast failed on %s", item, exc_info=True)
-
-    class FixedServer(Snapserver):  # type: ignore[misc]
-        on_message: Callable[[dict[str, Any]], None] = staticmethod(lambda _m: None)
-
-        async def _do_connect(self) -> None:
-            self._transport, self._protocol = await self._loop.create_connection(
-                lambda: FixedProtocol(self._callbacks, self.on_message), self._host, self._port
-            )
-
-    return FixedProtocol, FixedServer
-
-
-def _make_server(host: str, port: int, on_message: Callable[[dict[str, Any]], None]) -> _SnapServer:
-    """A python-snapcast Snapserver speaking through our fixed protocol class."""
-    server_class = _classes()[1]
-    server: _SnapServer = server_class(asyncio.get_running_loop(), host, port, reconnect=False)
-    server.on_message = on_message  # type: ignore[attr-defined]
-    return server
-
-
 class ReconnectState(enum.Enum):
     CONNECTED = "connected"
     WAITING = "waiting"
@@ -212,7 +94,7 @@ class Reconnector:
 
     def __init__(
         self,
-        connect: Callable[[], Awaitable[None]],
+        connect: Callable[[], Awaitable[object]],
         *,
         initial: float = CONTROL_RECONNECT.first,
         maximum: float = CONTROL_RECONNECT.cap,
@@ -314,7 +196,9 @@ class SnapControl:
         self.host = host
         self.port = port
         self.timeout = timeout
-        self._server: _SnapServer | None = None
+        self._server: Connection | None = None
+        self.last_status: ServerStatus | None = None
+        """The status read when the connection was (re)made."""
         self._listeners: list[Listener] = []
         self._reconnector = Reconnector(self._connect) if reconnect else None
         self._connected = asyncio.Event()
@@ -343,41 +227,51 @@ class SnapControl:
     ) -> None:
         await self.close()
 
-    async def connect(self) -> None:
-        """Connect; raises ControlError if the server is not there.
+    async def connect(self) -> ServerStatus:
+        """Connect and read the status; raises ControlError if the server is not there.
 
         A failed first connect is not retried in the background: that is the
         caller's choice.  Once connected, losses are (with ``reconnect=True``).
         """
-        await self._connect()
+        status = await self._connect()
         if self._reconnector is not None:
             self._reconnector.start()
+        return status
 
-    async def _connect(self) -> None:
-        server = _make_server(self.host, self.port, self._on_notification)
-        server.set_on_disconnect_callback(lambda exc: self._on_disconnect(server, exc))
+    async def _connect(self) -> ServerStatus:
+        """One connection, proven by one ``Server.GetStatus`` (within the deadline)."""
+        server = await Connection.open(
+            self.host,
+            self.port,
+            timeout=self.timeout,
+            on_message=self._on_notification,
+            on_lost=self._on_disconnect,
+        )
         try:
-            async with asyncio.timeout(self.timeout):
-                await server.start()
-        except TimeoutError:
-            server.stop()
+            result = await server.request("Server.GetStatus", None, self.timeout)
+        except ControlTimeoutError:
+            server.close()
             raise ControlTimeoutError(
                 f"snapserver at {self.address} did not answer within {self.timeout:g} s"
             ) from None
-        except OSError as err:
-            server.stop()
-            reason = err.strerror or "it sent no valid status"
+        except ControlError:
+            server.close()
+            raise
+        if not isinstance(result, dict) or "server" not in result:
+            server.close()
             raise ControlConnectionError(
-                f"cannot reach snapserver at {self.address}: {reason}"
-            ) from None
+                f"cannot reach snapserver at {self.address}: it sent no valid status"
+            )
         old, self._server = self._server, server
         if old is not None:  # connect() while connected: one connection only
-            old.stop()
+            old.close()
+        self.last_status = ServerStatus.from_json(result)
         self._connected.set()
         _LOGGER.debug("connected to snapserver at %s", self.address)
         self._emit(Event(CONNECT_EVENT, {"address": self.address}))
+        return self.last_status
 
-    def _on_disconnect(self, server: _SnapServer, exc: Exception | None) -> None:
+    def _on_disconnect(self, server: Connection) -> None:
         if server is not self._server:
             return
         self._server = None
@@ -393,7 +287,7 @@ class SnapControl:
         server, self._server = self._server, None
         self._connected.clear()
         if server is not None:
-            server.stop()
+            server.close()
 
     def keep_connected(self) -> None:
         """Connect in the background and stay connected (needs ``reconnect=True``):
@@ -458,30 +352,17 @@ class SnapControl:
     async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         """One JSON-RPC request with the deadline; the ``result`` or a ControlError."""
         server = self._server
-        if server is None or server._transport is None or server._transport.is_closing():
+        if server is None:
             raise ControlConnectionError(f"not connected to snapserver at {self.address}")
-        try:
-            async with asyncio.timeout(self.timeout):
-                result, error = await server._transact(method, params or {})
-        except TimeoutError:
-            raise ControlTimeoutError(
-                f"snapserver at {self.address} did not answer {method} within "
-                f"{self.timeout:g} s (is it hung?)"
-            ) from None
-        if error is not None:
-            text = error.get("message", error) if isinstance(error, dict) else error
-            if server is not self._server or (isinstance(error, dict) and error.get("code") == -1):
-                raise ControlConnectionError(
-                    f"lost the connection to snapserver at {self.address} during {method}"
-                )
-            raise ServerReplyError(f"snapserver refused {method}: {text}")
-        return result
+        return await server.request(method, params, self.timeout)
 
     async def status(self) -> ServerStatus:
+        """Read the status now (also kept as :attr:`last_status`)."""
         result = await self.call("Server.GetStatus")
         if not isinstance(result, dict) or "server" not in result:
             raise ControlError(f"snapserver at {self.address} sent a malformed status")
-        return ServerStatus.from_json(result)
+        self.last_status = ServerStatus.from_json(result)
+        return self.last_status
 
     async def set_room_volume(self, room_id: str, percent: int, muted: bool | None = None) -> None:
         volume: dict[str, Any] = {"percent": max(0, min(100, int(percent)))}
@@ -514,40 +395,11 @@ class SnapControl:
         """Make ``room_ids`` the rooms of the group (rooms left out get groups of their own)."""
         await self.call("Group.SetClients", {"id": group_id, "clients": list(room_ids)})
 
-    async def set_group_volume(self, group: Group, percent: int) -> dict[str, int]:
-        """Scale the group's rooms to ``percent`` like snapweb; returns the new volumes."""
-        volumes = scale_group_volume(group.rooms, percent)
-        by_id = {r.id: r for r in group.rooms}
-        for room_id, volume in volumes.items():
-            if by_id[room_id].volume != volume:
-                await self.set_room_volume(room_id, volume)
-        return volumes
-
-    async def join(self, rooms: list[Room], group: Group) -> None:
-        """Move ``rooms`` into ``group`` (keeping its rooms)."""
-        ids = [r.id for r in group.rooms]
-        ids += [r.id for r in rooms if r.id not in ids]
-        await self.set_group_rooms(group.id, ids)
-
-    async def leave(self, room: Room, status: ServerStatus) -> None:
-        """Take ``room`` out of its group (snapserver gives it a group of its own)."""
-        group = status.group_of(room)
-        if len(group.rooms) <= 1:
-            return
-        await self.set_group_rooms(group.id, [r.id for r in group.rooms if r.id != room.id])
-
-    async def party(self, stream_id: str) -> Group:
-        """Every room into one group playing ``stream_id``; returns that group."""
-        status = await self.status()
-        if not status.groups:
-            raise ControlError("snapserver has no rooms to group")
-        target = max(status.groups, key=lambda g: len(g.rooms))
-        await self.set_group_rooms(target.id, [r.id for r in status.rooms])
-        await self.set_group_stream(target.id, stream_id)
-        return (await self.status()).group(target.id)
-
 
 async def fetch_streams(host: str, port: int, timeout: float) -> list[StreamInfo]:
     """The streams of the snapserver at ``host:port`` (connect, one status, close)."""
-    async with SnapControl(host, port, timeout=timeout) as snap:
-        return list((await snap.status()).streams)
+    snap = SnapControl(host, port, timeout=timeout)
+    try:
+        return list((await snap.connect()).streams)
+    finally:
+        await snap.close()

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import DiscoveryError
+from .net import port_answers
 
 if TYPE_CHECKING:
     from zeroconf import ServiceStateChange, Zeroconf
@@ -168,3 +169,17 @@ async def discover(
     servers = merge(records)
     _LOGGER.debug("discovered %d snapserver(s): %s", len(servers), servers)
     return servers
+
+
+async def first_answering(found: Sequence[DiscoveredServer]) -> DiscoveredServer:
+    """The first server whose control port accepts a connection (else the first found).
+
+    mDNS can list a server that is gone (a record not yet expired) or several
+    servers; one that does not even accept connections is skipped.
+    """
+    if len(found) > 1:
+        for server in found:
+            if await port_answers(server.address, server.control_port):
+                return server
+            _LOGGER.info("snapserver %s found with mDNS does not answer", server.control_address)
+    return found[0]

@@ -36,10 +36,11 @@ from typing import Any, Protocol
 from .config import Config, is_local_host, parse_address
 from .delivery import Delivery, DeliveryStats
 from .errors import BusyError, ConfigError, NotFoundError
+from .net import port_answers
 from .pipeline import Broadcast, BroadcastStatus
 from .pipewire import TargetApp, refuse_broad_pid
 from .process import ChildProcess
-from .snapserver import EmbeddedSnapserver, Slot, port_answers
+from .snapserver import EmbeddedSnapserver, Slot
 from .snapstate import SnapState
 
 _LOGGER = logging.getLogger(__name__)

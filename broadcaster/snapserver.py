@@ -14,7 +14,6 @@ backoff if it dies.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -30,6 +29,7 @@ from .backoff import SNAPSERVER_RESTART, Backoff
 from .config import SnapserverConfig, conf_value_problem
 from .errors import SnapserverError, UnsafePathError
 from .files import check_private, write_atomic
+from .net import port_answers
 from .paths import private_runtime_dir, runtime_dir, state_dir
 from .process import ChildProcess
 
@@ -171,18 +171,6 @@ def render_config(
         return string.Template(text).substitute(fields)
     except (KeyError, ValueError) as err:
         raise SnapserverError(f"snapserver config template has a bad field: {err}") from None
-
-
-async def port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
-    """True if something accepts TCP connections on ``host:port``."""
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
 
 
 class EmbeddedSnapserver:

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import house
 from .errors import ControlConnectionError, ControlError, NotFoundError
 from .rooms import Group, Room, ServerStatus, StreamInfo
 from .transport import PlayerClock
@@ -177,14 +178,14 @@ class SnapState:
     async def set_group_volume(self, group: str, percent: int) -> Group:
         """Scale the group's rooms proportionally, like snapweb (broadcaster.rooms)."""
         current = self.group(group)
-        await self.control.set_group_volume(current, percent)
+        await house.set_group_volume(self.control, current, percent)
         await self._reload()
         return self.group(current.id)
 
     async def party(self, stream: str) -> Group:
         """Every room into one group playing ``stream``."""
         target = self.stream(stream)
-        joined = await self.control.party(target.id)
+        joined = await house.party(self.control, target.id, await self.control.status())
         await self._reload()
         return self.group(joined.id)
 

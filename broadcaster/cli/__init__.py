@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import BroadcasterError
+from .parsing import Parser
 
 # Modules that contribute sub-commands, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -35,7 +36,7 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="broadcaster",
         description="Play one application's audio in every Snapcast room, and manage the rooms.",
     )

@@ -1,50 +1,37 @@
 """Room control commands: discover, status, room, group, party, scene, watch.
 
-Thin over :mod:`broadcaster.control` (the client), :mod:`broadcaster.rooms`
-(the state and name resolution), :mod:`broadcaster.scenes` and
-:mod:`broadcaster.discovery`.  Every command takes ``--server``, ``--json``
-and ``--timeout``; the server is found by :func:`resolve_server`.
+The parsers and one handler per command, thin over the library:
+:mod:`broadcaster.control` (the connection), :mod:`broadcaster.rooms` (the
+state and name resolution), :mod:`broadcaster.house` (operations over several
+requests), :mod:`broadcaster.scenes` and :mod:`broadcaster.discovery`.  Which
+server: :mod:`.lookup`; output: :mod:`.formatting`.  Every command takes
+``--server``, ``--json`` and ``--timeout``.
+
+A command connects once (which reads the status once) and makes its calls; a
+room change prints the room as the accepted call left it, without reading the
+status again.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
-import logging
 import sys
 import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import lookup
+from .formatting import emit, format_event, format_status, group_line, room_line, table
+
 if TYPE_CHECKING:
-    from ..control import Event, SnapControl
-    from ..discovery import DiscoveredServer
-    from ..rooms import Group, Room, ServerStatus
-
-_LOGGER = logging.getLogger(__name__)
-
-DEFAULT_SERVER = "127.0.0.1"
-DISCOVERY_TIMEOUT = 1.5
-
-
-def _common() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument(
-        "--server",
-        metavar="HOST[:PORT]",
-        help="snapserver's control address (default: $BROADCASTER_SERVER, the config "
-        "file's server, mDNS discovery, else 127.0.0.1:1705)",
-    )
-    parent.add_argument("--json", action="store_true", help="machine-readable JSON output")
-    parent.add_argument(
-        "--timeout", type=float, metavar="SECONDS", help="deadline for each request (default 5)"
-    )
-    return parent
+    from ..control import Event
+    from ..rooms import Room
 
 
 def register(subparsers: Any) -> None:
-    common = _common()
+    common = lookup.common_options()
 
     def add(sub: Any, name: str, help_: str, handler: Any) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = sub.add_parser(
@@ -61,9 +48,12 @@ def register(subparsers: Any) -> None:
     p = add(rooms, "volume", "set a room's volume: 40, +5 or -5", _room_volume)
     p.add_argument("room", help="room name, host name or id")
     p.add_argument("volume", type=_volume_arg, help="0-100, or +N / -N relative")
-    for action, helptext in (("mute", "mute a room"), ("unmute", "unmute a room")):
-        p = add(rooms, action, helptext, _room_mute)
-        p.add_argument("room", help="room name, host name or id")
+    p = add(rooms, "mute", "mute a room", _room_mute)
+    p.add_argument("room", help="room name, host name or id")
+    p.set_defaults(muted=True)
+    p = add(rooms, "unmute", "unmute a room", _room_mute)
+    p.add_argument("room", help="room name, host name or id")
+    p.set_defaults(muted=False)
     p = add(rooms, "latency", "set a room's extra latency in ms", _room_latency)
     p.add_argument("room", help="room name, host name or id")
     p.add_argument("latency", type=int, help="milliseconds")
@@ -83,9 +73,12 @@ def register(subparsers: Any) -> None:
     p = add(groups, "stream", "set the stream a group plays", _group_stream)
     p.add_argument("group", help="group name or id, or a room of the group")
     p.add_argument("stream", help="stream name or id")
-    for action, helptext in (("mute", "mute a group"), ("unmute", "unmute a group")):
-        p = add(groups, action, helptext, _group_mute)
-        p.add_argument("group", help="group name or id, or a room of the group")
+    p = add(groups, "mute", "mute a group", _group_mute)
+    p.add_argument("group", help="group name or id, or a room of the group")
+    p.set_defaults(muted=True)
+    p = add(groups, "unmute", "unmute a group", _group_mute)
+    p.add_argument("group", help="group name or id, or a room of the group")
+    p.set_defaults(muted=False)
     p = add(groups, "rename", "rename a group", _group_rename)
     p.add_argument("group", help="group name or id, or a room of the group")
     p.add_argument("name", help="the new name")
@@ -125,159 +118,6 @@ def apply_volume(current: int, change: tuple[str, int]) -> int:
     return max(0, min(100, result))
 
 
-# -- connection -----------------------------------------------------------
-
-
-async def resolve_server(args: argparse.Namespace) -> tuple[str, int, float]:
-    """Host, port and timeout: --server, $BROADCASTER_SERVER, config, mDNS, localhost."""
-    from ..config import DEFAULT_CONTROL_PORT, load, parse_address
-
-    cfg = load(getattr(args, "config", None))
-    timeout = args.timeout if args.timeout is not None else cfg.timeout
-    if args.timeout is not None and not 0 < timeout <= 300:
-        from ..errors import ConfigError
-
-        raise ConfigError(f"--timeout {timeout:g} is out of range (0-300 s)")
-    if args.server:
-        host, port = parse_address(args.server, DEFAULT_CONTROL_PORT)
-        return host, port, timeout
-    if cfg.server:
-        host, port = parse_address(cfg.server, DEFAULT_CONTROL_PORT)
-        return host, port, timeout
-    from ..discovery import discover
-    from ..errors import DiscoveryError
-
-    try:
-        found = await discover(min(DISCOVERY_TIMEOUT, timeout))
-    except DiscoveryError as err:
-        _LOGGER.info("%s", err)
-        found = []
-    if found:
-        server = await _first_answering(found)
-        _LOGGER.info("using snapserver %s found with mDNS", server.control_address)
-        host, port = parse_address(server.control_address, DEFAULT_CONTROL_PORT)
-        return host, port, timeout
-    return DEFAULT_SERVER, DEFAULT_CONTROL_PORT, timeout
-
-
-async def _first_answering(found: list[DiscoveredServer]) -> DiscoveredServer:
-    """The first server whose control port accepts a connection (else the first found).
-
-    mDNS can list a server that is gone (a record not yet expired) or several
-    servers; one that does not even accept connections is skipped.
-    """
-    from ..snapserver import port_answers
-
-    if len(found) > 1:
-        for server in found:
-            if await port_answers(server.address, server.control_port):
-                return server
-            _LOGGER.info("snapserver %s found with mDNS does not answer", server.control_address)
-    return found[0]
-
-
-async def _connect(args: argparse.Namespace, reconnect: bool = False) -> SnapControl:
-    from ..control import SnapControl
-
-    host, port, timeout = await resolve_server(args)
-    snap = SnapControl(host, port, timeout=timeout, reconnect=reconnect)
-    await snap.connect()
-    return snap
-
-
-# -- output ----------------------------------------------------------------
-
-
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    if args.json:
-        print(json.dumps(data, ensure_ascii=False, indent=2))
-    elif text:
-        print(text)
-
-
-def _width(text: str) -> int:
-    """Terminal columns: wide (East Asian, emoji) characters take two."""
-    import unicodedata
-
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """Left-aligned columns separated by two spaces."""
-    cells = [[str(c) for c in row] for row in [headers, *rows]]
-    widths = [max(_width(r[i]) for r in cells) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(c + " " * (w - _width(c)) for c, w in zip(row, widths, strict=True)).rstrip()
-        for row in cells
-    )
-
-
-def format_status(status: ServerStatus) -> str:
-    streams = {s.id: s for s in status.streams}
-    parts = [f"{status.server.name} {status.server.version} on {status.server.host}", ""]
-    parts.append(
-        table(
-            ["GROUP", "STREAM", "MUTED", "VOLUME", "ROOMS"],
-            [
-                (
-                    g.label,
-                    streams[g.stream_id].name if g.stream_id in streams else g.stream_id,
-                    "yes" if g.muted else "no",
-                    g.volume,
-                    len(g.rooms),
-                )
-                for g in status.groups
-            ],
-        )
-    )
-    parts.append("")
-    parts.append(
-        table(
-            ["ROOM", "HOST", "ID", "CONNECTED", "VOLUME", "MUTED", "LATENCY", "GROUP", "STREAM"],
-            [
-                (
-                    r.name,
-                    r.host,
-                    r.id,
-                    "yes" if r.connected else "no",
-                    r.volume,
-                    "yes" if r.muted else "no",
-                    f"{r.latency} ms",
-                    status.group_of(r).label,
-                    r.stream_id,
-                )
-                for r in status.rooms
-            ],
-        )
-    )
-    parts.append("")
-    parts.append(
-        table(
-            ["STREAM", "STATUS", "CODEC", "FORMAT", "SOURCE", "NOW PLAYING"],
-            [
-                (s.id, s.status, s.codec, s.format, f"{s.scheme}://{s.path}", s.now_playing)
-                for s in status.streams
-            ],
-        )
-    )
-    return "\n".join(parts)
-
-
-def _room_line(room: Room) -> str:
-    return (
-        f"{room.name}: volume {room.volume}{' (muted)' if room.muted else ''}, "
-        f"latency {room.latency} ms"
-    )
-
-
-def _group_line(group: Group) -> str:
-    rooms = ", ".join(f"{r.name} {r.volume}" for r in group.rooms)
-    return (
-        f"{group.label}: stream {group.stream_id}, volume {group.volume}"
-        f"{' (muted)' if group.muted else ''}; rooms: {rooms}"
-    )
-
-
 # -- handlers ----------------------------------------------------------------
 
 
@@ -304,113 +144,145 @@ async def _discover(args: argparse.Namespace) -> int:
         if servers
         else "no snapserver found"
     )
-    _emit(args, [s.to_json() for s in servers], text)
+    emit(args, [s.to_json() for s in servers], text)
     return 0 if servers else 1
 
 
 async def _status(args: argparse.Namespace) -> int:
-    snap = await _connect(args)
-    try:
-        status = await snap.status()
-    finally:
-        await snap.close()
-    _emit(args, status.to_json(), format_status(status))
+    async with lookup.connected(args) as (_snap, status):
+        pass
+    emit(args, status.to_json(), format_status(status))
     return 0
 
 
-async def _room_action(args: argparse.Namespace) -> int:
-    snap = await _connect(args)
-    try:
-        status = await snap.status()
+def _room_done(args: argparse.Namespace, room: Room) -> int:
+    emit(args, room.to_json(), room_line(room))
+    return 0
+
+
+async def _room_volume(args: argparse.Namespace) -> int:
+    async with lookup.connected(args) as (snap, status):
         room = status.room(args.room)
-        action = args.action
-        if action == "volume":
-            await snap.set_room_volume(room.id, apply_volume(room.volume, args.volume))
-        elif action in ("mute", "unmute"):
-            await snap.set_room_mute(room.id, action == "mute")
-        elif action == "latency":
-            await snap.set_room_latency(room.id, args.latency)
-        elif action == "rename":
-            await snap.set_room_name(room.id, args.name)
-        elif action == "delete":
-            await snap.delete_room(room.id)
-            _emit(args, {"deleted": room.id}, f"deleted {room.name} ({room.id})")
-            return 0
-        after = (await snap.status()).room(room.id)
-    finally:
-        await snap.close()
-    _emit(args, after.to_json(), _room_line(after))
+        volume = apply_volume(room.volume, args.volume)
+        await snap.set_room_volume(room.id, volume)
+    return _room_done(args, dataclasses.replace(room, volume=volume))
+
+
+async def _room_mute(args: argparse.Namespace) -> int:
+    async with lookup.connected(args) as (snap, status):
+        room = status.room(args.room)
+        await snap.set_room_mute(room.id, args.muted)
+    return _room_done(args, dataclasses.replace(room, muted=args.muted))
+
+
+async def _room_latency(args: argparse.Namespace) -> int:
+    async with lookup.connected(args) as (snap, status):
+        room = status.room(args.room)
+        await snap.set_room_latency(room.id, args.latency)
+    return _room_done(args, dataclasses.replace(room, latency=args.latency))
+
+
+async def _room_rename(args: argparse.Namespace) -> int:
+    async with lookup.connected(args) as (snap, status):
+        room = status.room(args.room)
+        await snap.set_room_name(room.id, args.name)
+    name = args.name or room.host or room.id
+    return _room_done(args, dataclasses.replace(room, name=name, configured_name=args.name))
+
+
+async def _room_del(args: argparse.Namespace) -> int:
+    async with lookup.connected(args) as (snap, status):
+        room = status.room(args.room)
+        await snap.delete_room(room.id)
+    emit(args, {"deleted": room.id}, f"deleted {room.name} ({room.id})")
     return 0
 
 
-_room_volume = _room_mute = _room_latency = _room_rename = _room_del = _room_action
+async def _group_join(args: argparse.Namespace) -> int:
+    from .. import house
 
-
-async def _group_action(args: argparse.Namespace) -> int:
-    snap = await _connect(args)
-    try:
-        status = await snap.status()
-        action = args.action
-        if action == "leave":
-            room = status.room(args.room)
-            await snap.leave(room, status)
-            after = (await snap.status()).group_of(room)
-        else:
-            group = status.group(args.group)
-            if action == "join":
-                rooms = [status.room(name) for name in args.rooms]
-                await snap.join(rooms, group)
-            elif action == "stream":
-                await snap.set_group_stream(group.id, status.stream(args.stream).id)
-            elif action in ("mute", "unmute"):
-                await snap.set_group_mute(group.id, action == "mute")
-            elif action == "rename":
-                await snap.set_group_name(group.id, args.name)
-            elif action == "volume":
-                await snap.set_group_volume(group, apply_volume(group.volume, args.volume))
-            after = (await snap.status()).group(group.id)
-    finally:
-        await snap.close()
-    _emit(args, after.to_json(), _group_line(after))
+    async with lookup.connected(args) as (snap, status):
+        group = status.group(args.group)
+        await house.join(snap, [status.room(name) for name in args.rooms], group)
+        after = (await snap.status()).group(group.id)
+    emit(args, after.to_json(), group_line(after))
     return 0
 
 
-_group_join = _group_leave = _group_stream = _group_mute = _group_rename = _group_volume = (
-    _group_action
-)
+async def _group_leave(args: argparse.Namespace) -> int:
+    from .. import house
+
+    async with lookup.connected(args) as (snap, status):
+        room = status.room(args.room)
+        await house.leave(snap, room, status)
+        after = (await snap.status()).group_of(room)
+    emit(args, after.to_json(), group_line(after))
+    return 0
+
+
+async def _group_stream(args: argparse.Namespace) -> int:
+    async with lookup.connected(args) as (snap, status):
+        group = status.group(args.group)
+        await snap.set_group_stream(group.id, status.stream(args.stream).id)
+        after = (await snap.status()).group(group.id)
+    emit(args, after.to_json(), group_line(after))
+    return 0
+
+
+async def _group_mute(args: argparse.Namespace) -> int:
+    async with lookup.connected(args) as (snap, status):
+        group = status.group(args.group)
+        await snap.set_group_mute(group.id, args.muted)
+        after = (await snap.status()).group(group.id)
+    emit(args, after.to_json(), group_line(after))
+    return 0
+
+
+async def _group_rename(args: argparse.Namespace) -> int:
+    async with lookup.connected(args) as (snap, status):
+        group = status.group(args.group)
+        await snap.set_group_name(group.id, args.name)
+        after = (await snap.status()).group(group.id)
+    emit(args, after.to_json(), group_line(after))
+    return 0
+
+
+async def _group_volume(args: argparse.Namespace) -> int:
+    from .. import house
+
+    async with lookup.connected(args) as (snap, status):
+        group = status.group(args.group)
+        await house.set_group_volume(snap, group, apply_volume(group.volume, args.volume))
+        after = (await snap.status()).group(group.id)
+    emit(args, after.to_json(), group_line(after))
+    return 0
 
 
 async def _party(args: argparse.Namespace) -> int:
+    from .. import house
     from ..errors import NotFoundError
 
-    snap = await _connect(args)
-    try:
-        status = await snap.status()
+    async with lookup.connected(args) as (snap, status):
         if args.stream:
             stream = status.stream(args.stream)
         elif status.streams:
             stream = status.streams[0]
         else:
             raise NotFoundError("snapserver has no streams")
-        group = await snap.party(stream.id)
-    finally:
-        await snap.close()
-    _emit(args, group.to_json(), _group_line(group))
+        group = await house.party(snap, stream.id, status)
+    emit(args, group.to_json(), group_line(group))
     return 0
 
 
 async def _scene_save(args: argparse.Namespace) -> int:
     from ..scenes import Scene, SceneStore
 
-    snap = await _connect(args)
-    try:
-        status = await snap.status()
-    finally:
-        await snap.close()
+    async with lookup.connected(args) as (_snap, status):
+        pass
     store = SceneStore()
     scene = Scene.capture(args.name, status)
     store.save(scene)
-    _emit(args, scene.to_json(), f"saved scene {scene.name!r} to {store.path}")
+    emit(args, scene.to_json(), f"saved scene {scene.name!r} to {store.path}")
     return 0
 
 
@@ -418,15 +290,12 @@ async def _scene_restore(args: argparse.Namespace) -> int:
     from ..scenes import SceneStore, restore
 
     scene = SceneStore().get(args.name)
-    snap = await _connect(args)
-    try:
+    async with await lookup.control(args) as snap:
         missing = await restore(snap, scene)
-    finally:
-        await snap.close()
     text = f"restored scene {scene.name!r}"
     if missing:
         text += f" (rooms no longer known: {', '.join(missing)})"
-    _emit(args, {"restored": scene.name, "missing": missing}, text)
+    emit(args, {"restored": scene.name, "missing": missing}, text)
     return 0
 
 
@@ -439,7 +308,7 @@ async def _scene_list(args: argparse.Namespace) -> int:
         for s in sorted(scenes.values(), key=lambda s: s.name)
     ]
     text = table(["SCENE", "SAVED", "GROUPS", "ROOMS"], rows) if rows else "no scenes saved"
-    _emit(args, [s.to_json() for s in scenes.values()], text)
+    emit(args, [s.to_json() for s in scenes.values()], text)
     return 0
 
 
@@ -447,36 +316,16 @@ async def _scene_delete(args: argparse.Namespace) -> int:
     from ..scenes import SceneStore
 
     SceneStore().delete(args.name)
-    _emit(args, {"deleted": args.name}, f"deleted scene {args.name!r}")
+    emit(args, {"deleted": args.name}, f"deleted scene {args.name!r}")
     return 0
 
 
-def format_event(event: Event) -> str:
-    """One line for a notification: time, method, then the interesting params."""
-    params = dict(event.params)
-    bits: list[str] = []
-    if "id" in params:
-        bits.append(str(params.pop("id")))
-    for key, value in params.items():
-        if isinstance(value, dict) and key in ("volume",):
-            bits += [f"{k}={v}" for k, v in value.items()]
-        elif isinstance(value, dict | list):
-            bits.append(f"{key}={json.dumps(value, ensure_ascii=False)[:120]}")
-        else:
-            bits.append(f"{key}={value}")
-    return f"{time.strftime('%H:%M:%S')} {event.method} {' '.join(bits)}".rstrip()
-
-
 async def _watch(args: argparse.Namespace) -> int:
-    from ..control import SnapControl
-
-    host, port, timeout = await resolve_server(args)
-    snap = SnapControl(host, port, timeout=timeout, reconnect=True)
+    snap = await lookup.control(args, reconnect=True)
     queue: asyncio.Queue[Event] = asyncio.Queue()
     snap.subscribe(queue.put_nowait)  # before connecting: the connect event is the first line
     seen = 0
-    try:
-        await snap.connect()
+    async with snap:
         while args.count is None or seen < args.count:
             event = await queue.get()
             if args.json:
@@ -489,6 +338,4 @@ async def _watch(args: argparse.Namespace) -> int:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
             seen += 1
-    finally:
-        await snap.close()
     return 0

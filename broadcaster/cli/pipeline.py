@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import re
 from typing import Any
 
 from . import signals
@@ -89,8 +88,6 @@ def _add_processing(parser: argparse.ArgumentParser) -> None:
         metavar="MODULE:FUNCTION",
         help="a Python function taking and returning a frames x 2 float32 numpy block",
     )
-    # Let "--gain -3dB" through: argparse takes only plain negative numbers as values.
-    parser._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)\s*(dB)?$", re.IGNORECASE)
 
 
 async def _run(args: argparse.Namespace) -> int:

@@ -24,9 +24,9 @@ HELP = {
 
 
 def register(subparsers: Any) -> None:
-    from .control import _common
+    from .lookup import common_options
 
-    common = _common()
+    common = common_options()
     for name, text in HELP.items():
         parser: argparse.ArgumentParser = subparsers.add_parser(
             name, help=text, description=text, parents=[common]
@@ -58,18 +58,16 @@ def pick_stream(status: ServerStatus, wanted: str | None) -> StreamInfo:
 
 async def _transport(args: argparse.Namespace) -> int:
     from ..transport import prepare, send, to_json
-    from .control import _connect, _emit
+    from .formatting import emit
+    from .lookup import connected
 
-    snap = await _connect(args)
-    try:
-        stream = pick_stream(await snap.status(), args.stream)
+    async with connected(args) as (snap, status):
+        stream = pick_stream(status, args.stream)
         before, params = prepare(stream, args.transport)
         await send(snap, params)
-    finally:
-        await snap.close()
     title = before.title or ""
     what = f"{title} — {', '.join(before.artist)}" if before.artist else title
-    _emit(
+    emit(
         args,
         {"stream": stream.id, "command": args.transport, "player": to_json(before, stream.id)},
         f"{args.transport}: sent to stream {stream.id}" + (f" ({what})" if what else ""),

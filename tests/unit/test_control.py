@@ -22,7 +22,6 @@ from broadcaster.control import (
     Reconnector,
     ReconnectState,
     SnapControl,
-    _classes,
 )
 from broadcaster.errors import (
     ControlConnectionError,
@@ -30,6 +29,7 @@ from broadcaster.errors import (
     ControlTimeoutError,
     ServerReplyError,
 )
+from broadcaster.snaprpc import SnapserverProtocol
 from tests.support.fake_snapserver import Answer, FakeSnapserver, minimal_status
 
 KITCHEN = "Küche 🎵"
@@ -45,9 +45,8 @@ def _notification(name: str) -> bytes:
 
 
 def test_utf8_split_across_reads_is_decoded() -> None:
-    protocol_class = _classes()[0]
     seen: list[dict[str, Any]] = []
-    protocol = protocol_class({"Server.OnDisconnect": lambda _e: None}, seen.append)
+    protocol = SnapserverProtocol(seen.append)
     data = _notification(KITCHEN) + _notification("zwei")
     cut = data.index("🎵".encode()) + 2  # inside the 4-byte emoji
     for piece in (data[:cut], data[cut : cut + 3], data[cut + 3 :]):
@@ -57,7 +56,7 @@ def test_utf8_split_across_reads_is_decoded() -> None:
 
 def test_a_line_is_parsed_even_when_the_read_does_not_end_in_crlf() -> None:
     seen: list[dict[str, Any]] = []
-    protocol = _classes()[0]({"Server.OnDisconnect": lambda _e: None}, seen.append)
+    protocol = SnapserverProtocol(seen.append)
     data = _notification("eins") + _notification("zwei")
     protocol.data_received(data[: len(_notification("eins")) + 5])
     assert [m["params"]["name"] for m in seen] == ["eins"]
@@ -65,15 +64,15 @@ def test_a_line_is_parsed_even_when_the_read_does_not_end_in_crlf() -> None:
 
 def test_garbage_and_unknown_ids_do_not_break_the_protocol() -> None:
     seen: list[dict[str, Any]] = []
-    protocol = _classes()[0]({"Server.OnDisconnect": lambda _e: None}, seen.append)
+    protocol = SnapserverProtocol(seen.append)
     protocol.data_received(b"not json\r\n[1, 2]\r\n" + _notification("ok"))
     assert [m["params"]["name"] for m in seen] == ["ok"]
 
 
 def test_a_huge_message_is_skipped_with_bounded_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("broadcaster.control.MAX_MESSAGE_CHARS", 1 << 16)
+    monkeypatch.setattr("broadcaster.snaprpc.MAX_MESSAGE_CHARS", 1 << 16)
     seen: list[dict[str, Any]] = []
-    protocol = _classes()[0]({"Server.OnDisconnect": lambda _e: None}, seen.append)
+    protocol = SnapserverProtocol(seen.append)
     protocol.data_received(_notification("before"))
     for _ in range(100):  # 6.4 MB of one line, a hundred times the bound
         protocol.data_received(b"x" * 65536)
@@ -230,7 +229,7 @@ def test_any_split_of_any_stream_keeps_every_valid_message(
     """Hostile framing (garbage lines, invalid UTF-8, arbitrary read boundaries)
     never drops the connection nor loses a well-formed message."""
     seen: list[dict[str, Any]] = []
-    protocol = _classes()[0]({"Server.OnDisconnect": lambda _e: None}, seen.append)
+    protocol = SnapserverProtocol(seen.append)
     data = b"".join(g + b"\r\n" for g in garbage) + b"".join(_notification(n) for n in names)
     bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
     for start, end in itertools.pairwise(bounds):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from broadcaster.cli import build_parser, main
+from broadcaster.cli import build_parser, formatting, lookup, main
 from broadcaster.cli import control as cli
 from broadcaster.control import Event
 from broadcaster.discovery import DiscoveredServer
@@ -54,16 +54,16 @@ async def test_server_resolution_order(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.delenv("BROADCASTER_SERVER", raising=False)
     (tmp_path / "config.toml").write_text('server = "file-host:1800"\n', encoding="utf-8")
     args = _args(tmp_path, server="flag-host")
-    assert await cli.resolve_server(args) == ("flag-host", 1705, 5.0)
+    assert await lookup.resolve_server(args) == ("flag-host", 1705, 5.0)
     monkeypatch.setenv("BROADCASTER_SERVER", "env-host:1900")
-    assert await cli.resolve_server(_args(tmp_path, timeout=2.0)) == ("env-host", 1900, 2.0)
+    assert await lookup.resolve_server(_args(tmp_path, timeout=2.0)) == ("env-host", 1900, 2.0)
     monkeypatch.delenv("BROADCASTER_SERVER")
-    assert await cli.resolve_server(_args(tmp_path)) == ("file-host", 1800, 5.0)
+    assert await lookup.resolve_server(_args(tmp_path)) == ("file-host", 1800, 5.0)
     (tmp_path / "config.toml").write_text("", encoding="utf-8")
-    assert await cli.resolve_server(_args(tmp_path)) == ("127.0.0.1", 1705, 5.0)
+    assert await lookup.resolve_server(_args(tmp_path)) == ("127.0.0.1", 1705, 5.0)
     found.append(DiscoveredServer("Snapcast", "a.local.", ("10.1.1.1",), 1805))
-    assert await cli.resolve_server(_args(tmp_path)) == ("10.1.1.1", 1805, 5.0)
-    assert calls == [cli.DISCOVERY_TIMEOUT, cli.DISCOVERY_TIMEOUT]
+    assert await lookup.resolve_server(_args(tmp_path)) == ("10.1.1.1", 1805, 5.0)
+    assert calls == [lookup.DISCOVERY_TIMEOUT, lookup.DISCOVERY_TIMEOUT]
     assert not [c for c in calls if c > 2]
 
 
@@ -87,16 +87,16 @@ async def test_of_several_servers_found_the_first_that_answers_is_used(
     monkeypatch.setattr("broadcaster.discovery.discover", fake_discover)
     monkeypatch.delenv("BROADCASTER_SERVER", raising=False)
     try:
-        assert await cli.resolve_server(_args(tmp_path)) == ("127.0.0.1", port, 5.0)
+        assert await lookup.resolve_server(_args(tmp_path)) == ("127.0.0.1", port, 5.0)
         found.pop()  # only the silent one: it is used anyway, so the error names it
-        assert await cli.resolve_server(_args(tmp_path)) == ("127.0.0.1", gone, 5.0)
+        assert await lookup.resolve_server(_args(tmp_path)) == ("127.0.0.1", gone, 5.0)
     finally:
         listening.close()
         await listening.wait_closed()
 
 
 def test_status_table_lists_everything() -> None:
-    text = cli.format_status(ServerStatus.from_json(STATUS))
+    text = formatting.format_status(ServerStatus.from_json(STATUS))
     lines = text.splitlines()
     assert lines[0].startswith("Snapserver 0.26.0")
     assert any(line.startswith("Küche 🎵") and "kitchen-pi" in line for line in lines)
@@ -108,14 +108,14 @@ def test_status_shows_what_each_stream_plays() -> None:
     data["server"]["streams"][0]["properties"] = {
         "metadata": {"title": "Blue in Green", "artist": ["Miles Davis"]}
     }
-    text = cli.format_status(ServerStatus.from_json(data))
+    text = formatting.format_status(ServerStatus.from_json(data))
     assert "NOW PLAYING" in text
     assert any(line.endswith("Blue in Green — Miles Davis") for line in text.splitlines())
 
 
 def test_event_line() -> None:
     event = Event("Client.OnVolumeChanged", {"id": "aa:01", "volume": {"percent": 3}})
-    assert cli.format_event(event).endswith("Client.OnVolumeChanged aa:01 percent=3")
+    assert formatting.format_event(event).endswith("Client.OnVolumeChanged aa:01 percent=3")
 
 
 def test_unreachable_server_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,44 @@
+"""The command line's argument parser: argparse, plus values that start with "-".
+
+argparse reads ``--gain -3dB`` as two options, since ``-3dB`` is not a plain
+negative number.  :class:`Parser` joins such an option with the word after
+it (``--gain=-3dB``) before parsing, for the options in
+:data:`NEGATIVE_VALUE_OPTIONS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+NEGATIVE_VALUE_OPTIONS = frozenset({"--gain"})
+"""Options whose value may start with "-"."""
+
+
+def join_negative_values(argv: Sequence[str]) -> list[str]:
+    """``["--gain", "-3dB"]`` -> ``["--gain=-3dB"]`` (up to a ``--``)."""
+    out: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            out.append(word)
+            out.extend(words)
+            break
+        if word in NEGATIVE_VALUE_OPTIONS:
+            value = next(words, None)
+            out.append(word if value is None else f"{word}={value}")
+        else:
+            out.append(word)
+    return out
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that lets :data:`NEGATIVE_VALUE_OPTIONS` take negative values."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[Any, list[str]]:
+        argv = sys.argv[1:] if args is None else args
+        return super().parse_known_args(join_negative_values(argv), namespace)
