@@ -15,6 +15,7 @@ from broadcaster.cli import control as cli
 from broadcaster.control import Event
 from broadcaster.discovery import DiscoveredServer
 from broadcaster.rooms import ServerStatus
+from tests.support.fake_snapserver import Answer, FakeSnapserver
 from tests.unit.test_control_rooms import STATUS
 
 
@@ -126,3 +127,18 @@ def test_unreachable_server_is_one_line(capsys: pytest.CaptureFixture[str]) -> N
     err = capsys.readouterr().err
     assert err.startswith("broadcaster: error: cannot reach snapserver at 127.0.0.1:")
     assert err.count("\n") == 1
+
+
+async def test_room_volume_is_one_status_read_and_one_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with FakeSnapserver() as fake:
+        fake.handlers["Client.SetVolume"] = lambda p: Answer(result={"volume": p["volume"]})
+        args = build_parser().parse_args(
+            ["room", "volume", "HOST1", "40", "--server", f"127.0.0.1:{fake.port}"]
+        )
+        args.config = _args(tmp_path).config  # an empty config file
+        assert await args.handler(args) == 0
+    assert [r["method"] for r in fake.requests] == ["Server.GetStatus", "Client.SetVolume"]
+    assert fake.requests[1]["params"] == {"id": "room1", "volume": {"percent": 40}}
+    assert capsys.readouterr().out.strip() == "host1: volume 40, latency 0 ms"
