@@ -330,6 +330,12 @@ async def test_broadcast_an_app_from_the_page(
             return "Radio" in str(text)
 
         await await_until(now_playing, 20, "Radio under now playing")
+        # No MPRIS player behind this stream: no transport buttons, no position.
+        assert await page.evaluate(
+            "(() => { const n = document.querySelector('.now');"
+            " return getComputedStyle(n.querySelector('.now-buttons')).display === 'none'"
+            " && getComputedStyle(n.querySelector('.now-time')).display === 'none'; })()"
+        )
         await page.screenshot(tmp_path / "capture.png")
         await asyncio.to_thread(_update_docs_screenshot, tmp_path / "capture.png")
         await page.evaluate("document.querySelector('.capture button').click()")

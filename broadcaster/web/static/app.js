@@ -468,6 +468,8 @@ function renderNow() {
     toggle.disabled = !p.can.toggle;
     $(".now-next", el).disabled = !p.can.next;
     $(".now-previous", el).disabled = !p.can.previous;
+    // A stream without a player (no controlscript, or an app without MPRIS): no buttons.
+    $(".now-buttons", el).hidden = !Object.values(p.can).some(Boolean);
     $(".now-time", el).hidden = !p.duration;
     const seek = $(".now-seek", el);
     seek.disabled = !p.can.position;
