@@ -13,12 +13,13 @@ Sleep and clock are injectable, so tests need no real waiting.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+from .lifecycle import cancel_and_wait
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
@@ -112,6 +113,4 @@ class Backoff:
             await asyncio.wait({sleeping, woken}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (sleeping, woken):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait(task)

@@ -38,11 +38,11 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from .backoff import CONTROL_RECONNECT, Backoff, Sleep
 from .errors import ControlConnectionError, ControlError, ControlTimeoutError
+from .lifecycle import Resource, cancel_and_wait
 from .rooms import ServerStatus, StreamInfo
 from .snaprpc import Connection
 
@@ -176,13 +176,10 @@ class Reconnector:
     async def stop(self) -> None:
         self.state = ReconnectState.STOPPED
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
 
-class SnapControl:
+class SnapControl(Resource):
     """A control connection to one snapserver (an async context manager).
 
     Every method has a deadline of ``timeout`` seconds.  With
@@ -215,16 +212,11 @@ class SnapControl:
     def reconnector(self) -> Reconnector | None:
         return self._reconnector
 
-    async def __aenter__(self) -> SnapControl:
-        await self.connect()
-        return self
+    async def start(self) -> ServerStatus:
+        """``async with SnapControl(...)``: :meth:`connect`, and :meth:`close` after."""
+        return await self.connect()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def stop(self) -> None:
         await self.close()
 
     async def connect(self) -> ServerStatus:

@@ -32,6 +32,7 @@ from typing import Any
 
 from .backoff import SESSION_BUS, Backoff
 from .errors import MprisError
+from .lifecycle import cancel_and_wait
 from .mpris import NowPlaying, PlayerFollower
 from .nowplaying import PlayerMatch, read_target
 from .process import read_lines
@@ -139,11 +140,8 @@ class ControlScript:
             self._task = asyncio.create_task(self._follow(), name="controlscript-follow")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self.follower is not None:
             await self.follower.stop()
             self.follower = None

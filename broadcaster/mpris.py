@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import MprisError
+from .lifecycle import cancel_and_wait
 from .nowplaying import BUS_PREFIX, PlayerMatch
 
 if TYPE_CHECKING:
@@ -430,11 +431,8 @@ class PlayerFollower:
         self.bus = bus
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self.bus is not None:
             self.bus.disconnect()
             self.bus = None

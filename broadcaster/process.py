@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
+from .lifecycle import cancel_and_wait
+
 _LOGGER = logging.getLogger(__name__)
 
 
@@ -279,11 +281,8 @@ class ChildProcess:
                 await _kill_and_reap(proc, self.name)
         else:
             await _kill_and_reap(proc, self.name)  # exited: only its pipes are left
-        if self._stderr_task is not None:
-            self._stderr_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._stderr_task
-            self._stderr_task = None
+        await cancel_and_wait(self._stderr_task)
+        self._stderr_task = None
 
     async def __aenter__(self) -> ChildProcess:
         await self.start()

@@ -20,9 +20,9 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Set
 from dataclasses import dataclass
-from types import TracebackType
 
 from .errors import PipeWireError
+from .lifecycle import Resource
 from .pipewire import AppStream, Graph, PipeWire, TargetApp
 
 _LOGGER = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def sink_name_for(target: TargetApp) -> str:
     return SINK_PREFIX + (re.sub(r"[^A-Za-z0-9_-]+", "_", base).strip("_").lower() or "app")
 
 
-class VirtualSink:
+class VirtualSink(Resource):
     """A PipeWire null sink that lives as long as the ``async with`` block."""
 
     def __init__(self, pipewire: PipeWire, name: str, description: str) -> None:
@@ -67,16 +67,10 @@ class VirtualSink:
         except PipeWireError as err:
             _LOGGER.warning("could not remove virtual sink %s: %s", self.name, err)
 
-    async def __aenter__(self) -> VirtualSink:
+    async def start(self) -> None:
         await self.create()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def stop(self) -> None:
         await self.remove()
 
 

@@ -21,7 +21,6 @@ Changes of any of these call ``on_change(topic)`` (``"server"`` or
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import math
@@ -36,6 +35,7 @@ from typing import Any, Protocol
 from .config import Config, is_local_host, parse_address
 from .delivery import Delivery, DeliveryStats
 from .errors import BusyError, ConfigError, NotFoundError
+from .lifecycle import cancel_and_wait
 from .net import port_answers
 from .pipeline import Broadcast, BroadcastStatus
 from .pipewire import TargetApp, refuse_broad_pid
@@ -238,9 +238,7 @@ class SlotBroadcast(Broadcast):
         try:
             await super().run(stop)
         finally:
-            metering.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await metering
+            await cancel_and_wait(metering)
 
     async def _meter_native(self) -> None:
         await self.ready.wait()
@@ -497,9 +495,7 @@ class Service:
                 async with asyncio.timeout(timeout):
                     await asyncio.shield(capture.task)
             except TimeoutError:
-                capture.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await capture.task
+                await cancel_and_wait(capture.task)
         self.captures.pop(key, None)
         self._on_change("captures")
 

@@ -23,12 +23,12 @@ import time
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from types import TracebackType
 
 from .backoff import SNAPSERVER_RESTART, Backoff
 from .config import SnapserverConfig, conf_value_problem
 from .errors import SnapserverError, UnsafePathError
 from .files import check_private, write_atomic
+from .lifecycle import Resource
 from .net import port_answers
 from .paths import private_runtime_dir, runtime_dir, state_dir
 from .process import ChildProcess
@@ -173,7 +173,7 @@ def render_config(
         raise SnapserverError(f"snapserver config template has a bad field: {err}") from None
 
 
-class EmbeddedSnapserver:
+class EmbeddedSnapserver(Resource):
     """A snapserver child process configured for broadcaster, with ``slots`` pipe streams."""
 
     def __init__(
@@ -307,15 +307,3 @@ class EmbeddedSnapserver:
         if self._child is not None:
             await self._child.stop()
             self._child = None
-
-    async def __aenter__(self) -> EmbeddedSnapserver:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

@@ -21,7 +21,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import house
 from .errors import ControlConnectionError, ControlError, NotFoundError
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from .control import SnapControl
 
 _LOGGER = logging.getLogger(__name__)
+
+_Item = TypeVar("_Item", Room, Group)
 
 
 class SnapState:
@@ -159,54 +161,58 @@ class SnapState:
 
     # --- changes -----------------------------------------------------------
 
-    async def set_volume(self, room: str, percent: int | None, muted: bool | None) -> Room:
-        current = self.room(room)
-        await self.control.set_room_volume(
-            current.id,
-            current.volume if percent is None else percent,
-            current.muted if muted is None else muted,
-        )
+    async def _change(
+        self, find: Callable[[str], _Item], key: str, call: Callable[[SnapControl, _Item], Any]
+    ) -> _Item:
+        """Find the room or group, make the change, return it as snapserver has it now."""
+        current = find(key)
+        await call(self.control, current)
         await self._reload()
-        return self.room(current.id)
+        return find(current.id)
+
+    async def set_volume(self, room: str, percent: int | None, muted: bool | None) -> Room:
+        return await self._change(
+            self.room,
+            room,
+            lambda control, r: control.set_room_volume(
+                r.id, r.volume if percent is None else percent, r.muted if muted is None else muted
+            ),
+        )
 
     async def set_room_latency(self, room: str, latency_ms: int) -> Room:
-        current = self.room(room)
-        await self.control.set_room_latency(current.id, latency_ms)
-        await self._reload()
-        return self.room(current.id)
+        return await self._change(
+            self.room, room, lambda control, r: control.set_room_latency(r.id, latency_ms)
+        )
+
+    async def set_room_name(self, room: str, name: str) -> Room:
+        return await self._change(
+            self.room, room, lambda control, r: control.set_room_name(r.id, name)
+        )
 
     async def set_group_volume(self, group: str, percent: int) -> Group:
         """Scale the group's rooms proportionally, like snapweb (broadcaster.rooms)."""
-        current = self.group(group)
-        await house.set_group_volume(self.control, current, percent)
-        await self._reload()
-        return self.group(current.id)
+        return await self._change(
+            self.group, group, lambda control, g: house.set_group_volume(control, g, percent)
+        )
+
+    async def set_group_stream(self, group: str, stream: str) -> Group:
+        return await self._change(
+            self.group,
+            group,
+            lambda control, g: control.set_group_stream(g.id, self.stream(stream).id),
+        )
+
+    async def set_group_mute(self, group: str, muted: bool) -> Group:
+        return await self._change(
+            self.group, group, lambda control, g: control.set_group_mute(g.id, muted)
+        )
 
     async def party(self, stream: str) -> Group:
         """Every room into one group playing ``stream``."""
         target = self.stream(stream)
-        joined = await house.party(self.control, target.id, await self.control.status())
+        joined = await house.party(self.control, target.id, self.known())
         await self._reload()
         return self.group(joined.id)
-
-    async def set_room_name(self, room: str, name: str) -> Room:
-        current = self.room(room)
-        await self.control.set_room_name(current.id, name)
-        await self._reload()
-        return self.room(current.id)
-
-    async def set_group_stream(self, group: str, stream: str) -> Group:
-        current = self.group(group)
-        target = self.stream(stream)
-        await self.control.set_group_stream(current.id, target.id)
-        await self._reload()
-        return self.group(current.id)
-
-    async def set_group_mute(self, group: str, muted: bool) -> Group:
-        current = self.group(group)
-        await self.control.set_group_mute(current.id, muted)
-        await self._reload()
-        return self.group(current.id)
 
     async def set_group_rooms(self, group: str, rooms: list[str]) -> Group:
         current = self.group(group)

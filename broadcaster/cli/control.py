@@ -20,14 +20,22 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from .. import house
 from . import lookup
 from .formatting import emit, format_event, format_status, group_line, room_line, table
 
 if TYPE_CHECKING:
-    from ..control import Event
-    from ..rooms import Room
+    from ..control import Event, SnapControl
+    from ..rooms import Group, Room, ServerStatus
+
+
+TARGET_HELP = {
+    "room": "room name, host name or id",
+    "group": "group name or id, or a room of the group",
+}
 
 
 def register(subparsers: Any) -> None:
@@ -43,47 +51,46 @@ def register(subparsers: Any) -> None:
     add(subparsers, "discover", "list the snapservers found with mDNS", _discover)
     add(subparsers, "status", "show groups, rooms and streams", _status)
 
+    def on(sub: Any, target: str, name: str, help_: str, handler: Any) -> argparse.ArgumentParser:
+        """A command acting on one room or group (the first argument)."""
+        parser = add(sub, name, help_, handler)
+        parser.add_argument(target, help=TARGET_HELP[target])
+        return parser
+
+    def mute(sub: Any, target: str, handler: Any) -> None:
+        for action in ("mute", "unmute"):
+            parser = on(sub, target, action, f"{action} a {target}", handler)
+            parser.set_defaults(muted=action == "mute")
+
     room = subparsers.add_parser("room", help="change one room (a snapclient)")
     rooms = room.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = add(rooms, "volume", "set a room's volume: 40, +5 or -5", _room_volume)
-    p.add_argument("room", help="room name, host name or id")
+    p = on(rooms, "room", "volume", "set a room's volume: 40, +5 or -5", _room_volume)
     p.add_argument("volume", type=_volume_arg, help="0-100, or +N / -N relative")
-    p = add(rooms, "mute", "mute a room", _room_mute)
-    p.add_argument("room", help="room name, host name or id")
-    p.set_defaults(muted=True)
-    p = add(rooms, "unmute", "unmute a room", _room_mute)
-    p.add_argument("room", help="room name, host name or id")
-    p.set_defaults(muted=False)
-    p = add(rooms, "latency", "set a room's extra latency in ms", _room_latency)
-    p.add_argument("room", help="room name, host name or id")
+    mute(rooms, "room", _room_mute)
+    p = on(rooms, "room", "latency", "set a room's extra latency in ms", _room_latency)
     p.add_argument("latency", type=int, help="milliseconds")
-    p = add(rooms, "rename", "rename a room", _room_rename)
-    p.add_argument("room", help="room name, host name or id")
+    p = on(rooms, "room", "rename", "rename a room", _room_rename)
     p.add_argument("name", help="the new name")
-    p = add(rooms, "delete", "forget a room (it comes back if its snapclient connects)", _room_del)
-    p.add_argument("room", help="room name, host name or id")
+    on(
+        rooms,
+        "room",
+        "delete",
+        "forget a room (it comes back if its snapclient connects)",
+        _room_del,
+    )
 
     group = subparsers.add_parser("group", help="change a group of rooms")
     groups = group.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = add(groups, "join", "move rooms into a group", _group_join)
-    p.add_argument("group", help="group name or id, or a room of the group")
+    p = on(groups, "group", "join", "move rooms into a group", _group_join)
     p.add_argument("rooms", nargs="+", help="rooms to move into it")
-    p = add(groups, "leave", "take a room out of its group", _group_leave)
-    p.add_argument("room", help="room name, host name or id")
-    p = add(groups, "stream", "set the stream a group plays", _group_stream)
-    p.add_argument("group", help="group name or id, or a room of the group")
+    on(groups, "room", "leave", "take a room out of its group", _group_leave)
+    p = on(groups, "group", "stream", "set the stream a group plays", _group_stream)
     p.add_argument("stream", help="stream name or id")
-    p = add(groups, "mute", "mute a group", _group_mute)
-    p.add_argument("group", help="group name or id, or a room of the group")
-    p.set_defaults(muted=True)
-    p = add(groups, "unmute", "unmute a group", _group_mute)
-    p.add_argument("group", help="group name or id, or a room of the group")
-    p.set_defaults(muted=False)
-    p = add(groups, "rename", "rename a group", _group_rename)
-    p.add_argument("group", help="group name or id, or a room of the group")
+    mute(groups, "group", _group_mute)
+    p = on(groups, "group", "rename", "rename a group", _group_rename)
     p.add_argument("name", help="the new name")
-    p = add(groups, "volume", "set a group's volume, scaling its rooms like snapweb", _group_volume)
-    p.add_argument("group", help="group name or id, or a room of the group")
+    text = "set a group's volume, scaling its rooms like snapweb"
+    p = on(groups, "group", "volume", text, _group_volume)
     p.add_argument("volume", type=_volume_arg, help="0-100, or +N / -N relative")
 
     p = add(subparsers, "party", "all rooms into one group on one stream", _party)
@@ -155,39 +162,51 @@ async def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _room_done(args: argparse.Namespace, room: Room) -> int:
-    emit(args, room.to_json(), room_line(room))
+async def _room_change(
+    args: argparse.Namespace,
+    change: Callable[[Room], Room],
+    call: Callable[[SnapControl, Room], Awaitable[None]],
+) -> int:
+    """Find the room, make the one call that brings it to ``change(room)``, print that."""
+    async with lookup.connected(args) as (snap, status):
+        after = change(status.room(args.room))
+        await call(snap, after)
+    emit(args, after.to_json(), room_line(after))
     return 0
 
 
 async def _room_volume(args: argparse.Namespace) -> int:
-    async with lookup.connected(args) as (snap, status):
-        room = status.room(args.room)
-        volume = apply_volume(room.volume, args.volume)
-        await snap.set_room_volume(room.id, volume)
-    return _room_done(args, dataclasses.replace(room, volume=volume))
+    return await _room_change(
+        args,
+        lambda r: dataclasses.replace(r, volume=apply_volume(r.volume, args.volume)),
+        lambda snap, r: snap.set_room_volume(r.id, r.volume),
+    )
 
 
 async def _room_mute(args: argparse.Namespace) -> int:
-    async with lookup.connected(args) as (snap, status):
-        room = status.room(args.room)
-        await snap.set_room_mute(room.id, args.muted)
-    return _room_done(args, dataclasses.replace(room, muted=args.muted))
+    return await _room_change(
+        args,
+        lambda r: dataclasses.replace(r, muted=args.muted),
+        lambda snap, r: snap.set_room_mute(r.id, r.muted),
+    )
 
 
 async def _room_latency(args: argparse.Namespace) -> int:
-    async with lookup.connected(args) as (snap, status):
-        room = status.room(args.room)
-        await snap.set_room_latency(room.id, args.latency)
-    return _room_done(args, dataclasses.replace(room, latency=args.latency))
+    return await _room_change(
+        args,
+        lambda r: dataclasses.replace(r, latency=args.latency),
+        lambda snap, r: snap.set_room_latency(r.id, r.latency),
+    )
 
 
 async def _room_rename(args: argparse.Namespace) -> int:
-    async with lookup.connected(args) as (snap, status):
-        room = status.room(args.room)
-        await snap.set_room_name(room.id, args.name)
-    name = args.name or room.host or room.id
-    return _room_done(args, dataclasses.replace(room, name=name, configured_name=args.name))
+    return await _room_change(
+        args,
+        lambda r: dataclasses.replace(
+            r, name=args.name or r.host or r.id, configured_name=args.name
+        ),
+        lambda snap, r: snap.set_room_name(r.id, args.name),
+    )
 
 
 async def _room_del(args: argparse.Namespace) -> int:
@@ -198,20 +217,26 @@ async def _room_del(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _group_join(args: argparse.Namespace) -> int:
-    from .. import house
-
+async def _group_change(
+    args: argparse.Namespace,
+    call: Callable[[SnapControl, ServerStatus, Group], Awaitable[object]],
+) -> int:
+    """Find the group, make the change, print the group as snapserver has it now."""
     async with lookup.connected(args) as (snap, status):
         group = status.group(args.group)
-        await house.join(snap, [status.room(name) for name in args.rooms], group)
+        await call(snap, status, group)
         after = (await snap.status()).group(group.id)
     emit(args, after.to_json(), group_line(after))
     return 0
 
 
-async def _group_leave(args: argparse.Namespace) -> int:
-    from .. import house
+async def _group_join(args: argparse.Namespace) -> int:
+    return await _group_change(
+        args, lambda snap, status, g: house.join(snap, [status.room(n) for n in args.rooms], g)
+    )
 
+
+async def _group_leave(args: argparse.Namespace) -> int:
     async with lookup.connected(args) as (snap, status):
         room = status.room(args.room)
         await house.leave(snap, room, status)
@@ -221,45 +246,28 @@ async def _group_leave(args: argparse.Namespace) -> int:
 
 
 async def _group_stream(args: argparse.Namespace) -> int:
-    async with lookup.connected(args) as (snap, status):
-        group = status.group(args.group)
-        await snap.set_group_stream(group.id, status.stream(args.stream).id)
-        after = (await snap.status()).group(group.id)
-    emit(args, after.to_json(), group_line(after))
-    return 0
+    return await _group_change(
+        args,
+        lambda snap, status, g: snap.set_group_stream(g.id, status.stream(args.stream).id),
+    )
 
 
 async def _group_mute(args: argparse.Namespace) -> int:
-    async with lookup.connected(args) as (snap, status):
-        group = status.group(args.group)
-        await snap.set_group_mute(group.id, args.muted)
-        after = (await snap.status()).group(group.id)
-    emit(args, after.to_json(), group_line(after))
-    return 0
+    return await _group_change(args, lambda snap, _s, g: snap.set_group_mute(g.id, args.muted))
 
 
 async def _group_rename(args: argparse.Namespace) -> int:
-    async with lookup.connected(args) as (snap, status):
-        group = status.group(args.group)
-        await snap.set_group_name(group.id, args.name)
-        after = (await snap.status()).group(group.id)
-    emit(args, after.to_json(), group_line(after))
-    return 0
+    return await _group_change(args, lambda snap, _s, g: snap.set_group_name(g.id, args.name))
 
 
 async def _group_volume(args: argparse.Namespace) -> int:
-    from .. import house
-
-    async with lookup.connected(args) as (snap, status):
-        group = status.group(args.group)
-        await house.set_group_volume(snap, group, apply_volume(group.volume, args.volume))
-        after = (await snap.status()).group(group.id)
-    emit(args, after.to_json(), group_line(after))
-    return 0
+    return await _group_change(
+        args,
+        lambda snap, _s, g: house.set_group_volume(snap, g, apply_volume(g.volume, args.volume)),
+    )
 
 
 async def _party(args: argparse.Namespace) -> int:
-    from .. import house
     from ..errors import NotFoundError
 
     async with lookup.connected(args) as (snap, status):
