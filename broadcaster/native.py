@@ -42,7 +42,6 @@ import json
 import logging
 import os
 import tempfile
-import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from .audio import SNAPCAST_FORMAT
@@ -50,6 +49,7 @@ from .backoff import PIPE_REOPEN, SINK_RESTART, Backoff, Policy
 from .config import Config
 from .delivery import fifo_problem, open_fifo, shrink_pipe
 from .errors import PipeWireError
+from .lifecycle import Resource
 from .pipewire import PipeWire
 from .process import ChildProcess
 
@@ -134,7 +134,7 @@ class _Host:
                 os.close(self.fd)
 
 
-class PipeSink:
+class PipeSink(Resource):
     """The capture sink of the native path: a PipeWire pipe sink that dies with broadcaster.
 
     Used like :class:`~broadcaster.routing.VirtualSink` (``create``,
@@ -200,11 +200,10 @@ class PipeSink:
                 await host.close()
                 _LOGGER.info("removed pipe sink %s", host.name)
 
-    async def __aenter__(self) -> PipeSink:
+    async def start(self) -> None:
         await self.create()
-        return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def stop(self) -> None:
         await asyncio.shield(self.remove())
 
     async def watch(self, on_renamed: Callable[[str], Awaitable[None]]) -> None:
@@ -274,10 +273,10 @@ class PipeSink:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
         child = ChildProcess(
-            # The kernel kills the child when broadcaster dies: the sink goes with it.
-            ["setpriv", "--pdeathsig", "KILL", "--", "pipewire", "-c", conf],
+            ["pipewire", "-c", conf],
             name=f"pipewire ({name})",
             env=self._env,
+            die_with_parent=True,  # the sink goes with broadcaster, whatever kills it
         )
         try:
             try:
@@ -287,7 +286,7 @@ class PipeSink:
                     "setpriv or pipewire is not installed (sudo apt-get install util-linux "
                     "pipewire-bin)"
                 ) from None
-            await self._wait_for_node(name, child)
+            await self._pw.wait_for_sink(name, child, self._start_timeout)
         except BaseException:
             await child.stop()
             os.close(fd)
@@ -298,17 +297,3 @@ class PipeSink:
         _LOGGER.info("created pipe sink %s writing %s", name, self.fifo)
         self._restart.started()
         return _Host(name, fd, child)
-
-    async def _wait_for_node(self, name: str, child: ChildProcess) -> None:
-        deadline = time.monotonic() + self._start_timeout
-        while True:
-            if not child.running:
-                raise PipeWireError(f"the pipe sink {name} could not start: {child.last_words()}")
-            if (await self._pw.graph()).sink(name) is not None:
-                return
-            if time.monotonic() > deadline:
-                raise PipeWireError(
-                    f"the pipe sink {name} did not appear within {self._start_timeout:.0f} s: "
-                    f"{child.last_words()}"
-                )
-            await asyncio.sleep(0.05)

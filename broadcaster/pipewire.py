@@ -17,10 +17,12 @@ started with argument lists and a deadline each:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -358,25 +360,48 @@ class PipeWire:
             raise PipeWireError(result.describe_failure())
         return parse_dump(merge_dump(result.stdout))
 
-    async def load_null_sink(self, name: str, description: str) -> int:
-        """Create a 48 kHz stereo null sink; return its pulse module index."""
-        # pipewire-pulse splits module arguments on spaces unless the whole
-        # value is quoted, with the inner value quoted the other way.
-        safe = re.sub(r"[\"'\\]", "", description)
-        props = f"'device.description=\"{safe}\"'"
-        out = await self._pactl(
-            "load-module",
-            "module-null-sink",
-            f"sink_name={name}",
-            "rate=48000",
-            "channels=2",
-            "channel_map=front-left,front-right",
-            f"sink_properties={props}",
+    def null_sink(self, name: str, description: str) -> ChildProcess:
+        """A 48 kHz stereo null sink that lives as long as the returned child (not started).
+
+        The child is ``pw-cli`` (killed with broadcaster, see ``die_with_parent``)
+        asked on its stdin to create the sink with ``object.linger = false``:
+        PipeWire destroys the sink when pw-cli disconnects, so a crashed
+        broadcaster cannot leave it behind (``pactl load-module
+        module-null-sink`` would put it in pipewire-pulse, which outlives us).
+        """
+        props = {
+            "factory.name": "support.null-audio-sink",
+            "node.name": name,
+            "node.description": description,
+            "media.class": AUDIO_SINK,
+            "audio.rate": 48000,
+            "audio.channels": 2,
+            "audio.position": ["FL", "FR"],
+            "monitor.channel-volumes": True,
+            "object.linger": False,
+        }
+        command = f"create-node adapter {json.dumps(props)}\n".encode()
+        return ChildProcess(
+            ["pw-cli"],
+            name=f"pw-cli ({name})",
+            env=self._env,
+            stdin=command,
+            die_with_parent=True,
         )
-        index = _int(out.strip())
-        if index is None:
-            raise PipeWireError(f"pactl load-module printed no module index: {out.strip()!r}")
-        return index
+
+    async def wait_for_sink(self, name: str, child: ChildProcess, timeout: float) -> None:
+        """Wait until the sink ``name`` that ``child`` holds is in the graph."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not child.running:
+                raise PipeWireError(f"the sink {name} could not be made: {child.last_words()}")
+            if (await self.graph()).sink(name) is not None:
+                return
+            if time.monotonic() > deadline:
+                raise PipeWireError(
+                    f"the sink {name} did not appear within {timeout:.0f} s: {child.last_words()}"
+                )
+            await asyncio.sleep(0.05)
 
     async def unload_module(self, index: int) -> None:
         await self._pactl("unload-module", str(index))

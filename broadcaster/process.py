@@ -165,7 +165,12 @@ class ChildProcess:
     """A long-lived child process owned by an ``async with`` block.
 
     ``stdout`` is a pipe the owner reads (``read_stdout=True``), a file
-    descriptor the owner passes (``stdout_fd``), or discarded.
+    descriptor the owner passes (``stdout_fd``), or discarded.  ``stdin``, if
+    given, is written to the child's stdin at start, which then stays open
+    until the child is stopped (pw-cli reads commands from it).
+    ``die_with_parent`` starts the child through ``setpriv --pdeathsig KILL``:
+    the kernel kills it when broadcaster dies, even by SIGKILL (for children
+    that hold something PipeWire must drop with broadcaster).
     stderr is drained by a task of this object into the log at DEBUG level; its
     last lines are kept in :attr:`stderr_tail` for error messages.
     """
@@ -180,9 +185,14 @@ class ChildProcess:
         stdout_fd: int | None = None,
         stop_timeout: float = 3.0,
         tail_lines: int = 20,
+        stdin: bytes | None = None,
+        die_with_parent: bool = False,
     ) -> None:
-        self.argv = tuple(argv)
-        self.name = name or os.path.basename(self.argv[0])
+        self.name = name or os.path.basename(argv[0])
+        self.argv = (
+            ("setpriv", "--pdeathsig", "KILL", "--", *argv) if die_with_parent else tuple(argv)
+        )
+        self._stdin = stdin
         self._env = dict(env) if env is not None else None
         self._read_stdout = read_stdout
         self._stdout_fd = stdout_fd
@@ -219,7 +229,7 @@ class ChildProcess:
             raise RuntimeError(f"{self.name} already started")
         self._proc = await asyncio.create_subprocess_exec(
             *self.argv,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL if self._stdin is None else asyncio.subprocess.PIPE,
             stdout=self._stdout_fd
             if self._stdout_fd is not None
             else asyncio.subprocess.PIPE
@@ -232,6 +242,8 @@ class ChildProcess:
             start_new_session=True,
         )
         _LOGGER.debug("started %s (pid %d): %s", self.name, self._proc.pid, " ".join(self.argv))
+        if self._proc.stdin is not None and self._stdin is not None:
+            self._proc.stdin.write(self._stdin)
         assert self._proc.stderr is not None
         self._stderr_task = asyncio.create_task(
             self._drain_stderr(self._proc.stderr), name=f"{self.name}-stderr"
@@ -281,6 +293,8 @@ class ChildProcess:
                 await _kill_and_reap(proc, self.name)
         else:
             await _kill_and_reap(proc, self.name)  # exited: only its pipes are left
+        if proc.stdin is not None:
+            proc.stdin.close()
         await cancel_and_wait(self._stderr_task)
         self._stderr_task = None
 

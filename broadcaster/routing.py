@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from .errors import PipeWireError
 from .lifecycle import Resource
 from .pipewire import AppStream, Graph, PipeWire, TargetApp
+from .process import ChildProcess
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -37,35 +38,62 @@ def sink_name_for(target: TargetApp) -> str:
 
 
 class VirtualSink(Resource):
-    """A PipeWire null sink that lives as long as the ``async with`` block."""
+    """A PipeWire null sink that lives as long as the ``async with`` block, or broadcaster.
 
-    def __init__(self, pipewire: PipeWire, name: str, description: str) -> None:
+    The sink is held by a ``pw-cli`` child (:meth:`PipeWire.null_sink`) that the
+    kernel kills with broadcaster, so even a crash leaves no sink behind and
+    the app falls back to its normal output.
+    """
+
+    def __init__(
+        self, pipewire: PipeWire, name: str, description: str, *, start_timeout: float = 5.0
+    ) -> None:
         self._pw = pipewire
         self.name = name
         self.description = description
-        self.module: int | None = None
+        self._start_timeout = start_timeout
+        self._child: ChildProcess | None = None
 
     async def create(self) -> None:
+        """Create the sink (again, after PipeWire restarted)."""
+        await self._remove_stale()
+        await self._stop_child()
+        child = self._pw.null_sink(self.name, self.description)
+        try:
+            await child.start()
+        except FileNotFoundError:
+            raise PipeWireError(
+                "pw-cli or setpriv is not installed (sudo apt-get install pipewire-bin util-linux)"
+            ) from None
+        try:
+            await self._pw.wait_for_sink(self.name, child, self._start_timeout)
+        except BaseException:
+            await child.stop()
+            raise
+        self._child = child
+        _LOGGER.info("created virtual sink %s", self.name)
+
+    async def _remove_stale(self) -> None:
+        """A pulse null sink of this name, left by a version that made them with pactl."""
         for index, module, args in await self._pw.modules():
             if module == "module-null-sink" and f"sink_name={self.name}" in args.split():
                 _LOGGER.info("removing stale sink %s left by an earlier run", self.name)
                 with contextlib.suppress(PipeWireError):
                     await self._pw.unload_module(index)
-        self.module = await self._pw.load_null_sink(self.name, self.description)
-        _LOGGER.info("created virtual sink %s", self.name)
+
+    async def _stop_child(self) -> None:
+        if self._child is not None:
+            child, self._child = self._child, None
+            await child.stop()
 
     async def exists(self) -> bool:
         return (await self._pw.graph()).sink(self.name) is not None
 
     async def remove(self) -> None:
-        if self.module is None:
+        if self._child is None:
             return
-        module, self.module = self.module, None
-        try:
-            await self._pw.unload_module(module)
-            _LOGGER.info("removed virtual sink %s", self.name)
-        except PipeWireError as err:
-            _LOGGER.warning("could not remove virtual sink %s: %s", self.name, err)
+        await self._stop_child()
+        _LOGGER.info("removed virtual sink %s", self.name)
 
     async def start(self) -> None:
         await self.create()

@@ -2,7 +2,7 @@
 
 The happy path (two rooms hear the app, a second app is not heard, snapserver
 killed and restarted) is ``test_pipeline.py``'s first test, which runs on the
-native path by default.  Here: broadcaster SIGKILLed or
+native path by default.  Here: broadcaster SIGKILLed (on both paths) or
 stopped with Ctrl-C, a long time with no reader, the fifo replaced on disk.
 """
 
@@ -25,7 +25,12 @@ from tests.integration.test_pipeline import (
     stop_broadcaster,
     wait_for_tone,
 )
-from tests.integration.test_pipeline_faults import CAPTURE_SINK, queued, run_against
+from tests.integration.test_pipeline_faults import (
+    CAPTURE_SINK,
+    PYTHON_PATH,
+    queued,
+    run_against,
+)
 from tests.support.pipewire import PipeWireSession
 from tests.support.procs import Proc, wait_until
 from tests.support.snapserver import SnapClient, SnapServer
@@ -33,8 +38,9 @@ from tests.support.snapserver import SnapClient, SnapServer
 pytestmark = pytest.mark.integration
 
 
-def sink_hosts(parent: int) -> list[int]:
-    """The ``pipewire -c`` children (the pipe sinks' PipeWire clients) of ``parent``."""
+def sink_hosts(parent: int, program: bytes = b"pipewire") -> list[int]:
+    """The children of ``parent`` holding its capture sink: ``pipewire -c``
+    (native path) or ``pw-cli`` (the Python path's null sink)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -45,7 +51,7 @@ def sink_hosts(parent: int) -> list[int]:
         except OSError:
             continue
         ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
-        if ppid == parent and cmdline[:2] == [b"pipewire", b"-c"]:
+        if ppid == parent and cmdline[0] == program:
             found.append(int(entry.name))
     return found
 
@@ -58,22 +64,30 @@ def alive(pid: int) -> bool:
     return state[state.rfind(")") + 2] != "Z"
 
 
-def start_native(session: PipeWireSession, server: SnapServer) -> tuple[Proc, int]:
-    """broadcaster on the native path, the app moved; returns it and its sink's host."""
-    broadcaster = start_broadcaster(session, *run_against(session, server))
+def start_native(
+    session: PipeWireSession, server: SnapServer, *, python: bool = False
+) -> tuple[Proc, int]:
+    """broadcaster on the native (or Python) path, the app moved; it and its sink's holder."""
+    env = PYTHON_PATH if python else {}
+    broadcaster = start_broadcaster(session, *run_against(session, server), extra_env=env)
     wait_until(lambda: session.stream_sinks("TargetApp") == [CAPTURE_SINK], 15, "the move")
-    assert "data path: native" in broadcaster.log_path.read_text()
-    hosts = sink_hosts(broadcaster.pid)
+    log = broadcaster.log_path.read_text()
+    assert ("data path: Python" if python else "data path: native") in log
+    hosts = sink_hosts(broadcaster.pid, b"pw-cli" if python else b"pipewire")
     assert len(hosts) == 1, hosts
     return broadcaster, hosts[0]
 
 
+@pytest.mark.parametrize("python", [False, True], ids=["native", "python"])
 def test_a_killed_broadcaster_gives_the_app_back_within_a_second(
-    tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
+    tmp_path: Path,
+    pw_session: PipeWireSession,
+    one_room: tuple[SnapServer, SnapClient],
+    python: bool,
 ) -> None:
     server, room = one_room
     pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 44100), "TargetApp")
-    broadcaster, host = start_native(pw_session, server)
+    broadcaster, host = start_native(pw_session, server, python=python)
     wait_for_tone(room, TARGET_HZ)
     killed = time.monotonic()
     broadcaster.kill()  # SIGKILL: no chance to restore anything

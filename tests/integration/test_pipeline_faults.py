@@ -10,6 +10,7 @@ import signal
 import termios
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -143,6 +144,12 @@ def _null_sink_modules(session: PipeWireSession, name: str) -> list[str]:
     ]
 
 
+def _node_name(obj: dict[str, Any]) -> str:
+    if obj.get("type") != "PipeWire:Interface:Node":
+        return ""
+    return str(obj["info"]["props"].get("node.name", ""))
+
+
 def test_a_sink_left_by_a_crashed_run_is_replaced_not_doubled(
     tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
 ) -> None:
@@ -150,15 +157,16 @@ def test_a_sink_left_by_a_crashed_run_is_replaced_not_doubled(
     pw_session.load_null_sink(CAPTURE_SINK)  # what a SIGKILLed run leaves behind
     wav = make_tone(tmp_path / "t.wav", TARGET_HZ, 48000)
     pw_session.play(wav, "TargetApp")
-    # The Python path's null sink is pipewire-pulse's; the native one dies with its run.
+    # What an older version's crash left: a pulse null sink (ours die with broadcaster).
     broadcaster = start_broadcaster(
         pw_session, *run_against(pw_session, server), extra_env=PYTHON_PATH
     )
     try:
         wait_for_tone(room, TARGET_HZ)
-        modules = _null_sink_modules(pw_session, CAPTURE_SINK)
-        # One sink, broadcaster's (pipewire-pulse may reuse the freed module index).
-        assert len(modules) == 1, (modules, broadcaster.log_tail())
+        # The stale pulse sink is gone; one sink of that name is left, broadcaster's own.
+        assert _null_sink_modules(pw_session, CAPTURE_SINK) == [], broadcaster.log_tail()
+        named = [o for o in pw_session.dump() if _node_name(o) == CAPTURE_SINK]
+        assert len(named) == 1, named
         assert "removing stale sink" in broadcaster.log_path.read_text()
     finally:
         code = stop_broadcaster(broadcaster)

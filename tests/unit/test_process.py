@@ -11,6 +11,7 @@ import pytest
 
 from broadcaster import process
 from broadcaster.process import ChildProcess, run_command
+from tests.support.procs import wait_until
 
 
 def alive(pid: int) -> bool:
@@ -96,3 +97,47 @@ async def test_a_stderr_line_over_64_kib_is_cut_and_draining_goes_on() -> None:
     assert tail[0] == "x" * process.MAX_STDERR_LINE + " [line cut]"
     assert tail[1] == "y" * process.MAX_STDERR_LINE + " [line cut]"
     assert tail[2:] == ["after"] * 50_000 + ["bye"]
+
+
+async def test_stdin_is_written_and_stays_open_until_stop() -> None:
+    child = ChildProcess(["cat"], stdin=b"create-node\n", read_stdout=True)
+    async with child:
+        assert await asyncio.wait_for(child.stdout.readline(), 5) == b"create-node\n"
+        await asyncio.sleep(0.1)
+        assert child.running  # no EOF on its stdin: cat waits for more
+    assert child.returncode is not None
+
+
+async def test_a_child_that_dies_with_its_parent() -> None:
+    """A grandchild started with die_with_parent is killed when its parent is SIGKILLed."""
+    script = (
+        "import asyncio, sys\n"
+        "from broadcaster.process import ChildProcess\n"
+        "async def main():\n"
+        "    child = ChildProcess(['sleep', '60'], die_with_parent=True)\n"
+        "    await child.start()\n"
+        "    print(child.pid, flush=True)\n"
+        "    await asyncio.sleep(60)\n"
+        "asyncio.run(main())\n"
+    )
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE
+    )
+    assert parent.stdout is not None
+    grandchild = int(await asyncio.wait_for(parent.stdout.readline(), 10))
+    assert alive(grandchild)
+    parent.kill()
+    await parent.wait()
+    await asyncio.to_thread(
+        wait_until, lambda: not _running(grandchild), 5, "the grandchild to die", interval=0.02
+    )
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan waits for init to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            text = stat.read()
+    except OSError:
+        return False
+    return text[text.rfind(")") + 2] != "Z"
