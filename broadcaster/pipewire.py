@@ -53,6 +53,8 @@ class AppStream:
     """The sink the session manager was told to route it to (``target.object`` or
     ``target.node``, resolved to a node name), if any."""
     dont_move: bool = False
+    volumes: tuple[float, ...] = ()
+    """Its channel volumes (linear), the user's setting; empty when not reported."""
 
     def describe(self) -> str:
         who = self.app_name or self.binary or self.name
@@ -140,6 +142,7 @@ def parse_dump(objects: Sequence[Mapping[str, Any]]) -> Graph:
     links: dict[int, list[int]] = {}  # output node id -> input node ids
     targets: dict[int, tuple[str, str]] = {}  # node id -> (metadata key, value)
     default_sink = ""
+    volumes: dict[int, tuple[float, ...]] = {}
     for obj in objects:
         kind = obj.get("type", "")
         info = _mapping(obj.get("info"))
@@ -151,6 +154,7 @@ def parse_dump(objects: Sequence[Mapping[str, Any]]) -> Graph:
             clients[oid] = props
         elif kind == "PipeWire:Interface:Node":
             nodes.append((oid, props))
+            volumes[oid] = _channel_volumes(info)
         elif kind == "PipeWire:Interface:Link":
             out_node, in_node = _int(info.get("output-node-id")), _int(info.get("input-node-id"))
             if out_node is not None and in_node is not None:
@@ -229,9 +233,23 @@ def parse_dump(objects: Sequence[Mapping[str, Any]]) -> Graph:
                 target=target,
                 dont_move=str(props.get("node.dont-reconnect", "")).lower() == "true"
                 or str(props.get("node.dont-move", "")).lower() == "true",
+                volumes=volumes.get(oid, ()),
             )
         )
     return Graph(tuple(streams), tuple(sinks), default_sink)
+
+
+def _channel_volumes(info: Mapping[str, Any]) -> tuple[float, ...]:
+    """A node's ``channelVolumes`` from its Props param, if it reports them."""
+    props = _mapping(info.get("params")).get("Props")
+    for entry in props if isinstance(props, list) else []:
+        values = _mapping(entry).get("channelVolumes")
+        if isinstance(values, list):
+            try:
+                return tuple(float(v) for v in values)
+            except (TypeError, ValueError):
+                return ()
+    return ()
 
 
 def _metadata_name(value: Any) -> str:
@@ -436,6 +454,23 @@ class PipeWire:
             sink_name,
         )
         if not result.ok:
+            raise PipeWireError(result.describe_failure())
+
+    async def set_soft_volumes(self, node_id: int, volumes: Sequence[float]) -> None:
+        """Set a stream's soft volumes: the gain applied, leaving the user's volume alone.
+
+        PipeWire's audioconvert multiplies a stream by its ``softVolumes``,
+        which follow ``channelVolumes`` (the volume the user and the app see)
+        until set on their own.  Set here, they change what plays without
+        moving the app's volume slider and without WirePlumber storing them;
+        the next change of ``channelVolumes`` replaces them again.
+        """
+        values = ", ".join(f"{max(0.0, v):.6f}" for v in volumes)
+        result = await self._run(
+            "pw-cli", "set-param", str(node_id), "Props", f'{{ "softVolumes": [ {values} ] }}'
+        )
+        # pw-cli 0.3.65 exits 0 and prints "Error: ..." on stdout for a gone node.
+        if not result.ok or "Error" in result.stdout + result.stderr:
             raise PipeWireError(result.describe_failure())
 
     def subscribe(self) -> ChildProcess:

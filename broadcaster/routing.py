@@ -161,6 +161,7 @@ class Router:
         on_sink_missing: Callable[[], Awaitable[None]] | None = None,
         on_sink_back: Callable[[], None] | None = None,
         on_playing: Callable[[bool], None] | None = None,
+        on_graph: Callable[[Graph], None] | None = None,
     ) -> None:
         self._pw = pipewire
         self.target = target
@@ -172,6 +173,7 @@ class Router:
         self._on_sink_missing = on_sink_missing
         self._on_sink_back = on_sink_back
         self._on_playing = on_playing
+        self._on_graph = on_graph
         self._sink_missing = False
         self._warned_dont_move: set[int] = set()
         self._moved_at: dict[int, float] = {}
@@ -218,6 +220,8 @@ class Router:
             self.found.set()
         if self._on_playing is not None:
             self._on_playing(bool(self.streams))
+        if self._on_graph is not None:
+            self._on_graph(graph)
         if not self._app_origin:
             self._app_origin = next(
                 (o for o in self._origins.values() if o and o != self.sink_name), ""
