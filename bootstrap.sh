@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 
 RUN_PACKAGES=(snapserver snapclient pipewire pipewire-bin wireplumber pipewire-pulse util-linux
               pulseaudio-utils dbus libsoxr0 python3 python3-venv python3-pip)
-TEST_PACKAGES=(dbus-daemon ffmpeg sox iproute2 chromium nodejs procps mpv mpv-mpris)
+TEST_PACKAGES=(dbus-daemon ffmpeg sox iproute2 chromium nodejs procps mpv mpv-mpris espeak-ng)
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 

@@ -265,6 +265,43 @@ class ProcessingConfig:
 
 
 @dataclass(frozen=True)
+class AnnounceConfig:
+    """Announcements over the music (see :mod:`broadcaster.announce`)."""
+
+    duck_db: float = 12.0
+    """How far the music is lowered while an announcement plays."""
+    ramp_ms: int = 250
+    """How long the music takes to go down and to come back up."""
+    announcer: str = ""
+    """An app (name as for ``run APP``) whose sound is mixed in, the music ducked
+    while it plays: a doorbell program, a player speaking Home Assistant's TTS."""
+    lead_ms: int = 300
+    """Silence before an announcement: the music is ducked meanwhile."""
+    max_seconds: float = 120.0
+    """Longest announcement (a file or spoken text)."""
+    max_upload_mb: float = 16.0
+    """Largest sound file ``POST /api/announce`` accepts."""
+    voice: str = ""
+    """espeak-ng voice for spoken announcements (``espeak-ng --voices``); empty: its default."""
+
+    def validate(self) -> None:
+        if not 0 <= self.duck_db <= 60:
+            raise ConfigError(f"announce.duck_db = {self.duck_db} is out of range (0-60 dB)")
+        if not 0 <= self.ramp_ms <= 2000:
+            raise ConfigError(f"announce.ramp_ms = {self.ramp_ms} is out of range (0-2000)")
+        if not 0 <= self.lead_ms <= 5000:
+            raise ConfigError(f"announce.lead_ms = {self.lead_ms} is out of range (0-5000)")
+        if not 1 <= self.max_seconds <= 3600:
+            raise ConfigError(f"announce.max_seconds = {self.max_seconds} is out of range (1-3600)")
+        if not 0.1 <= self.max_upload_mb <= 512:
+            raise ConfigError(
+                f"announce.max_upload_mb = {self.max_upload_mb} is out of range (0.1-512)"
+            )
+        if self.voice and not re.fullmatch(r"[A-Za-z0-9_+.-]{1,64}", self.voice):
+            raise ConfigError(f"announce.voice = {self.voice!r} is not an espeak-ng voice name")
+
+
+@dataclass(frozen=True)
 class Config:
     """All of broadcaster's settings."""
 
@@ -277,13 +314,21 @@ class Config:
     snapserver: SnapserverConfig = field(default_factory=SnapserverConfig)
     web: WebConfig = field(default_factory=WebConfig)
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)
+    announce: AnnounceConfig = field(default_factory=AnnounceConfig)
 
     def validate(self) -> None:
         if not 0.1 <= self.timeout <= 300:
             raise ConfigError(f"timeout = {self.timeout} is out of range (0.1-300 seconds)")
         if self.server:
             parse_address(self.server, DEFAULT_CONTROL_PORT)
-        for section in (self.capture, self.delivery, self.snapserver, self.web, self.processing):
+        for section in (
+            self.capture,
+            self.delivery,
+            self.snapserver,
+            self.web,
+            self.processing,
+            self.announce,
+        ):
             section.validate()
 
 

@@ -87,3 +87,7 @@ class CoverError(BroadcasterError):
 
 class CoverMissingError(CoverError):
     """The announced cover file does not exist (any more) or cannot be read."""
+
+
+class AnnounceError(BroadcasterError):
+    """An announcement could not be prepared or played (undecodable file, no speech)."""

@@ -21,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from .announce import Ducker, announcements_on
 from .audio import SNAPCAST_FORMAT, AudioFormat, Converter
 from .capture import CaptureStats, Recorder
 from .config import Config, is_local_host, parse_address, parse_tcp_url
@@ -32,7 +33,7 @@ from .delivery import Delivery, DeliveryStats, PipeDelivery, TcpDelivery, pipe_c
 from .errors import BroadcasterError, ControlError, DeliveryError, PipeWireError, UnsafePathError
 from .native import PipeSink, python_path_reason
 from .nowplaying import PlayerMatch, write_target
-from .pipewire import PipeWire, TargetApp
+from .pipewire import Graph, PipeWire, TargetApp
 from .processing import Chain, ProcessingStats, build_processor
 from .routing import Router, VirtualSink, sink_name_for
 from .snapserver import EmbeddedSnapserver
@@ -113,6 +114,9 @@ class Broadcast:
         """The snapserver stream fed, when known (for its now-playing controlscript)."""
         self.ready = asyncio.Event()
         """Set once capture and delivery are running."""
+        self._sources: set[str] = set()
+        """What plays on the capture sink now: the app, announcements, the announcer app."""
+        self.ducker: Ducker | None = None
 
     # --- destination -------------------------------------------------------
 
@@ -217,27 +221,89 @@ class Broadcast:
         self.native_sink = sink
         self.status.sink = sink.name
         self.status.delivery.connected = True
+        ducker, on_graph, announcer = self._announcements(sink.name, None)
         router = Router(
             self._pw,
             self.target,
             sink.name,
             on_sink_missing=sink.create,
-            on_playing=lambda playing: self._playing(playing, None),
+            on_playing=lambda playing: self._playing("app", playing, None),
+            on_graph=on_graph,
         )
         self._router = router
         if cfg.capture.restore:
             stack.push_async_callback(router.restore)
+        self._own_announcements(stack, ducker, announcer)
 
         async def renamed(name: str) -> None:
             self.status.sink = name
             await router.retarget(name)
+            if announcer is not None:
+                await announcer.retarget(name)
 
         async with asyncio.TaskGroup() as tasks:
             owned = [
                 tasks.create_task(router.follow(), name="router"),
                 tasks.create_task(sink.watch(renamed), name="pipe-sink"),
             ]
+            owned += self._announcement_tasks(tasks, ducker, announcer)
             await self._running(tasks, owned, stop, sink.name, f"pipe {fifo}")
+
+    # --- announcements (broadcaster/announce.py) ------------------------------
+
+    def _announcements(
+        self, sink_name: str, recorder: Recorder | None
+    ) -> tuple[Ducker, Callable[[Graph], None], Router | None]:
+        """The ducker, the music Router's look at each graph, the announcer app's Router.
+
+        Announcements played into the sink (``broadcaster announce``) and the
+        announcer app duck the music streams the Router moved, and count as
+        something playing on the sink.
+        """
+        cfg = self.config
+        ducker = Ducker(self._pw, duck_db=cfg.announce.duck_db, ramp_ms=cfg.announce.ramp_ms)
+        self.ducker = ducker
+
+        def on_graph(graph: Graph) -> None:
+            router = self._router
+            if router is None:
+                return
+            ducker.set_music(router.streams)
+            announcing = bool(announcements_on(graph, router.sink_name))
+            ducker.set_reason("announcement", announcing)
+            self._playing("announcement", announcing, recorder)
+
+        announcer: Router | None = None
+        if cfg.announce.announcer:
+
+            def announcer_playing(playing: bool) -> None:
+                ducker.set_reason("announcer", playing)
+                self._playing("announcer", playing, recorder)
+
+            announcer = Router(
+                self._pw,
+                TargetApp(name=cfg.announce.announcer),
+                sink_name,
+                on_playing=announcer_playing,
+            )
+        return ducker, on_graph, announcer
+
+    def _own_announcements(
+        self, stack: contextlib.AsyncExitStack, ducker: Ducker, announcer: Router | None
+    ) -> None:
+        # LIFO: the music's own volume is back, and the announcer app back where
+        # it played, before the music moves back.
+        if announcer is not None and self.config.capture.restore:
+            stack.push_async_callback(announcer.restore)
+        stack.push_async_callback(ducker.release)
+
+    def _announcement_tasks(
+        self, tasks: asyncio.TaskGroup, ducker: Ducker, announcer: Router | None
+    ) -> list[asyncio.Task[None]]:
+        owned = [tasks.create_task(ducker.run(), name="ducker")]
+        if announcer is not None:
+            owned.append(tasks.create_task(announcer.follow(), name="announcer"))
+        return owned
 
     async def _running(
         self,
@@ -297,6 +363,7 @@ class Broadcast:
             # PipeWire (pipewire-pulse) restarted and took the virtual sink with it.
             await virtual.create()
 
+        ducker, on_graph, announcer = self._announcements(sink_name, recorder)
         router = Router(
             self._pw,
             self.target,
@@ -304,12 +371,14 @@ class Broadcast:
             on_sink_missing=None if cfg.capture.sink else recreate_sink,
             # pw-record does not re-link by itself (node.dont-reconnect): restart it.
             on_sink_back=recorder.restart,
-            on_playing=lambda playing: self._playing(playing, recorder),
+            on_playing=lambda playing: self._playing("app", playing, recorder),
+            on_graph=on_graph,
         )
         self._router = router
         if cfg.capture.restore:
             # Runs before the virtual sink is removed (the exit stack is LIFO).
             stack.push_async_callback(router.restore)
+        self._own_announcements(stack, ducker, announcer)
 
         converter = Converter(capture_format, SNAPCAST_FORMAT, processor=processor)
 
@@ -319,12 +388,18 @@ class Broadcast:
                 tasks.create_task(delivery.run(), name="delivery"),
                 tasks.create_task(self._pump(recorder, converter, delivery), name="pump"),
             ]
+            owned += self._announcement_tasks(tasks, ducker, announcer)
             await self._running(tasks, owned, stop, sink_name, delivery.target)
 
-    def _playing(self, playing: bool, recorder: Recorder | None) -> None:
-        """The Router saw the app start or stop having streams on the sink."""
+    def _playing(self, source: str, active: bool, recorder: Recorder | None) -> None:
+        """Something (the app, an announcement) started or stopped playing on the sink."""
+        if active:
+            self._sources.add(source)
+        else:
+            self._sources.discard(source)
+        playing = bool(self._sources)
         if recorder is not None:
-            # Record only while the app plays: idle, neither we nor PipeWire wake up.
+            # Record only while something plays: idle, neither we nor PipeWire wake up.
             recorder.set_wanted(playing)
         router = self._router
         if playing and router is not None:

@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "broadcaster.cli.serve",
     "broadcaster.cli.control",
     "broadcaster.cli.transport",
+    "broadcaster.cli.announce",
 )
 
 EXIT_ERROR = 1

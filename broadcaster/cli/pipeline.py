@@ -47,6 +47,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--no-restore", action="store_true", help="leave the app on the capture sink at exit"
     )
+    parser.add_argument(
+        "--announcer",
+        metavar="APP",
+        help="mix APP's sound in and lower the music while it plays (a doorbell program)",
+    )
+    parser.add_argument(
+        "--duck", type=_gain, metavar="DB", help="how far announcements lower the music (12dB)"
+    )
     _add_processing(parser)
     parser.set_defaults(handler=_run)
 
@@ -118,6 +126,8 @@ async def _run(args: argparse.Namespace) -> int:
             "processing.mono": args.mono,
             "processing.swap": args.swap,
             "processing.filter": args.filter,
+            "announce.announcer": args.announcer,
+            "announce.duck_db": abs(args.duck) if args.duck is not None else None,
         },
     )
     if args.pid is not None:

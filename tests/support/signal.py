@@ -45,3 +45,40 @@ def band_energy(samples: Float, rate: int, freq: float, width: float = 20.0) -> 
 
 def rms(samples: Float) -> float:
     return float(np.sqrt(np.mean(np.square(samples))))
+
+
+def tone_amplitudes(
+    samples: Float, rate: int, freqs: tuple[float, ...], window: int = 960
+) -> npt.NDArray[np.float64]:
+    """Per window of ``window`` samples, the amplitude of each of ``freqs`` (windows x freqs).
+
+    A least-squares fit of a sine and cosine per frequency (and a constant):
+    exact for steady tones whatever the window holds of their period.
+    """
+    count = len(samples) // window
+    t = np.arange(window) / rate
+    basis = np.column_stack(
+        [f(2 * np.pi * freq * t) for freq in freqs for f in (np.sin, np.cos)] + [np.ones(window)]
+    )
+    pinv = np.linalg.pinv(basis)
+    out = np.zeros((count, len(freqs)))
+    for i in range(count):
+        block = samples[i * window : (i + 1) * window]
+        # The phase moves from window to window; the fit absorbs it.
+        coef = pinv @ block
+        out[i] = np.hypot(coef[0 : 2 * len(freqs) : 2], coef[1 : 2 * len(freqs) : 2])
+    return out
+
+
+def highband_peaks(samples: Float, rate: int, cutoff: float, window: int = 480) -> Float:
+    """Per window, the peak of what lies above ``cutoff`` Hz: clicks, not tones below it."""
+    spectrum = np.fft.rfft(samples)
+    spectrum[np.fft.rfftfreq(len(samples), 1 / rate) < cutoff] = 0
+    high = np.fft.irfft(spectrum, len(samples))
+    count = len(high) // window
+    peaks: Float = np.abs(high[: count * window]).reshape(count, window).max(axis=1)
+    return peaks
+
+
+def db(value: float) -> float:
+    return float(20 * np.log10(max(value, 1e-12)))

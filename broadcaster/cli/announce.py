@@ -1,0 +1,56 @@
+"""``broadcaster announce``: a sound or spoken text over the music, ducked."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "announce",
+        help="play a sound or say something over the music, in every room or in some",
+        description="Play a sound file (WAV, FLAC, Ogg, MP3) or spoken text over the music of "
+        "the running broadcasts: the music goes down while it plays and comes back after.",
+    )
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("file", nargs="?", help="the sound file to play")
+    what.add_argument("--say", metavar="TEXT", help="say TEXT (needs espeak-ng)")
+    parser.add_argument(
+        "--sink", action="append", help="the capture sink to play into (default: every broadcast's)"
+    )
+    parser.add_argument("--voice", help="espeak-ng voice for --say (espeak-ng --voices)")
+    parser.add_argument("--server", metavar="HOST[:PORT]", help="snapserver's control address")
+    parser.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="deadline for each request (default 5)"
+    )
+    parser.set_defaults(handler=_announce)
+
+
+async def _announce(args: argparse.Namespace) -> int:
+    from ..announce import announce
+    from ..config import load
+
+    config = load(
+        args.config,
+        overrides={
+            "server": args.server,
+            "timeout": args.timeout,
+            "announce.voice": args.voice,
+        },
+    )
+    cfg = config.announce
+    result = await announce(
+        sound_file=args.file,
+        text=args.say or "",
+        sinks=args.sink or (),
+        lead_ms=cfg.lead_ms,
+        max_seconds=cfg.max_seconds,
+        voice=cfg.voice,
+    )
+    where = ", ".join(result.rooms) if result.rooms else ", ".join(result.sinks)
+    _LOGGER.info("announced %.1f s in %s (waited %.1f s)", result.seconds, where, result.waited)
+    return 0
