@@ -327,9 +327,9 @@ class AnnounceQueue:
 
     @classmethod
     def default(cls, env: Mapping[str, str] | None = None) -> AnnounceQueue:
-        env = os.environ if env is None else env
-        runtime = env.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-        return cls(Path(runtime) / "broadcaster" / "announce.lock")
+        from .paths import runtime_dir
+
+        return cls(runtime_dir(env) / "announce.lock")
 
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[float]:
