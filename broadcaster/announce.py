@@ -52,6 +52,9 @@ _LOGGER = logging.getLogger(__name__)
 ANNOUNCE_APP = "broadcaster-announce"
 """``application.name`` of the streams :func:`announce` plays."""
 
+ANNOUNCE_STREAM = "broadcaster-announce"
+"""The snapserver stream announcements for chosen rooms play on (never a capture's)."""
+
 FADE_MS = 5.0
 """Raised-cosine fade at both ends of an announcement: no click where it starts or stops."""
 
@@ -287,12 +290,8 @@ async def speak(text: str, path: Path, *, voice: str = "", timeout: float = 30.0
         raise AnnounceError(result.describe_failure())
 
 
-def prepare(sound: Sound, path: Path, *, lead_ms: float) -> float:
-    """Write ``sound`` as a 16-bit stereo WAV with a silent lead-in, fades and a silent tail.
-
-    Returns the seconds it lasts.  Mono is played on both channels, more than
-    two channels are mixed down; PipeWire converts the rate on the way.
-    """
+def _shaped(sound: Sound, lead_ms: float) -> np.ndarray:
+    """``sound`` in stereo with a silent lead-in, fades and a silent tail (floats)."""
     samples = sound.samples.astype(np.float64)
     if sound.channels == 1:
         samples = np.repeat(samples, 2, axis=1)
@@ -305,13 +304,36 @@ def prepare(sound: Sound, path: Path, *, lead_ms: float) -> float:
         samples[-fade:] *= ramp[::-1, None]
     lead = np.zeros((int(sound.rate * lead_ms / 1000), 2))
     tail = np.zeros((int(sound.rate * TAIL_MS / 1000), 2))
-    pcm = np.clip(np.round(np.concatenate([lead, samples, tail]) * 32767), -32768, 32767)
+    return np.concatenate([lead, samples, tail])
+
+
+def _s16(samples: np.ndarray) -> bytes:
+    return bytes(np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2").tobytes())
+
+
+def prepare(sound: Sound, path: Path, *, lead_ms: float) -> float:
+    """Write ``sound`` as a 16-bit stereo WAV with a silent lead-in, fades and a silent tail.
+
+    Returns the seconds it lasts.  Mono is played on both channels, more than
+    two channels are mixed down; PipeWire converts the rate on the way.
+    """
+    shaped = _shaped(sound, lead_ms)
     with wave.open(str(path), "wb") as out:
         out.setnchannels(2)
         out.setsampwidth(2)
         out.setframerate(sound.rate)
-        out.writeframes(pcm.astype("<i2").tobytes())
-    return len(pcm) / sound.rate
+        out.writeframes(_s16(shaped))
+    return len(shaped) / sound.rate
+
+
+def prepare_pcm(sound: Sound, *, lead_ms: float) -> bytes:
+    """``sound`` shaped as :func:`prepare` does, as snapserver's 48 kHz S16LE stereo."""
+    shaped = _shaped(sound, lead_ms)
+    if sound.rate != 48000:
+        import soxr
+
+        shaped = soxr.resample(shaped, sound.rate, 48000, quality="HQ")
+    return _s16(shaped)
 
 
 # --- one at a time ---------------------------------------------------------------

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .announce import Ducker, announcements_on
+from .announce import ANNOUNCE_STREAM, Ducker, announcements_on
 from .audio import SNAPCAST_FORMAT, AudioFormat, Converter
 from .capture import CaptureStats, Recorder
 from .config import Config, is_local_host, parse_address, parse_tcp_url
@@ -70,7 +70,7 @@ class Destination:
 
 def pick_stream(streams: list[StreamInfo], wanted: str) -> StreamInfo:
     """The pipe stream to feed: the one named ``wanted``, else the first pipe stream."""
-    pipes = [s for s in streams if s.scheme == "pipe"]
+    pipes = [s for s in streams if s.scheme == "pipe" and s.id != ANNOUNCE_STREAM]
     if wanted:
         for stream in streams:
             if wanted in (stream.id, stream.query.get("name")):

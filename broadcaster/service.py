@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from .announce import ANNOUNCE_STREAM
 from .config import Config, is_local_host, parse_address
 from .delivery import Delivery, DeliveryStats
 from .errors import BusyError, ConfigError, NotFoundError
@@ -406,7 +407,11 @@ class Service:
             return list(self.managed.slots)
         if not is_local_host(self.snap.host):
             return []
-        return [Slot(s.id, Path(s.path)) for s in self.snap.view().streams if s.scheme == "pipe"]
+        return [
+            Slot(s.id, Path(s.path))
+            for s in self.snap.view().streams
+            if s.scheme == "pipe" and s.id != ANNOUNCE_STREAM  # announcements' own
+        ]
 
     def _free_slot(self, wanted: str | None) -> Slot:
         slots = self.slots()

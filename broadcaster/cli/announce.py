@@ -14,11 +14,19 @@ def register(subparsers: Any) -> None:
         "announce",
         help="play a sound or say something over the music, in every room or in some",
         description="Play a sound file (WAV, FLAC, Ogg, MP3) or spoken text over the music of "
-        "the running broadcasts: the music goes down while it plays and comes back after.",
+        "the running broadcasts: the music goes down while it plays and comes back after. "
+        "With --rooms, only those rooms hear it and the others keep the music undisturbed.",
     )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("file", nargs="?", help="the sound file to play")
     what.add_argument("--say", metavar="TEXT", help="say TEXT (needs espeak-ng)")
+    parser.add_argument(
+        "--rooms",
+        nargs="+",
+        metavar="ROOM",
+        help="play only in these rooms (name, host name or id); they return to their "
+        "group, stream, volume and mute afterwards",
+    )
     parser.add_argument(
         "--sink", action="append", help="the capture sink to play into (default: every broadcast's)"
     )
@@ -43,14 +51,21 @@ async def _announce(args: argparse.Namespace) -> int:
         },
     )
     cfg = config.announce
-    result = await announce(
-        sound_file=args.file,
-        text=args.say or "",
-        sinks=args.sink or (),
-        lead_ms=cfg.lead_ms,
-        max_seconds=cfg.max_seconds,
-        voice=cfg.voice,
-    )
+    if args.rooms:
+        from ..announce_rooms import announce_in_rooms
+
+        result = await announce_in_rooms(
+            config, args.rooms, sound_file=args.file, text=args.say or ""
+        )
+    else:
+        result = await announce(
+            sound_file=args.file,
+            text=args.say or "",
+            sinks=args.sink or (),
+            lead_ms=cfg.lead_ms,
+            max_seconds=cfg.max_seconds,
+            voice=cfg.voice,
+        )
     where = ", ".join(result.rooms) if result.rooms else ", ".join(result.sinks)
     _LOGGER.info("announced %.1f s in %s (waited %.1f s)", result.seconds, where, result.waited)
     return 0

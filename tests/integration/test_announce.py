@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +28,9 @@ from tests.integration.test_pipeline import (
     wait_for_tone,
 )
 from tests.support.pipewire import PipeWireSession
-from tests.support.procs import wait_until
+from tests.support.procs import Proc, wait_until
 from tests.support.signal import db, highband_peaks, s16_stereo_to_float, tone_amplitudes
-from tests.support.snapserver import SnapClient, SnapServer
+from tests.support.snapserver import SnapClient, SnapServer, StreamSpec
 
 pytestmark = pytest.mark.integration
 _LOGGER = logging.getLogger(__name__)
@@ -76,6 +77,14 @@ def _near_gaps(samples: np.ndarray, window: int, count: int) -> np.ndarray:
     runs = np.convolve(silent, np.ones(48), mode="same") >= 47.5
     gappy = runs.reshape(count, window).any(axis=1)
     return gappy | np.roll(gappy, 1) | np.roll(gappy, -1)
+
+
+def _longest_silence(samples: np.ndarray) -> float:
+    """The longest run of digital silence, in seconds."""
+    silent = np.concatenate([[False], np.abs(samples) < 1e-4, [False]])
+    edges = np.flatnonzero(np.diff(silent.astype(np.int8)))
+    runs = edges[1::2] - edges[::2]
+    return float(runs.max()) / 48000 if len(runs) else 0.0
 
 
 def analyse(audio: bytes) -> Heard:
@@ -130,6 +139,26 @@ def run_cli(
     )
 
 
+def play_music(
+    tmp_path: Path,
+    pw_session: PipeWireSession,
+    server: SnapServer,
+    *args: str,
+    path: str = "native",
+) -> Proc:
+    """The music app playing 660 Hz, and ``broadcaster run`` capturing it into ``server``.
+
+    ``path``: the data path, native (PipeWire writes the fifo) or python.
+    """
+    music = make_tone(tmp_path / "music.wav", MUSIC_HZ, 48000)
+    pw_session.play(music, "MusicApp")
+    return start_broadcaster(
+        pw_session,
+        *("run", "MusicApp", *args, "--server", f"127.0.0.1:{server.control_port}"),
+        extra_env={"BROADCASTER_CAPTURE_NATIVE": str(path == "native").lower()},
+    )
+
+
 def audio_since(room: SnapClient, offset: int, seconds_after: float, before: int) -> bytes:
     """The room's output from ``offset``, once ``seconds_after`` more has been written."""
     wait_until(
@@ -138,19 +167,22 @@ def audio_since(room: SnapClient, offset: int, seconds_after: float, before: int
     return room.read_from(offset)
 
 
+@pytest.mark.parametrize("path", ["native", "python"])
 def test_an_announcement_ducks_the_music_in_every_room_and_it_comes_back(
     tmp_path: Path,
     pw_session: PipeWireSession,
     house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+    path: str,
 ) -> None:
     server, rooms = house
-    music = make_tone(tmp_path / "music.wav", MUSIC_HZ, 48000)
     bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 48000, seconds=2)
-    pw_session.play(music, "MusicApp")
-    broadcaster = start_broadcaster(
-        pw_session, "run", "MusicApp", "--server", f"127.0.0.1:{server.control_port}"
-    )
+    broadcaster = play_music(tmp_path, pw_session, server, path=path)
     try:
+        wait_until(
+            lambda: f"data path: {path}" in broadcaster.log_path.read_text().lower(),
+            15,
+            "the data path",
+        )
         for room in rooms:
             wait_for_tone(room, MUSIC_HZ)
             fresh_audio(room, 1.2)
@@ -200,18 +232,8 @@ def test_an_announcer_app_ducks_the_music_each_time_it_plays(
 ) -> None:
     server, rooms = house
     room = rooms[0]
-    music = make_tone(tmp_path / "music.wav", MUSIC_HZ, 48000)
     bell = faded_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 2.0)
-    pw_session.play(music, "MusicApp")
-    broadcaster = start_broadcaster(
-        pw_session,
-        "run",
-        "MusicApp",
-        "--announcer",
-        "DoorBell",
-        "--server",
-        f"127.0.0.1:{server.control_port}",
-    )
+    broadcaster = play_music(tmp_path, pw_session, server, "--announcer", "DoorBell")
     try:
         wait_for_tone(room, MUSIC_HZ)
         fresh_audio(room, 1.2)  # a second of steady music to measure L on
@@ -232,5 +254,168 @@ def test_an_announcer_app_ducks_the_music_each_time_it_plays(
         # onto the capture sink while it plays, so its sound starts abruptly.)
         # The doorbell's streams are gone; nothing of it is left on the capture sink.
         assert pw_session.stream_sinks("DoorBell") == []
+    finally:
+        assert stop_broadcaster(broadcaster) == 0
+
+
+@pytest.fixture
+def two_streams(
+    tmp_path: Path, pw_session: PipeWireSession, snap_tools: None
+) -> Iterator[tuple[SnapServer, list[SnapClient]]]:
+    """A snapserver with the music's stream and the announcement stream, and two rooms."""
+    base = tmp_path / "snap"
+    server = SnapServer(
+        base,
+        [
+            StreamSpec("Main", path=base / "fifo"),
+            StreamSpec("broadcaster-announce", path=base / "announce-fifo"),
+        ],
+    )
+    server.start()
+    rooms = [SnapClient(server, f"room{i}", tmp_path / f"room{i}.raw") for i in (1, 2)]
+    try:
+        for room in rooms:
+            room.start()
+        wait_until(lambda: len(server.clients()) == 2, 15, "both rooms to connect")
+        yield server, rooms
+    finally:
+        for room in rooms:
+            room.stop()
+        server.stop()
+
+
+def _grouping(server: SnapServer) -> list[tuple[str, str, bool, tuple[tuple[str, int, bool], ...]]]:
+    """Each group's name, stream, mute and rooms (id, volume, mute), in a stable order."""
+    return sorted(
+        (
+            g["name"],
+            g["stream_id"],
+            g["muted"],
+            tuple(
+                sorted(
+                    (c["id"], c["config"]["volume"]["percent"], c["config"]["volume"]["muted"])
+                    for c in g["clients"]
+                )
+            ),
+        )
+        for g in server.status()["groups"]
+    )
+
+
+def test_an_announcement_in_one_room_leaves_the_other_undisturbed(
+    tmp_path: Path,
+    pw_session: PipeWireSession,
+    two_streams: tuple[SnapServer, list[SnapClient]],
+) -> None:
+    server, (room1, room2) = two_streams
+    # Both rooms in one named group on the music's stream, with volumes of their own.
+    group = next(g for g in server.status()["groups"] if "room1" in str(g["clients"]))
+    server.rpc("Group.SetClients", {"id": group["id"], "clients": ["room1", "room2"]})
+    server.rpc("Group.SetName", {"id": group["id"], "name": "downstairs"})
+    server.rpc("Client.SetVolume", {"id": "room1", "volume": {"percent": 40, "muted": False}})
+    server.rpc("Client.SetVolume", {"id": "room2", "volume": {"percent": 100, "muted": False}})
+    before = _grouping(server)
+
+    bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 44100, seconds=2)
+    broadcaster = play_music(tmp_path, pw_session, server)
+    try:
+        for room in (room1, room2):
+            wait_for_tone(room, MUSIC_HZ)
+        offsets = [room1.size(), room2.size()]
+        result = run_cli(
+            pw_session,
+            "-v",
+            "announce",
+            str(bell),
+            "--rooms",
+            "room1",
+            "--server",
+            f"127.0.0.1:{server.control_port}",
+        )
+        assert result.returncode == 0, result.stderr
+        # The chosen room is back in its group, on its stream, at its volume and mute.
+        assert _grouping(server) == before
+        ends = [room1.size(), room2.size()]
+        chosen = audio_since(room1, offsets[0], 1.0, ends[0])
+        other = audio_since(room2, offsets[1], 1.0, ends[1])
+        (tmp_path / "heard-room1.raw").write_bytes(chosen)
+        (tmp_path / "heard-room2.raw").write_bytes(other)
+        # room1 heard the announcement (its volume 40 % is applied by snapclient).
+        left = s16_stereo_to_float(chosen)[:, 0]
+        amps = tone_amplitudes(left, 48000, (MUSIC_HZ, ANNOUNCE_HZ))
+        assert amps[:, 1].max() > AMPLITUDE / 10
+        # room2 never heard it, and its music never dipped (gaps of a loaded machine aside).
+        left = s16_stereo_to_float(other)[:, 0]
+        amps = tone_amplitudes(left, 48000, (MUSIC_HZ, ANNOUNCE_HZ))
+        gaps = _near_gaps(left, 960, len(amps))
+        assert amps[~gaps, 1].max() < AMPLITUDE / 100
+        # A group change around it would silence it for a few hundred ms: no
+        # silence longer than the short gaps a loaded machine makes.
+        assert _longest_silence(left) < 0.1
+        steady = amps[~gaps, 0]
+        assert db(float(steady.min())) > db(AMPLITUDE) - 1
+        assert broadcaster.alive(), broadcaster.log_tail()
+    finally:
+        assert stop_broadcaster(broadcaster) == 0
+
+
+def test_a_snapserver_that_vanishes_mid_announcement_is_told_in_one_line(
+    tmp_path: Path,
+    pw_session: PipeWireSession,
+    two_streams: tuple[SnapServer, list[SnapClient]],
+) -> None:
+    server, _ = two_streams
+    before = _grouping(server)
+    bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 48000, seconds=10)
+    env = {k: v for k, v in pw_session.env.items() if not k.startswith("BROADCASTER_")}
+    command = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "broadcaster", "announce", str(bell)),
+            *("--rooms", "room1", "--server", f"127.0.0.1:{server.control_port}"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: _grouping(server) != before, 20, "room1 to leave its group")
+        server.kill()
+        _, err = command.communicate(timeout=30)
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.wait()
+    assert command.returncode == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "broadcaster scene restore before-announcement" in lines[0]
+    scenes = Path(pw_session.env["XDG_STATE_HOME"]) / "broadcaster" / "scenes.json"
+    assert "before-announcement" in scenes.read_text()
+
+
+def test_spoken_text_is_said_over_the_ducked_music(
+    tmp_path: Path,
+    pw_session: PipeWireSession,
+    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+) -> None:
+    server, rooms = house
+    room = rooms[0]
+    broadcaster = play_music(tmp_path, pw_session, server)
+    try:
+        wait_for_tone(room, MUSIC_HZ)
+        offset = room.size()
+        result = run_cli(pw_session, "announce", "--say", "Dinner is ready in the kitchen")
+        assert result.returncode == 0, result.stderr
+        audio = audio_since(room, offset, 1.5, room.size())
+        left = s16_stereo_to_float(audio)[:, 0]
+        music_level = tone_amplitudes(left, 48000, (MUSIC_HZ,))[:, 0]
+        windows = left[: len(music_level) * 960].reshape(-1, 960)
+        ducked = music_level < AMPLITUDE * 10 ** (-11 / 20)
+        # The music went 12 dB down for a while, and something was said meanwhile.
+        assert ducked.sum() * WINDOW_S > 0.5
+        speech = np.sqrt(np.mean(np.square(windows[ducked]), axis=1))
+        assert db(float(speech.max())) > db(AMPLITUDE) - 20
+        assert db(float(np.median(music_level[-20:]))) == pytest.approx(db(AMPLITUDE), abs=1)
     finally:
         assert stop_broadcaster(broadcaster) == 0
