@@ -68,6 +68,9 @@ def make_app(service: Service, *, publish: bool | None = None) -> web.Applicatio
     from . import transport_api
 
     app.router.add_routes(transport_api.routes)
+    from . import announce_api
+
+    app.router.add_routes(announce_api.routes)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
     _mount_player(app, service)
 

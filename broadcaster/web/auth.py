@@ -41,6 +41,7 @@ from aiohttp.typedefs import Middleware
 
 from ..errors import (
     AmbiguousNameError,
+    AnnounceError,
     BroadcasterError,
     BusyError,
     ConfigError,
@@ -65,7 +66,7 @@ def status_for(err: BroadcasterError) -> int:
     """The HTTP status for a library error."""
     if isinstance(err, NotFoundError):
         return 404
-    if isinstance(err, BadRequest | ConfigError | AmbiguousNameError):
+    if isinstance(err, BadRequest | ConfigError | AmbiguousNameError | AnnounceError):
         return 400
     if isinstance(err, BusyError):
         return 409

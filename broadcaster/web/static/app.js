@@ -276,6 +276,19 @@ $("#scene-form").addEventListener("submit", (event) => {
   api("POST", "/api/scenes", { name }).then(() => { $("#scene-name").value = ""; loadScenes(); }).catch(() => {});
 });
 
+// --- announcements: said in every room over the music, which is ducked meanwhile ---
+$("#announce-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = $("#announce-text").value.trim();
+  if (!text) return;
+  const button = $("#announce-form button");
+  button.disabled = true;
+  api("POST", "/api/announce", { text })
+    .then(() => { $("#announce-text").value = ""; })
+    .catch(() => {})
+    .finally(() => { button.disabled = false; });
+});
+
 // --- play here (the browser room, static/player/) ---------------------------------
 // This browser becomes a room playing the group's stream.  The player module
 // and the /stream proxy are optional: without them the buttons stay hidden.
