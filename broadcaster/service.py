@@ -290,6 +290,8 @@ class Capture:
     underruns: int = 0
     last_written: int = 0
     level: Level = field(default_factory=Level)
+    announcer: str = ""
+    """The announcer app this capture mixes in (announce.announcer), if it does."""
 
     @property
     def state(self) -> str:
@@ -458,16 +460,23 @@ class Service:
                 raise BusyError(f"{target.describe()} is already captured ({other.id})")
         slot = self._free_slot(stream)
         cfg = self.config
+        announcer = cfg.announce.announcer
+        if any(c.announcer and c.state not in _ENDED for c in self.captures.values()):
+            # One capture mixes the announcer app in: two would fight over its streams.
+            announcer = ""
         config = dataclasses.replace(
             cfg,
             delivery=dataclasses.replace(
                 cfg.delivery, pipe=str(slot.fifo), tcp="", stream=slot.stream
             ),
             snapserver=dataclasses.replace(cfg.snapserver, mode="never"),
+            announce=dataclasses.replace(cfg.announce, announcer=announcer),
         )
         self._ids += 1
         key = str(self._ids)
-        capture = Capture(key, target, slot, self._factory(target, config, self._env))
+        capture = Capture(
+            key, target, slot, self._factory(target, config, self._env), announcer=announcer
+        )
         self.captures[key] = capture
         self._prune()
         capture.task = self._spawn(self._run_capture(capture), f"capture-{key}")

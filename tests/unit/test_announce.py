@@ -239,3 +239,27 @@ def test_the_command_refuses_a_file_it_cannot_decode_in_one_line(
     err = capsys.readouterr().err.strip()
     assert err.startswith("broadcaster: error: cannot decode doorbell.mp3")
     assert "\n" not in err
+
+
+async def test_one_capture_of_the_service_mixes_the_announcer_app_in() -> None:
+    import dataclasses
+
+    from broadcaster.config import AnnounceConfig
+    from tests.unit.test_service import make_service, pipes_status
+
+    service, made = make_service()
+    service.config = dataclasses.replace(
+        service.config, announce=AnnounceConfig(announcer="doorbell")
+    )
+    # The announcement stream is never a capture's slot.
+    service.snap.status = pipes_status("broadcaster-announce", "Main", "Second")
+    assert [slot.stream for slot in service.slots()] == ["Main", "Second"]
+    first = await service.start_capture("spotify")
+    second = await service.start_capture("firefox")
+    # Two captures moving the same app onto their sinks would fight over it.
+    assert [m.config.announce.announcer for m in made] == ["doorbell", ""]
+    await service.stop_capture(first.id)
+    third = await service.start_capture("mpv")
+    assert made[-1].config.announce.announcer == "doorbell"
+    assert (second.announcer, third.announcer) == ("", "doorbell")
+    await service.stop()
