@@ -419,3 +419,61 @@ def test_spoken_text_is_said_over_the_ducked_music(
         assert db(float(np.median(music_level[-20:]))) == pytest.approx(db(AMPLITUDE), abs=1)
     finally:
         assert stop_broadcaster(broadcaster) == 0
+
+
+def test_a_volume_the_user_sets_during_an_announcement_is_kept(
+    tmp_path: Path,
+    pw_session: PipeWireSession,
+    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+) -> None:
+    server, rooms = house
+    room = rooms[0]
+    bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 48000, seconds=3)
+    broadcaster = play_music(tmp_path, pw_session, server)
+    try:
+        wait_for_tone(room, MUSIC_HZ)
+        env = {k: v for k, v in pw_session.env.items() if not k.startswith("BROADCASTER_")}
+        command = subprocess.Popen(
+            [sys.executable, "-m", "broadcaster", "announce", str(bell)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_until(
+                lambda: "ducking the music" in broadcaster.log_path.read_text(), 20, "the duck"
+            )
+            # The user turns the music app down to half (-6 dB) meanwhile.
+            (index,) = [
+                line.split()[0]
+                for line in pw_session.pactl("list", "short", "sink-inputs").splitlines()
+                if line.split()[0] in _music_inputs(pw_session)
+            ]
+            pw_session.pactl("set-sink-input-volume", index, "0.5")
+            assert command.wait(30) == 0, command.stderr.read() if command.stderr else ""
+        finally:
+            if command.poll() is None:
+                command.kill()
+                command.wait()
+        wait_until(
+            lambda: "restoring the music" in broadcaster.log_path.read_text(), 20, "the restore"
+        )
+        fresh_audio(room, 1.0)  # past the ramp
+        audio = fresh_audio(room, 1.0)
+        level = tone_amplitudes(s16_stereo_to_float(audio)[:, 0], 48000, (MUSIC_HZ,))[:, 0]
+        # Kept: half the music's level, not what it was before the announcement.
+        assert db(float(np.median(level))) == pytest.approx(db(AMPLITUDE) - 6, abs=1)
+    finally:
+        assert stop_broadcaster(broadcaster) == 0
+
+
+def _music_inputs(session: PipeWireSession) -> set[str]:
+    """The pulse indices (object serials) of MusicApp's streams."""
+    return {
+        str(o["info"]["props"].get("object.serial"))
+        for o in session.dump()
+        if o.get("type") == "PipeWire:Interface:Node"
+        and o["info"]["props"].get("application.name") == "MusicApp"
+        and o["info"]["props"].get("media.class") == "Stream/Output/Audio"
+    }
