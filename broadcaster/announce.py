@@ -412,6 +412,9 @@ async def play_into(
             ],
             name=f"pw-play {sink}",
             env=env,
+            # A killed announce command takes its announcement along: the music
+            # comes back up at once instead of after the sound has played out.
+            die_with_parent=True,
         )
         for sink in sinks
     ]

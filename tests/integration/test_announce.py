@@ -477,3 +477,42 @@ def _music_inputs(session: PipeWireSession) -> set[str]:
         and o["info"]["props"].get("application.name") == "MusicApp"
         and o["info"]["props"].get("media.class") == "Stream/Output/Audio"
     }
+
+
+def test_a_killed_announce_command_brings_the_music_back(
+    tmp_path: Path,
+    pw_session: PipeWireSession,
+    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+) -> None:
+    server, rooms = house
+    room = rooms[0]
+    bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 48000, seconds=20)
+    broadcaster = play_music(tmp_path, pw_session, server)
+    try:
+        wait_for_tone(room, MUSIC_HZ)
+        env = {k: v for k, v in pw_session.env.items() if not k.startswith("BROADCASTER_")}
+        command = subprocess.Popen(
+            [sys.executable, "-m", "broadcaster", "announce", str(bell)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_until(
+                lambda: "ducking the music" in broadcaster.log_path.read_text(), 20, "the duck"
+            )
+        finally:
+            command.kill()
+            command.wait()
+        # Its pw-play dies with it: the announcement stops and the music comes back.
+        wait_until(
+            lambda: "restoring the music" in broadcaster.log_path.read_text(), 5, "the restore"
+        )
+        wait_until(lambda: pw_session.stream_sinks("broadcaster-announce") == [], 5, "no pw-play")
+        wait_for_tone(room, MUSIC_HZ)
+        level = tone_amplitudes(
+            s16_stereo_to_float(fresh_audio(room, 0.5))[:, 0], 48000, (MUSIC_HZ,)
+        )[:, 0]
+        assert db(float(np.median(level))) == pytest.approx(db(AMPLITUDE), abs=1)
+    finally:
+        assert stop_broadcaster(broadcaster) == 0
