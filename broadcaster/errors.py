@@ -91,3 +91,7 @@ class CoverMissingError(CoverError):
 
 class AnnounceError(BroadcasterError):
     """An announcement could not be prepared or played (undecodable file, no speech)."""
+
+
+class CalibrationError(BroadcasterError):
+    """A room calibration could not be run, heard nothing usable, or cannot be applied."""

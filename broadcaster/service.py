@@ -124,6 +124,8 @@ class MeteredDelivery:
         self.stats: DeliveryStats = inner.stats
         self._sums = _LevelSum()
         self._writes = 0
+        self.held = False
+        """While set, captured audio is dropped (a room calibration has the pipe)."""
 
     @property
     def target(self) -> str:
@@ -134,6 +136,8 @@ class MeteredDelivery:
         return self._sums.level
 
     def write(self, chunk: bytes) -> None:
+        if self.held:
+            return
         if self._writes % self.MEASURE_EVERY == 0:
             self._sums.add(chunk)
         self._writes += 1
@@ -529,6 +533,8 @@ class Service:
             written = runner.status.delivery.chunks_written
             # The native path counts no chunks (PipeWire writes the pipe): no underruns known.
             counted = runner.status.path != "native"
+            if isinstance(runner.meter, MeteredDelivery) and runner.meter.held:
+                counted = False  # a calibration's turn
             if counted and capture.state == "playing" and written == capture.last_written:
                 capture.underruns += 1
             capture.last_written = written

@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "broadcaster.cli.control",
     "broadcaster.cli.transport",
     "broadcaster.cli.announce",
+    "broadcaster.cli.calibrate",
 )
 
 EXIT_ERROR = 1

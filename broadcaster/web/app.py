@@ -71,6 +71,9 @@ def make_app(service: Service, *, publish: bool | None = None) -> web.Applicatio
     from . import announce_api
 
     app.router.add_routes(announce_api.routes)
+    from . import calibration_api
+
+    calibration_api.setup(app, service, hub)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
     _mount_player(app, service)
 

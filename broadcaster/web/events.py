@@ -6,7 +6,8 @@ message per change: ``{"type": "server", "rooms": [...], "groups": [...],
 "streams": [...], "connected": bool}`` when snapserver's state changed
 (its notifications, or a change made here), ``{"type": "captures",
 "captures": [...]}`` when a capture started, stopped, changed state, or once a
-second with fresh level meters while one plays.  Bursts are coalesced: a slow
+second with fresh level meters while one plays; further topics registered
+in :attr:`EventHub.extra` (``{"type": "calibration", ...}``) likewise.  Bursts are coalesced: a slow
 browser gets the latest state, never a backlog.  Messages from the browser are
 ignored.
 """
@@ -34,6 +35,8 @@ class EventHub:
         self._listeners: set[asyncio.Queue[str]] = set()
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self.sent = 0
+        self.extra: dict[str, Callable[[], dict[str, Any]]] = {}
+        """More topics: name -> the body of its message (``type`` added)."""
 
     def publish(self, topic: str) -> None:
         for queue in self._listeners:
@@ -84,6 +87,10 @@ class EventHub:
                 for topic in TOPICS:
                     if topic in topics:
                         await ws.send_json(snapshot(topic))
+                        self.sent += 1
+                for topic, body in self.extra.items():
+                    if topic in topics:
+                        await ws.send_json({"type": topic, **body()})
                         self.sent += 1
         except (ConnectionError, RuntimeError) as err:
             _LOGGER.debug("events socket closed: %s", err)

@@ -14,7 +14,7 @@ import base64
 import contextlib
 import itertools
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +130,17 @@ class DevTools:
 
 
 @contextlib.asynccontextmanager
-async def chromium(base: Path, *, window: str = "412,860") -> AsyncIterator[DevTools]:
-    """A headless Chromium whose first page is driven by the yielded :class:`DevTools`."""
+async def chromium(
+    base: Path,
+    *,
+    window: str = "412,860",
+    env: dict[str, str] | None = None,
+    flags: Sequence[str] = (),
+) -> AsyncIterator[DevTools]:
+    """A headless Chromium whose first page is driven by the yielded :class:`DevTools`.
+
+    ``env`` (e.g. a private PipeWire session's) and extra ``flags`` go to the browser.
+    """
     port = free_port()
     proc = Proc(
         [
@@ -140,9 +149,11 @@ async def chromium(base: Path, *, window: str = "412,860") -> AsyncIterator[DevT
             f"--window-size={window}",
             f"--user-data-dir={base / 'chromium-profile'}",
             f"--remote-debugging-port={port}",
+            *flags,
             "about:blank",
         ],
         base / "chromium.log",
+        env,
     )
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:

@@ -1,0 +1,811 @@
+"""Room latency calibration: which room's sound reaches a microphone when.
+
+Snapcast keeps its clients' clocks in step, but not what leaves their
+speakers: a Bluetooth speaker or an HDMI receiver adds tens to hundreds of
+milliseconds snapserver cannot see.  Calibration plays a short known signal
+into the stream in one room at a time (the other rooms silenced for that moment),
+records it with a microphone, finds when each room's signal arrived, and
+computes the ``latency`` per room that makes every room play with the slowest.
+
+**The clock is the stream itself.**  The signal is written into snapserver's
+pipe as one continuous run of samples, so where each room's chirps sit in the
+stream is known to the sample (:class:`Plan`).  snapserver stamps a
+continuous pipe read with continuous timestamps, and every client plays a
+stamp at the same server time plus its own delay; the recording is also one
+continuous run of samples.  So for room *i*, ``arrival - position`` is one
+constant (when recording started, unknown) plus that room's delay: the
+differences between rooms are the rooms' relative delays, whatever the
+microphone's own input latency or the phone's clock (both cancel).
+
+**Detection.**  Each room gets its own chirp (:func:`code_signal`: up and down
+sweeps of different lengths, 1.2-6 kHz), repeated ``repeats`` times.  The
+recording is cross-correlated with each room's chirp (FFT); the room whose
+repeats stand out most above the noise anchors the recording's timeline, and
+every room is then looked for only where its chirps can be (``max_spread`` either
+side).  Each repeat gives one estimate (its correlation peak, interpolated to
+a fraction of a sample); estimates more than ``agree_ms`` from their median
+are rejected; a room is *heard* when at least ``min_agree`` repeats stand
+``min_snr_db`` above the noise and agree.  ``confidence`` is the fraction of
+repeats that agreed.
+
+This module is the engine (pure functions over numpy arrays) and the
+orchestration (:class:`Calibration`: mute, write, record, restore), against
+small protocols for the control connection, the pipe and the recorder so the
+service, the command line and tests can each supply their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .errors import BusyError, CalibrationError, ConfigError, NotFoundError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from .rooms import Room, ServerStatus
+
+    FloatArray = npt.NDArray[np.float64]
+
+_LOGGER = logging.getLogger(__name__)
+
+STREAM_RATE = 48000
+"""The stream's sample rate (broadcaster's pipes are 48 kHz S16LE stereo)."""
+
+_BAND = (1200.0, 6000.0)
+_RESYNC_S = 0.04
+"""Each repeat is looked for this far from where the pattern puts it: a snapclient
+that resyncs mid-measurement jumps by 5-30 ms (seen here under load)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the calibration signal is laid out and judged."""
+
+    repeats: int = 5
+    """Chirps per room."""
+    spacing_s: float = 0.25
+    """From one chirp to the next within a room."""
+    lead_s: float = 0.4
+    """Silence after a room is unmuted, before its first chirp."""
+    settle_s: float = 2.0
+    """Silence before the first room: rooms whose stream was idle resync for a
+    second or two when it starts playing (snapclient corrections of 5-7 ms seen)."""
+    playout_s: float = 1.4
+    """How long after it is written a sample is played: snapserver's buffer (1 s by
+    default) plus the pipe; a room's mute changes wait this long for its chirps."""
+    max_spread_s: float = 0.6
+    """The largest difference between two rooms' delays that can be measured."""
+    level: float = 0.25
+    """Chirp amplitude (0.25 = -12 dBFS, before each room's volume)."""
+    agree_ms: float = 2.0
+    min_agree: int = 3
+    min_snr_db: float = 15.0
+
+    def check(self) -> None:
+        if not 3 <= self.repeats <= 20:
+            raise ConfigError("calibration repeats must be from 3 to 20")
+        if not 0 < self.level <= 1:
+            raise ConfigError("calibration level must be above 0 and at most 1")
+        if not 0.1 <= self.playout_s <= 10:
+            raise ConfigError("calibration playout must be from 0.1 to 10 s")
+        if not self.spacing_s > code_duration(20):
+            raise ConfigError("calibration spacing is shorter than a chirp")
+        if self.min_agree > self.repeats:
+            raise ConfigError("calibration min_agree exceeds repeats")
+
+
+# --- the signal -----------------------------------------------------------------
+
+
+def code_duration(code: int) -> float:
+    """Length of room ``code``'s chirp in seconds."""
+    return 0.05 + 0.01 * (code // 2 % 8)
+
+
+def code_signal(code: int, rate: int) -> FloatArray:
+    """Room ``code``'s chirp at ``rate``: a Hann-windowed linear sweep, peak 1.
+
+    Even codes sweep up, odd ones down; the length grows with ``code // 2``, so
+    two rooms' chirps correlate poorly with each other.
+    """
+    import numpy as np
+
+    duration = code_duration(code)
+    t = np.arange(round(duration * rate), dtype=np.float64) / rate
+    low, high = _BAND
+    f0, f1 = (low, high) if code % 2 == 0 else (high, low)
+    phase = 2 * np.pi * (f0 * t + (f1 - f0) / (2 * duration) * t * t)
+    result: FloatArray = np.sin(phase) * np.hanning(t.size)
+    return result
+
+
+@dataclass(frozen=True)
+class RoomSlot:
+    """One room's part of the signal: its chirp and where its repeats sit in the stream."""
+
+    room_id: str
+    name: str
+    code: int
+    start: int
+    """Stream sample at which this room's part begins (its mutes change here)."""
+    positions: tuple[int, ...]
+    """Stream samples at which its chirps begin."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The whole signal: rooms in order, then a tail for the last one to play out."""
+
+    rooms: tuple[RoomSlot, ...]
+    total: int
+    settings: Settings
+
+    @property
+    def duration_s(self) -> float:
+        return self.total / STREAM_RATE
+
+    @classmethod
+    def build(cls, rooms: Sequence[tuple[str, str]], settings: Settings) -> Plan:
+        """Lay out ``rooms`` (id, name) one after the other."""
+        settings.check()
+        if not rooms:
+            raise NotFoundError("there is no connected room to calibrate")
+        rate = STREAM_RATE
+        slots = []
+        cursor = 0
+        for code, (room_id, name) in enumerate(rooms):
+            if code == 0:
+                cursor = round(settings.settle_s * rate)
+            first = cursor + round(settings.lead_s * rate)
+            positions = tuple(
+                first + round(k * settings.spacing_s * rate) for k in range(settings.repeats)
+            )
+            slots.append(RoomSlot(room_id, name, code, cursor, positions))
+            end = positions[-1] + round(code_duration(code) * rate)
+            # The next room's mutes change only once these chirps have played everywhere.
+            cursor = end + round((settings.playout_s + settings.max_spread_s + 0.1) * rate)
+        return cls(tuple(slots), cursor, settings)
+
+    def render(self) -> FloatArray:
+        """The signal as mono float samples at the stream's rate."""
+        import numpy as np
+
+        out = np.zeros(self.total, dtype=np.float64)
+        for slot in self.rooms:
+            chirp = code_signal(slot.code, STREAM_RATE) * self.settings.level
+            for position in slot.positions:
+                out[position : position + chirp.size] += chirp
+        return out
+
+
+def to_pcm(samples: FloatArray) -> bytes:
+    """Mono float samples as the stream's 48 kHz S16LE stereo."""
+    import numpy as np
+
+    mono = np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2")
+    return np.repeat(mono, 2).tobytes()
+
+
+# --- detection --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoomResult:
+    """What was measured for one room."""
+
+    room_id: str
+    name: str
+    heard: bool
+    delay_ms: float | None
+    """Arrival after the earliest heard room (None when not heard)."""
+    confidence: float
+    """Fraction of the repeats that agreed (0 to 1)."""
+    spread_ms: float | None
+    """Largest distance of an agreeing repeat from their mean."""
+    snr_db: float
+    repeats_used: int
+    offset_ms: float | None = None
+    """Arrival minus stream position (recording's own timeline): for diagnostics."""
+    note: str = ""
+    """Why there is no delay: "not heard", or the room's timing moved while measured."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            key: (round(value, 2) if isinstance(value, float) else value)
+            for key, value in dataclasses.asdict(self).items()
+        }
+
+
+def _correlate(recording: FloatArray, template: FloatArray) -> FloatArray:
+    """Cross-correlation of ``recording`` with ``template``; index = where it starts."""
+    import numpy as np
+
+    size = recording.size + template.size
+    n = 1 << max(1, (size - 1).bit_length())
+    spectrum = np.fft.rfft(recording, n) * np.conj(np.fft.rfft(template, n))
+    result: FloatArray = np.fft.irfft(spectrum, n)[: recording.size]
+    return result
+
+
+def _envelope(corr: FloatArray, rate: int) -> FloatArray:
+    """|correlation|, widened by a running maximum over ~0.5 ms (pattern search)."""
+    import numpy as np
+
+    width = max(1, rate // 2000)
+    mag = np.abs(corr)
+    out: FloatArray = mag.copy()
+    for shift in range(1, width + 1):
+        out[:-shift] = np.maximum(out[:-shift], mag[shift:])
+        out[shift:] = np.maximum(out[shift:], mag[:-shift])
+    return out
+
+
+def _pattern(env: FloatArray, offsets: Sequence[int], lo: int, hi: int) -> tuple[int, float]:
+    """Best start in [lo, hi) for chirps at ``offsets`` from it: (start, summed envelope)."""
+    import numpy as np
+
+    size = env.size
+    lo = max(0, lo)
+    hi = min(hi, size - offsets[-1])
+    if hi <= lo:
+        return lo, 0.0
+    total = np.zeros(hi - lo, dtype=np.float64)
+    for offset in offsets:
+        total += env[lo + offset : hi + offset]
+    best = int(np.argmax(total))
+    return lo + best, float(total[best])
+
+
+def _peak(corr: FloatArray, around: int, radius: int) -> tuple[float, float]:
+    """The largest |corr| within ``radius`` of ``around``: (fractional index, value)."""
+    import numpy as np
+
+    lo = max(0, around - radius)
+    hi = min(corr.size, around + radius + 1)
+    if hi - lo < 3:
+        return float(around), 0.0
+    mag = np.abs(corr[lo:hi])
+    i = int(np.argmax(mag))
+    value = float(mag[i])
+    shift = 0.0
+    if 0 < i < mag.size - 1:
+        a, b, c = float(mag[i - 1]), value, float(mag[i + 1])
+        denom = a - 2 * b + c
+        if denom < 0:
+            shift = 0.5 * (a - c) / denom
+    return lo + i + shift, value
+
+
+def analyze(recording: FloatArray, rate: int, plan: Plan) -> list[RoomResult]:
+    """Each room of ``plan`` found (or not) in a mono ``recording`` made at ``rate``."""
+    import numpy as np
+
+    settings = plan.settings
+    recording = np.asarray(recording, dtype=np.float64)
+    if recording.size < rate * 0.5:
+        raise CalibrationError("the recording is too short to hold the calibration signal")
+    recording = recording - float(np.mean(recording))
+    scale = rate / STREAM_RATE
+    spread = round(settings.max_spread_s * rate)
+    correlations = []
+    anchors = []
+    for slot in plan.rooms:
+        template = code_signal(slot.code, rate)
+        corr = _correlate(recording, template)
+        env = _envelope(corr, rate)
+        offsets = [round((p - slot.positions[0]) * scale) for p in slot.positions]
+        start, score = _pattern(env, offsets, 0, recording.size)
+        floor = float(np.median(env)) * len(offsets) + 1e-12
+        correlations.append((corr, env, offsets, float(np.sum(template * template))))
+        anchors.append((score / floor, start - slot.positions[0] * scale))
+    best = max(range(len(anchors)), key=lambda i: anchors[i][0])
+    origin = anchors[best][1]  # recording sample where stream sample 0 would arrive (+ delay)
+
+    estimates: list[tuple[RoomSlot, list[float], float, float]] = []
+    for slot, (corr, env, offsets, energy) in zip(plan.rooms, correlations, strict=True):
+        expected = round(origin + slot.positions[0] * scale)
+        start, _ = _pattern(env, offsets, expected - spread, expected + spread + 1)
+        # Noise: the correlation over this room's part, away from its chirps.
+        lo = max(0, expected - spread)
+        hi = min(env.size, expected + offsets[-1] + spread)
+        window = env[lo:hi] if hi > lo else env
+        # (At least -80 dB below a full-scale chirp's peak: digital silence has no floor.)
+        noise = float(np.median(window)) + 1e-4 * energy + 1e-12
+        found: list[float] = []
+        snrs = []
+        for offset in offsets:
+            where, value = _peak(corr, start + offset, round(_RESYNC_S * rate))
+            snr = 20 * math.log10(max(value, 1e-30) / noise)
+            snrs.append(snr)
+            if snr >= settings.min_snr_db and value > 1e-6 * energy:
+                found.append((where - offset) / rate - slot.positions[0] / STREAM_RATE)
+        estimates.append((slot, found, float(np.median(snrs)) if snrs else 0.0, noise))
+
+    raw = [
+        (slot, found, _largest_cluster(found, settings.agree_ms), snr)
+        for slot, found, snr, _ in estimates
+    ]
+    timed = [
+        float(np.mean(agreeing))
+        for _s, _f, agreeing, _snr in raw
+        if len(agreeing) >= settings.min_agree
+    ]
+    earliest = min(timed) if timed else 0.0
+    results = []
+    for slot, found, agreeing, snr in raw:
+        heard = len(found) >= settings.min_agree
+        ok = len(agreeing) >= settings.min_agree
+        mean = float(np.mean(agreeing)) if ok else 0.0
+        note = ""
+        if not heard:
+            note = "not heard"
+        elif not ok:
+            note = (
+                f"heard, but its timing moved by {(max(found) - min(found)) * 1000:.0f} ms "
+                "while it was measured (the room resynced); measure again"
+            )
+        results.append(
+            RoomResult(
+                room_id=slot.room_id,
+                name=slot.name,
+                heard=heard,
+                delay_ms=(mean - earliest) * 1000 if ok else None,
+                confidence=len(agreeing) / settings.repeats if ok else 0.0,
+                spread_ms=max(abs(e - mean) for e in agreeing) * 1000 if ok else None,
+                snr_db=snr,
+                repeats_used=len(agreeing) if ok else 0,
+                offset_ms=mean * 1000 if ok else None,
+                note=note,
+            )
+        )
+    return results
+
+
+def _largest_cluster(estimates: Sequence[float], agree_ms: float) -> list[float]:
+    """The most estimates that lie within ``agree_ms`` of one of them (outliers rejected)."""
+    best: list[float] = []
+    for centre in estimates:
+        near = [e for e in estimates if abs(e - centre) * 1000 <= agree_ms]
+        if len(near) > len(best):
+            best = near
+    return best
+
+
+def plan_latencies(results: Sequence[RoomResult], current: Mapping[str, int]) -> dict[str, int]:
+    """New ``latency`` per heard room so that every heard room plays with the slowest.
+
+    A snapclient plays ``latency`` ms earlier than the stream says; a room
+    ``d`` ms ahead of the slowest is therefore given ``d`` ms less (possibly
+    below zero: snapserver accepts down to -10000).
+    """
+    heard = [r for r in results if r.delay_ms is not None]
+    if not heard:
+        return {}
+    slowest = max(r.delay_ms for r in heard if r.delay_ms is not None)
+    return {
+        r.room_id: current.get(r.room_id, 0) - round(slowest - (r.delay_ms or 0.0)) for r in heard
+    }
+
+
+# --- the outside world ----------------------------------------------------------
+
+
+class Controls(Protocol):
+    """What calibration needs of snapserver's control API (a ``SnapControl``)."""
+
+    async def status(self) -> ServerStatus: ...
+    async def set_room_volume(
+        self, room_id: str, percent: int, muted: bool | None = None
+    ) -> None: ...
+    async def set_room_latency(self, room_id: str, latency_ms: int) -> None: ...
+
+
+class FifoWriter:
+    """Writes the signal into snapserver's pipe at the pace it is played.
+
+    The pipe is opened read-write and non-blocking (see :mod:`.delivery`), and
+    writing never runs more than ``ahead_s`` ahead of real time: the samples
+    must reach snapserver as one continuous run (no gap, nothing dropped), or
+    the stream positions the measurement rests on would move.
+    """
+
+    def __init__(self, path: str, *, ahead_s: float = 0.08, block_s: float = 0.02) -> None:
+        self.path = path
+        self._ahead = ahead_s
+        self._block = round(block_s * STREAM_RATE) * 4
+        self._fd: int | None = None
+        self._written = 0
+        self._t0 = 0.0
+
+    async def __aenter__(self) -> FifoWriter:
+        import stat
+
+        try:
+            if not stat.S_ISFIFO(os.stat(self.path).st_mode):
+                raise CalibrationError(f"{self.path} is not a pipe snapserver reads")
+            self._fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as err:
+            raise CalibrationError(f"cannot open the stream's pipe {self.path}: {err}") from None
+        self._t0 = time.monotonic()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    async def write(self, pcm: bytes, *, deadline_s: float = 5.0) -> None:
+        """Write ``pcm`` (48 kHz S16LE stereo), paced; waits while the pipe is full."""
+        assert self._fd is not None
+        view = memoryview(pcm)
+        stalled = time.monotonic()
+        while view:
+            ahead = self._written / (STREAM_RATE * 4) - (time.monotonic() - self._t0)
+            if ahead > self._ahead:
+                await asyncio.sleep(min(ahead - self._ahead + 0.002, 0.02))
+                continue
+            try:
+                count = os.write(self._fd, view[: self._block])
+            except BlockingIOError:
+                if time.monotonic() - stalled > deadline_s:
+                    raise CalibrationError(
+                        f"snapserver stopped reading {self.path} during calibration"
+                    ) from None
+                await asyncio.sleep(0.005)
+                continue
+            stalled = time.monotonic()
+            self._written += count
+            view = view[count:]
+
+
+class Recording(Protocol):
+    """A microphone's samples, from before the signal starts to after it ends."""
+
+    async def start(self) -> None: ...
+    async def finish(self) -> tuple[FloatArray, int]:
+        """Stop and return (mono samples, sample rate)."""
+        ...
+
+
+class LocalRecording:
+    """A capture source on this machine recorded with ``pw-record`` (a USB microphone).
+
+    ``SOURCE`` is a PipeWire source's node name; ``SINK.monitor`` records what
+    a sink plays.
+    """
+
+    def __init__(self, source: str, *, env: Mapping[str, str] | None = None) -> None:
+        self.source = source
+        self._env = dict(env) if env is not None else None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._chunks: list[bytes] = []
+        self._reader: asyncio.Task[None] | None = None
+        self._first = asyncio.Event()
+
+    def argv(self) -> list[str]:
+        argv = ["pw-record"]
+        if self.source.endswith(".monitor"):
+            argv += ["--target", self.source.removesuffix(".monitor")]
+            argv += ["-P", "stream.capture.sink=true"]
+        else:
+            argv += ["--target", self.source]
+        argv += ["-P", "node.dont-reconnect=true", "--rate", str(STREAM_RATE)]
+        return [*argv, "--channels", "1", "--format", "s16", "--latency", "20ms", "-"]
+
+    async def start(self) -> None:
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.argv(),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+                env=self._env,
+            )
+        except OSError as err:
+            raise CalibrationError(f"cannot run pw-record: {err}") from None
+        self._reader = asyncio.create_task(self._read(), name="calibration-record")
+        try:
+            async with asyncio.timeout(5):
+                await self._first.wait()
+        except TimeoutError:
+            await self._stop()
+            raise CalibrationError(
+                f"nothing recorded from {self.source} within 5 s (is it a PipeWire source?)"
+            ) from None
+
+    async def _read(self) -> None:
+        assert self._proc is not None
+        assert self._proc.stdout is not None
+        while chunk := await self._proc.stdout.read(65536):
+            self._chunks.append(chunk)
+            self._first.set()
+
+    async def _stop(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                async with asyncio.timeout(2):
+                    await proc.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if self._reader is not None:
+            try:
+                async with asyncio.timeout(2):
+                    await self._reader
+            except TimeoutError:
+                self._reader.cancel()
+            except Exception as err:  # the pipe broke: what was read still counts
+                _LOGGER.debug("recording reader ended: %s", err)
+
+    async def finish(self) -> tuple[FloatArray, int]:
+        import numpy as np
+
+        await self._stop()
+        data = b"".join(self._chunks)
+        samples = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2")
+        return samples.astype(np.float64) / 32768, STREAM_RATE
+
+
+class UploadedRecording:
+    """The recording a browser makes and sends when told the signal has ended."""
+
+    def __init__(self) -> None:
+        self._result: asyncio.Future[tuple[FloatArray, int]] | None = None
+
+    async def start(self) -> None:
+        self._result = asyncio.get_running_loop().create_future()
+
+    def deliver(self, samples: FloatArray, rate: int) -> None:
+        if self._result is None or self._result.done():
+            raise BusyError("calibration is not waiting for a recording")
+        self._result.set_result((samples, rate))
+
+    @property
+    def waiting(self) -> bool:
+        return self._result is not None and not self._result.done()
+
+    async def finish(self, timeout: float = 30.0) -> tuple[FloatArray, int]:
+        assert self._result is not None
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._result
+        except TimeoutError:
+            raise CalibrationError(
+                f"the browser sent no recording within {timeout:g} s of the signal's end"
+            ) from None
+
+
+# --- one calibration --------------------------------------------------------------
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    PLAYING = "playing"
+    WAITING = "waiting"  # for the recording
+    ANALYZING = "analyzing"
+    DONE = "done"
+    FAILED = "failed"
+    APPLIED = "applied"
+
+
+@dataclass
+class Progress:
+    """What the page shows while a calibration runs and after."""
+
+    id: int = 0
+    state: State = State.IDLE
+    stream: str = ""
+    room: str = ""
+    """The room playing now."""
+    index: int = 0
+    rooms: int = 0
+    duration_s: float = 0.0
+    error: str = ""
+    results: list[RoomResult] = field(default_factory=list)
+    before: dict[str, int] = field(default_factory=dict)
+    """Latencies before Apply (what Undo restores)."""
+    proposed: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self.state.value,
+            "stream": self.stream,
+            "room": self.room,
+            "index": self.index,
+            "rooms": self.rooms,
+            "duration_s": round(self.duration_s, 2),
+            "error": self.error,
+            "results": [r.to_json() for r in self.results],
+            "latency_before": self.before,
+            "latency_proposed": self.proposed,
+        }
+
+
+@dataclass(frozen=True)
+class Saved:
+    volume: int
+    muted: bool
+
+
+def rooms_to_calibrate(status: ServerStatus, stream: str) -> list[Room]:
+    """Connected rooms whose group plays ``stream``, in the server's order."""
+    return [r for r in status.rooms if r.connected and r.stream_id == stream]
+
+
+class Calibration:
+    """Runs calibrations one at a time and keeps the last result, Apply and Undo.
+
+    ``hold(stream)`` is an async context manager the owner supplies: while it
+    is entered, a capture feeding that stream stops writing (its audio is
+    dropped) so the signal has the pipe to itself; the music comes back when
+    it exits.
+    """
+
+    def __init__(
+        self,
+        controls: Callable[[], Controls],
+        *,
+        on_change: Callable[[], None] = lambda: None,
+        hold: Callable[[str], contextlib.AbstractAsyncContextManager[None]] | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self._controls = controls
+        self._on_change = on_change
+        self._hold = hold
+        self.settings = settings or Settings()
+        self.progress = Progress()
+        self.recording: Recording | None = None
+        self._lock = asyncio.Lock()
+        self._ids = 0
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    def _set(self, **changes: Any) -> None:
+        for key, value in changes.items():
+            setattr(self.progress, key, value)
+        self._on_change()
+
+    async def run(self, stream: str, fifo: str, recording: Recording) -> Progress:
+        """One calibration of ``stream``'s rooms through its pipe ``fifo``."""
+        if self._lock.locked():
+            raise BusyError("a calibration is already running")
+        async with self._lock:
+            self._ids += 1
+            self.progress = Progress(id=self._ids, stream=stream, state=State.PLAYING)
+            self.recording = recording
+            try:
+                await self._run(stream, fifo, recording)
+            except asyncio.CancelledError:
+                self._set(state=State.FAILED, error="calibration was cancelled", room="")
+                raise
+            except Exception as err:
+                self._set(state=State.FAILED, error=str(err) or type(err).__name__, room="")
+                raise
+            finally:
+                self.recording = None
+            return self.progress
+
+    async def _run(self, stream: str, fifo: str, recording: Recording) -> None:
+        import numpy as np
+
+        controls = self._controls()
+        status = await controls.status()
+        rooms = rooms_to_calibrate(status, stream)
+        if not rooms:
+            raise NotFoundError(f"no connected room plays stream {stream!r}")
+        plan = Plan.build([(r.id, r.name) for r in rooms], self.settings)
+        saved = {r.id: Saved(r.volume, r.muted) for r in status.rooms if r.connected}
+        self._set(rooms=len(rooms), duration_s=plan.duration_s)
+        signal = plan.render()
+        hold = self._hold(stream) if self._hold is not None else contextlib.nullcontext()
+        await recording.start()
+        try:
+            async with hold, FifoWriter(fifo) as writer:
+                bounds = [0] + [slot.start for slot in plan.rooms[1:]] + [plan.total]
+                for index, slot in enumerate(plan.rooms):
+                    await self._solo(controls, saved, slot.room_id)
+                    self._set(room=slot.name, index=index + 1)
+                    part = signal[bounds[index] : bounds[index + 1]]
+                    await writer.write(to_pcm(part))
+                await writer.write(to_pcm(np.zeros(round(0.2 * STREAM_RATE))))
+        finally:
+            await self._restore(controls, saved)
+        self._set(state=State.WAITING, room="")
+        samples, rate = await recording.finish()
+        self._set(state=State.ANALYZING)
+        results = await asyncio.to_thread(analyze, samples, rate, plan)
+        current = {r.id: r.latency for r in rooms}
+        self._set(
+            state=State.DONE,
+            results=results,
+            before=current,
+            proposed=plan_latencies(results, current),
+        )
+        _LOGGER.info(
+            "calibration %d of %s: %s",
+            self.progress.id,
+            stream,
+            ", ".join(
+                f"{r.name} {r.delay_ms:.1f} ms" if r.delay_ms is not None else f"{r.name}: {r.note}"
+                for r in results
+            ),
+        )
+
+    async def _solo(self, controls: Controls, saved: Mapping[str, Saved], room_id: str) -> None:
+        """Only ``room_id`` audible (at its own volume); every other room at volume 0.
+
+        Volume 0, not mute: snapserver sends a muted client nothing (unless
+        ``send_to_muted``), and a snapclient muted a few seconds drops its
+        audio stream and resyncs when unmuted; seen here to miss its whole
+        turn.  At volume 0 it keeps playing, in sync, silently.
+        """
+        calls = []
+        for other, was in saved.items():
+            volume = was.volume if other == room_id else 0
+            calls.append(controls.set_room_volume(other, volume, False))
+        await asyncio.gather(*calls)
+
+    async def _restore(self, controls: Controls, saved: Mapping[str, Saved]) -> None:
+        errors = []
+        for room_id, was in saved.items():
+            try:
+                await controls.set_room_volume(room_id, was.volume, was.muted)
+            except Exception as err:
+                errors.append(f"{room_id}: {err}")
+        if errors:
+            raise CalibrationError(f"could not restore volume and mute of {'; '.join(errors)}")
+
+    async def apply(self) -> dict[str, int]:
+        """Set the proposed latencies (those measured last); returns them."""
+        progress = self.progress
+        if progress.state not in (State.DONE, State.APPLIED) or not progress.proposed:
+            raise CalibrationError("there is no calibration result to apply")
+        controls = self._controls()
+        for room_id, latency in progress.proposed.items():
+            await controls.set_room_latency(room_id, latency)
+        self._set(state=State.APPLIED)
+        return dict(progress.proposed)
+
+    async def undo(self) -> dict[str, int]:
+        """Put back the latencies from before Apply."""
+        progress = self.progress
+        if progress.state != State.APPLIED:
+            raise CalibrationError("nothing to undo: the last calibration was not applied")
+        controls = self._controls()
+        for room_id, latency in progress.before.items():
+            await controls.set_room_latency(room_id, latency)
+        self._set(state=State.DONE)
+        return dict(progress.before)
+
+
+__all__ = [
+    "Calibration",
+    "FifoWriter",
+    "LocalRecording",
+    "Plan",
+    "RoomResult",
+    "Settings",
+    "UploadedRecording",
+    "analyze",
+    "code_signal",
+    "plan_latencies",
+]
