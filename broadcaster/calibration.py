@@ -100,7 +100,7 @@ class Settings:
             raise ConfigError("calibration level must be above 0 and at most 1")
         if not 0.1 <= self.playout_s <= 10:
             raise ConfigError("calibration playout must be from 0.1 to 10 s")
-        if not self.spacing_s > code_duration(20):
+        if not self.spacing_s > max(code_duration(k) for k in range(8)):
             raise ConfigError("calibration spacing is shorter than a chirp")
         if self.min_agree > self.repeats:
             raise ConfigError("calibration min_agree exceeds repeats")
@@ -111,14 +111,16 @@ class Settings:
 
 def code_duration(code: int) -> float:
     """Length of room ``code``'s chirp in seconds."""
-    return 0.05 + 0.01 * (code // 2 % 8)
+    return 0.05 + 0.03 * (code // 2 % 4)
 
 
 def code_signal(code: int, rate: int) -> FloatArray:
     """Room ``code``'s chirp at ``rate``: a Hann-windowed linear sweep, peak 1.
 
-    Even codes sweep up, odd ones down; the length grows with ``code // 2``, so
-    two rooms' chirps correlate poorly with each other.
+    Even codes sweep up, odd ones down; the length (50-140 ms) grows with
+    ``code // 2``: any two of the first eight correlate at most 0.22 of their
+    own peaks.  (Rooms beyond eight reuse them; only the anchoring room's needs
+    to stand out, the others are looked for where they must be.)
     """
     import numpy as np
 
@@ -239,16 +241,17 @@ def _correlate(recording: FloatArray, template: FloatArray) -> FloatArray:
     return result
 
 
-def _envelope(corr: FloatArray, rate: int) -> FloatArray:
-    """|correlation|, widened by a running maximum over ~0.5 ms (pattern search)."""
+def _envelope(corr: FloatArray, block: int, reach: int) -> FloatArray:
+    """|correlation| per ``block`` samples (its maximum), widened by a running maximum
+    over ``reach`` blocks either side: chirps that moved a little still line up."""
     import numpy as np
 
-    width = max(1, rate // 2000)
-    mag = np.abs(corr)
-    out: FloatArray = mag.copy()
-    for shift in range(1, width + 1):
-        out[:-shift] = np.maximum(out[:-shift], mag[shift:])
-        out[shift:] = np.maximum(out[shift:], mag[:-shift])
+    usable = corr.size // block * block
+    coarse = np.abs(corr[:usable]).reshape(-1, block).max(axis=1)
+    out: FloatArray = coarse.copy()
+    for shift in range(1, reach + 1):
+        out[:-shift] = np.maximum(out[:-shift], coarse[shift:])
+        out[shift:] = np.maximum(out[shift:], coarse[:-shift])
     return out
 
 
@@ -298,39 +301,41 @@ def analyze(recording: FloatArray, rate: int, plan: Plan) -> list[RoomResult]:
         raise CalibrationError("the recording is too short to hold the calibration signal")
     recording = recording - float(np.mean(recording))
     scale = rate / STREAM_RATE
-    spread = round(settings.max_spread_s * rate)
+    block = max(1, rate // 1000)  # the pattern search works in 1 ms blocks
+    reach = round(_RESYNC_S * 1000)
+    spread = round(settings.max_spread_s * 1000)
     correlations = []
     anchors = []
     for slot in plan.rooms:
         template = code_signal(slot.code, rate)
         corr = _correlate(recording, template)
-        env = _envelope(corr, rate)
-        offsets = [round((p - slot.positions[0]) * scale) for p in slot.positions]
-        start, score = _pattern(env, offsets, 0, recording.size)
+        env = _envelope(corr, block, reach)
+        offsets = [round((p - slot.positions[0]) * scale / block) for p in slot.positions]
+        start, score = _pattern(env, offsets, 0, env.size)
         floor = float(np.median(env)) * len(offsets) + 1e-12
         correlations.append((corr, env, offsets, float(np.sum(template * template))))
-        anchors.append((score / floor, start - slot.positions[0] * scale))
+        anchors.append((score / floor, start * block - slot.positions[0] * scale))
     best = max(range(len(anchors)), key=lambda i: anchors[i][0])
     origin = anchors[best][1]  # recording sample where stream sample 0 would arrive (+ delay)
 
     estimates: list[tuple[RoomSlot, list[float], float, float]] = []
     for slot, (corr, env, offsets, energy) in zip(plan.rooms, correlations, strict=True):
-        expected = round(origin + slot.positions[0] * scale)
+        expected = round((origin + slot.positions[0] * scale) / block)
         start, _ = _pattern(env, offsets, expected - spread, expected + spread + 1)
         # Noise: the correlation over this room's part, away from its chirps.
-        lo = max(0, expected - spread)
-        hi = min(env.size, expected + offsets[-1] + spread)
-        window = env[lo:hi] if hi > lo else env
+        lo = max(0, (expected - spread) * block)
+        hi = min(corr.size, (expected + offsets[-1] + spread) * block)
+        mag = np.abs(corr[lo:hi] if hi > lo else corr)
         # (At least -80 dB below a full-scale chirp's peak: digital silence has no floor.)
-        noise = float(np.median(window)) + 1e-4 * energy + 1e-12
+        noise = float(np.median(mag)) + 1e-4 * energy + 1e-12
         found: list[float] = []
         snrs = []
-        for offset in offsets:
-            where, value = _peak(corr, start + offset, round(_RESYNC_S * rate))
+        for offset, position in zip(offsets, slot.positions, strict=True):
+            where, value = _peak(corr, (start + offset) * block, (reach + 2) * block)
             snr = 20 * math.log10(max(value, 1e-30) / noise)
             snrs.append(snr)
             if snr >= settings.min_snr_db and value > 1e-6 * energy:
-                found.append((where - offset) / rate - slot.positions[0] / STREAM_RATE)
+                found.append(where / rate - position / STREAM_RATE)
         estimates.append((slot, found, float(np.median(snrs)) if snrs else 0.0, noise))
 
     raw = [
