@@ -86,11 +86,11 @@ class MicRecorder {
 // counting samples puts it) is a step at every loss plus the clock's own
 // error; Chromium's output timestamp was seen to ramp up and fall back by
 // 10-25 ms every second or so, while the samples themselves were continuous.
-// So only the lag's floor (its minimum over about a second) counts, and only
+// So only the lag's floor (its minimum over the next second) counts, and only
 // a rise of more than LOSS_MS is filled with silence.  Time is only ever
 // added: a capture loses samples, it does not invent them.
 const LOSS_MS = 15;
-const FLOOR = 6; // batches either side
+const WINDOW = 12; // batches (about a second)
 
 export function timeline(chunks, rate) {
   const first = chunks.length ? chunks[0].wall : 0;
@@ -105,7 +105,10 @@ export function timeline(chunks, rate) {
   let filled = 0;
   const stats = { gaps: 0, gapMs: 0 };
   chunks.forEach(({ samples }, k) => {
-    const floor = Math.min(...lag.slice(Math.max(0, k - FLOOR), k + FLOOR + 1));
+    // From here on: a loss raises the lag of every later batch, not of earlier ones.
+    // (The last second is judged as a whole.)
+    const from = Math.min(k, Math.max(0, lag.length - WINDOW));
+    const floor = Math.min(...lag.slice(from, from + WINDOW));
     const step = Math.round(floor) - filled;
     if (step > (LOSS_MS * rate) / 1000) {
       stats.gaps += 1;
