@@ -375,7 +375,8 @@ async def run_cli(loop: Loop, *args: str) -> dict[str, Any]:
 async def test_calibration_page_flow_apply_undo(loop: Loop, tmp_path: Path) -> None:
     """The page asks for the microphone, every looped room is heard, the silent room is
     reported as not heard, Apply sets latencies and Undo restores them; volume and
-    mute as before.  (Accuracy is measured in test_calibration_accuracy.)"""
+    mute as before; then the same through ``broadcaster calibrate --source``.
+    (Accuracy is measured in test_calibration_accuracy.)"""
     before = loop.settings()
     async with page(loop, tmp_path) as tools:
         await tap(tools, "#calibrate-start")
@@ -422,6 +423,14 @@ async def test_calibration_page_flow_apply_undo(loop: Loop, tmp_path: Path) -> N
         await tap(tools, "#calibrate-undo")
         await calibration_state(loop, ("done",), 15)
         assert loop.settings() == before
+
+    # The command line, recording a source on the service's machine (pw-record).
+    by_cli = await run_cli(loop, "--source", "air.monitor")
+    by_id = {r["room_id"]: r for r in by_cli["results"]}
+    for room in LOOPED:
+        assert by_id[room]["heard"], by_id[room]
+    assert by_id[SILENT]["note"] == "not heard"
+    assert loop.settings() == before
 
 
 def errors_ms(measured: dict[str, Any], true: dict[str, float]) -> dict[str, float | None]:
