@@ -93,9 +93,8 @@ def _pick_stream(service: Service, wanted: str) -> tuple[str, str]:
         return wanted, slots[wanted]
     if not slots:
         raise NotFoundError("snapserver has no pipe stream on this machine to play the signal into")
-    view = service.snap.view()
-    plays = {g.id: g.stream for g in view.groups}
-    counts = {s: sum(r.connected and plays.get(r.group) == s for r in view.rooms) for s in slots}
+    rooms = service.snap.view().rooms
+    counts = {s: sum(r.connected and r.stream_id == s for r in rooms) for s in slots}
     stream = max(slots, key=lambda s: counts[s])
     return stream, slots[stream]
 

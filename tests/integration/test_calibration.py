@@ -178,6 +178,8 @@ def loop(tmp_path: Path, snap_tools: None) -> Iterator[Loop]:
             "--port",
             str(web),
             "--no-publish",
+            # The Python data path: calibration can hold its capture (not yet a native one).
+            extra_env={"BROADCASTER_CAPTURE_NATIVE": "false"},
         )
         wait_until(lambda: port_open(web) or not serve.alive(), 30, "serve to listen")
         assert serve.alive(), serve.log_tail()
