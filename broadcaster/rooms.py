@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import parse_qs
 
 from .errors import AmbiguousNameError, NotFoundError
 
@@ -86,6 +85,8 @@ class StreamInfo:
         uri = _dict(data.get("uri"))
         query: Any = uri.get("query") or {}
         if not isinstance(query, dict):
+            from urllib.parse import parse_qs  # rare (old servers), and costs start-up time
+
             query = {k: v[0] for k, v in parse_qs(str(query)).items()}
         return cls(
             id=str(data.get("id", "")),

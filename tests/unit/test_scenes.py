@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from broadcaster.errors import ConfigError, NotFoundError
-from broadcaster.paths import scenes_file as default_path
+from broadcaster.paths import scenes_file
 from broadcaster.rooms import ServerStatus
 from broadcaster.scenes import Scene, SceneStore
 from tests.unit.test_control_rooms import STATUS
 
 
-def test_default_path_follows_xdg_state_home(tmp_path: Path) -> None:
-    assert default_path({"XDG_STATE_HOME": str(tmp_path)}) == (
+def test_the_scenes_file_follows_xdg_state_home(tmp_path: Path) -> None:
+    assert scenes_file({"XDG_STATE_HOME": str(tmp_path)}) == (
         tmp_path / "broadcaster" / "scenes.json"
     )
 
