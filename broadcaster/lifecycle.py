@@ -13,7 +13,13 @@ from typing import Any, Self
 
 
 class Resource:
-    """An async context manager over :meth:`start` and :meth:`stop`."""
+    """An async context manager over :meth:`start` and :meth:`stop`.
+
+    With :attr:`STOP_SHIELDED`, the stop on the way out runs to its end even
+    when the task leaving the block is cancelled (a child is always reaped).
+    """
+
+    STOP_SHIELDED = False
 
     async def start(self) -> Any:
         raise NotImplementedError
@@ -31,7 +37,10 @@ class Resource:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.stop()
+        if self.STOP_SHIELDED:
+            await asyncio.shield(self.stop())
+        else:
+            await self.stop()
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:

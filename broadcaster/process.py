@@ -20,9 +20,8 @@ import os
 import signal
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 
-from .lifecycle import cancel_and_wait
+from .lifecycle import Resource, cancel_and_wait
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -161,7 +160,7 @@ async def read_lines(stream: asyncio.StreamReader, keep: int) -> AsyncIterator[t
         yield line[:keep], len(line) > keep
 
 
-class ChildProcess:
+class ChildProcess(Resource):
     """A long-lived child process owned by an ``async with`` block.
 
     ``stdout`` is a pipe the owner reads (``read_stdout=True``), a file
@@ -174,6 +173,8 @@ class ChildProcess:
     stderr is drained by a task of this object into the log at DEBUG level; its
     last lines are kept in :attr:`stderr_tail` for error messages.
     """
+
+    STOP_SHIELDED = True
 
     def __init__(
         self,
@@ -297,15 +298,3 @@ class ChildProcess:
             proc.stdin.close()
         await cancel_and_wait(self._stderr_task)
         self._stderr_task = None
-
-    async def __aenter__(self) -> ChildProcess:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.shield(self.stop())

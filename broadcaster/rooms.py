@@ -30,6 +30,11 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _pick(item: object, names: str) -> dict[str, Any]:
+    """``item``'s attributes ``names`` (space-separated) as JSON; ``x_id`` is named ``x``."""
+    return {name.removesuffix("_id"): getattr(item, name) for name in names.split()}
+
+
 @dataclass(frozen=True)
 class StreamInfo:
     """A stream (audio source) configured on snapserver."""
@@ -99,16 +104,7 @@ class StreamInfo:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "status": self.status,
-            "scheme": self.scheme,
-            "path": self.path,
-            "codec": self.codec,
-            "format": self.format,
-            "properties": self.properties,
-        }
+        return _pick(self, "id name status scheme path codec format properties")
 
 
 @dataclass(frozen=True)
@@ -150,18 +146,7 @@ class Room:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "host": self.host,
-            "ip": self.ip,
-            "connected": self.connected,
-            "volume": self.volume,
-            "muted": self.muted,
-            "latency": self.latency,
-            "group": self.group_id,
-            "stream": self.stream_id,
-        }
+        return _pick(self, "id name host ip connected volume muted latency group_id stream_id")
 
 
 @dataclass(frozen=True)
