@@ -21,6 +21,7 @@ so a position read minutes ago can be told as it is now.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .errors import ConfigError, PlayerCannotError
-from .mpris import NowPlaying, _num
+from .mpris import MAX_MICROSECONDS, NowPlaying, _num
 
 if TYPE_CHECKING:
     from .control import SnapControl
@@ -160,6 +161,9 @@ def plan(
     if command in ("seek", "position"):
         if value is None:
             raise ConfigError(f"{command} needs a number of seconds")
+        if not math.isfinite(value) or abs(value) * 1e6 >= MAX_MICROSECONDS:
+            # json.dumps would send NaN/Infinity, which snapserver cannot parse.
+            raise ConfigError(f"{command} needs a finite number of seconds, not {value!r}")
         key = "offset" if command == "seek" else "position"
         params["params"] = {key: value}
     return params

@@ -95,6 +95,16 @@ def test_plan_refuses_what_the_player_cannot_and_builds_stream_control() -> None
         plan(info, seekable, "position")
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 1e303, -1e14])
+def test_plan_refuses_positions_no_player_can_hold(value: float) -> None:
+    """NaN, Infinity and offsets beyond MPRIS's int64 microseconds are bad input
+    (400), not a message snapserver cannot parse and never answers."""
+    seekable = from_properties({**PROPS, "canSeek": True})
+    for command in ("seek", "position"):
+        with pytest.raises(ConfigError, match="seconds"):
+            plan(stream(PROPS), seekable, command, value)
+
+
 def test_toggle_needs_play_when_paused() -> None:
     props = {**PROPS, "playbackStatus": "paused", "canPlay": False}
     assert not allows(from_properties(props), "toggle")

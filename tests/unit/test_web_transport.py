@@ -98,6 +98,16 @@ async def test_bad_commands_are_400_and_what_the_player_cannot_409(
         409,
         "the player of stream 'app' cannot seek now",
     )
+    seekable = {**PROPS, "canSeek": True}
+    use(client, status(seekable))
+    for raw in ("NaN", "Infinity", "1e400", "1e303"):
+        reply = await client.post(
+            "/api/streams/app/control",
+            data=f'{{"command": "seek", "seconds": {raw}}}',
+            headers={**AUTH, "Content-Type": "application/json"},
+        )
+        assert reply.status == 400, raw
+    use(client, status(PROPS))
     code, error = await post(client, "plain", {"command": "play"})
     assert code == 409
     assert "has no player to control" in error
