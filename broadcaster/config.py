@@ -149,7 +149,9 @@ class SnapserverConfig:
     """Also serve snapserver's control (the tcp ``control_port`` and the http
     ``http_port``: JSON-RPC, snapweb) on ``bind``, for the Snapcast apps.  That
     control is NOT authenticated: anyone who reaches it can change every room.
-    Off: both stay on loopback and browser rooms go through broadcaster's /stream."""
+    Off: the tcp control stays on loopback, the http port is not served at all
+    (any web page in a browser on this machine could reach it), and browser
+    rooms go through broadcaster's /stream."""
     stream_port: int = 1704
     control_port: int = DEFAULT_CONTROL_PORT
     http_port: int = 1780

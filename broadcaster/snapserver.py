@@ -134,7 +134,8 @@ def render_config(
     of ``paths``); ``template`` defaults to ``snapcast/snapserver.conf.in``.
     """
     # Control (tcp and http: unauthenticated JSON-RPC) on loopback, unless the
-    # user opted in; broadcaster itself always reaches it on 127.0.0.1.
+    # user opted in; broadcaster itself always reaches it on 127.0.0.1.  http
+    # is off unless opted in: browsers reach loopback, and it takes plain POSTs.
     control = ["127.0.0.1"]
     if settings.lan_control:
         control = (
@@ -152,6 +153,7 @@ def render_config(
         "stream_port": str(settings.stream_port),
         "control_port": str(settings.control_port),
         "http_port": str(settings.http_port),
+        "http_enabled": "true" if settings.lan_control else "false",
         "codec": settings.codec,
         "controlscript": controlscript,
         "stream_name": settings.stream_name,

@@ -106,7 +106,7 @@ def make_app(service: Service, *, publish: bool | None = None) -> web.Applicatio
 
 
 def _mount_player(app: web.Application, service: Service) -> None:
-    """The browser room's stream proxy (issue 9), when it is installed."""
+    """The browser room's stream relay (to snapserver's stream port), when it is installed."""
     try:
         from . import stream_proxy  # type: ignore[attr-defined, unused-ignore]
     except ImportError:
@@ -116,5 +116,5 @@ def _mount_player(app: web.Application, service: Service) -> None:
         _LOGGER.debug("stream_proxy has no add_routes(); browser room not mounted")
         return
     host = service.snap.host
-    port = service.config.snapserver.http_port
+    port = service.config.snapserver.stream_port
     factory(app, host, port)

@@ -1,11 +1,13 @@
-"""The browser room's stream WebSocket, proxied to snapserver (one origin).
+"""The browser room's stream WebSocket, relayed to snapserver's stream port (one origin).
 
 A browser room (``static/player/``) speaks snapserver's binary stream protocol
-over ``ws://HOST:HTTP_PORT/stream``.  When the page comes from ``broadcaster
-serve`` on its own port, the browser may not reach snapserver's HTTP port
-(it listens on loopback) and a second origin would need its own trust; so the
-service accepts the WebSocket on ``/stream`` and relays every frame, unchanged,
-to snapserver's ``/stream`` and back.
+over a WebSocket, one message per frame.  snapserver's own ``/stream``
+WebSocket lives on its HTTP port, which also serves its whole JSON-RPC API
+without authentication (and to any web page in a browser on the same
+machine, loopback or not); so the service accepts the WebSocket on
+``/stream`` and relays it to the stream port that snapclients use (TCP, the
+same messages back to back: a 26-byte header whose last 4 bytes are the
+payload size), and the managed snapserver needs no HTTP port at all.
 
 The rules are the API's: a browser page of another origin is refused (403),
 and with a token configured, the socket must carry it (``?token=``, since
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from aiohttp import ClientWebSocketResponse, web
+    from aiohttp import web
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ PATH = "/stream"
 CONNECT_TIMEOUT = 5.0
 # snapserver's frames are 20 ms chunks (a few kB of pcm) and small JSON.
 MAX_FRAME = 4 * 1024 * 1024
+HEADER = 26
+"""Bytes of a stream-protocol message header; the payload size is its last 4 (little-endian)."""
 
 TokenCheck = Callable[["web.Request"], bool]
 
@@ -42,7 +46,7 @@ def add_routes(
     *,
     path: str = PATH,
 ) -> None:
-    """Mount the proxy of snapserver ``host:port`` (its HTTP port) on ``path``."""
+    """Mount the relay to snapserver ``host:port`` (its stream port) on ``path``."""
     proxy = StreamProxy(host, port, check_token or _service_token_check)
     app.router.add_get(path, proxy.handle)
 
@@ -60,15 +64,16 @@ def _service_token_check(request: web.Request) -> bool:
 
 
 class StreamProxy:
-    """Relays each browser WebSocket to its own WebSocket on snapserver."""
+    """Relays each browser WebSocket to its own connection to snapserver's stream port."""
 
     def __init__(self, host: str, port: int, check_token: TokenCheck) -> None:
-        self.url = f"http://{_bracket(host)}:{port}/stream"
+        self.host = host
+        self.port = port
         self.check_token = check_token
         self._sockets: set[web.WebSocketResponse] = set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        from aiohttp import ClientError, ClientSession, ClientTimeout, WSServerHandshakeError, web
+        from aiohttp import web
 
         from .auth import refuse_cross_origin
 
@@ -79,28 +84,28 @@ class StreamProxy:
             return web.json_response(
                 {"error": "missing or wrong token: open the stream with ?token=TOKEN"}, status=401
             )
-        timeout = ClientTimeout(total=None, connect=CONNECT_TIMEOUT, sock_connect=CONNECT_TIMEOUT)
-        async with ClientSession(timeout=timeout) as session:
+        address = f"{_bracket(self.host)}:{self.port}"
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+        except (TimeoutError, OSError) as err:
+            _LOGGER.info("browser room: snapserver's stream port is unreachable: %s", err)
+            return web.json_response(
+                {"error": f"snapserver's stream port at {address} is unreachable"}, status=503
+            )
+        try:
+            browser = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=30)
+            await browser.prepare(request)
+            self._sockets.add(browser)
             try:
-                async with asyncio.timeout(CONNECT_TIMEOUT):
-                    upstream = await session.ws_connect(
-                        self.url, max_msg_size=MAX_FRAME, autoping=True, heartbeat=None
-                    )
-            except (ClientError, WSServerHandshakeError, TimeoutError, OSError) as err:
-                _LOGGER.info("browser room: snapserver's stream socket is unreachable: %s", err)
-                return web.json_response(
-                    {"error": f"snapserver's stream socket at {self.url} is unreachable"},
-                    status=503,
-                )
-            async with upstream:
-                browser = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=30)
-                await browser.prepare(request)
-                self._sockets.add(browser)
-                try:
-                    await _relay(browser, upstream)
-                finally:
-                    self._sockets.discard(browser)
-                    await browser.close()
+                await _relay(browser, reader, writer)
+            finally:
+                self._sockets.discard(browser)
+                await browser.close()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
         return browser
 
     async def close_all(self) -> None:
@@ -110,26 +115,35 @@ class StreamProxy:
             await socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
 
-async def _relay(browser: web.WebSocketResponse, upstream: ClientWebSocketResponse) -> None:
-    """Copy frames both ways until either side closes; then close the other."""
+async def read_message(reader: asyncio.StreamReader) -> bytes:
+    """One whole stream-protocol message (header and payload) from snapserver.
+
+    Raises :class:`asyncio.IncompleteReadError` at the end of the stream and
+    ValueError for a payload over :data:`MAX_FRAME`.
+    """
+    header = await reader.readexactly(HEADER)
+    size = int.from_bytes(header[HEADER - 4 :], "little")
+    if size > MAX_FRAME:
+        raise ValueError(f"snapserver sent a {size}-byte message")
+    return header + await reader.readexactly(size)
+
+
+async def _relay(
+    browser: web.WebSocketResponse, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Copy messages both ways until either side closes; then close the other."""
     from aiohttp import WSMsgType
 
     async def down() -> None:
-        async for message in upstream:
-            if message.type == WSMsgType.BINARY:
-                await browser.send_bytes(message.data)
-            elif message.type == WSMsgType.TEXT:
-                await browser.send_str(message.data)
-            else:
-                break
+        while True:
+            await browser.send_bytes(await read_message(reader))
 
     async def up() -> None:
         async for message in browser:
             if message.type == WSMsgType.BINARY:
-                await upstream.send_bytes(message.data)
-            elif message.type == WSMsgType.TEXT:
-                await upstream.send_str(message.data)
-            else:
+                writer.write(message.data)
+                await writer.drain()
+            elif message.type != WSMsgType.TEXT:  # the protocol has no text: ignored
                 break
 
     tasks = {
@@ -140,14 +154,13 @@ async def _relay(browser: web.WebSocketResponse, upstream: ClientWebSocketRespon
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if not task.cancelled() and task.exception() is not None:
-                _LOGGER.info("browser room relay ended: %s", task.exception())
+                _LOGGER.info("browser room relay ended: %s", task.exception() or "closed")
     finally:
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await upstream.close()
 
 
 def _bracket(host: str) -> str:

@@ -99,7 +99,7 @@ async def page_server(server: SnapServer) -> AsyncIterator[int]:
     app = web.Application()
     app.router.add_static("/player/", PLAYER_DIR)
     stream_proxy.add_routes(
-        app, "127.0.0.1", server.http_port, lambda r: r.query.get("token") == TOKEN
+        app, "127.0.0.1", server.stream_port, lambda r: r.query.get("token") == TOKEN
     )
     runner = web.AppRunner(app)
     await runner.setup()
@@ -362,7 +362,7 @@ def serve(tmp_path: Path, house: tuple[SnapServer, SnapClient]) -> Iterator[int]
         PYTHONUNBUFFERED="1",
         XDG_CONFIG_HOME=str(tmp_path / "config"),
         BROADCASTER_WEB_TOKEN=TOKEN,
-        BROADCASTER_SNAPSERVER_HTTP_PORT=str(server.http_port),
+        BROADCASTER_SNAPSERVER_STREAM_PORT=str(server.stream_port),
     )
     argv = [sys.executable, "-m", "broadcaster", "-v", "serve"]
     argv += ["--server", f"127.0.0.1:{server.control_port}", "--embedded", "never"]

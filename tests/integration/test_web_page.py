@@ -52,8 +52,8 @@ def serving(tmp_path: Path, server: SnapServer, base_env: Mapping[str, str]) -> 
         XDG_CONFIG_HOME=str(tmp_path / "config"),
         XDG_STATE_HOME=str(tmp_path / "state"),  # scenes: never the user's own
         BROADCASTER_WEB_TOKEN=TOKEN,
-        # The browser room's /stream proxy relays to snapserver's HTTP port.
-        BROADCASTER_SNAPSERVER_HTTP_PORT=str(server.http_port),
+        # The browser room's /stream relays to snapserver's stream port.
+        BROADCASTER_SNAPSERVER_STREAM_PORT=str(server.stream_port),
     )
     proc = Proc(
         [

@@ -54,7 +54,10 @@ def test_control_stays_on_loopback_and_only_the_stream_port_is_on_the_lan(
     assert text.count("source = pipe://") == slots
     assert "bind_to_address = 0.0.0.0" in _section(text, "stream")
     assert "bind_to_address = 127.0.0.1" in _section(text, "tcp")
-    assert "bind_to_address = 127.0.0.1" in _section(text, "http")
+    # Any web page in a browser on this machine can POST to (or open a
+    # WebSocket on) a loopback http port: it is not served at all.
+    assert "enabled = false" in _section(text, "http")
+    assert "enabled = true" in _section(text, "tcp")
 
 
 def test_lan_control_is_an_explicit_opt_in(tmp_path: Path) -> None:
@@ -65,6 +68,7 @@ def test_lan_control_is_an_explicit_opt_in(tmp_path: Path) -> None:
     for section in ("tcp", "http"):  # broadcaster still reaches it on loopback
         assert _section(text, section).count("bind_to_address") == 2
         assert "bind_to_address = 127.0.0.1\nbind_to_address = 192.168.1.5" in text
+    assert "enabled = true" in _section(text, "http")  # snapweb and the apps need it
     everywhere = SnapserverConfig(lan_control=True)
     text = render_config(everywhere, paths, read_template())
     for section in ("stream", "tcp", "http"):
