@@ -32,6 +32,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
@@ -116,12 +117,16 @@ def needs_token(request: web.Request, *, public_reads: bool = False) -> bool:
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
+_HOST = re.compile(r"\[(?P<ip6>[0-9a-f:.]+)\](?::\d+)?|(?P<name>[^:\[\]@/]+)(?::\d+)?")
+
+
 def _host_name(host: str) -> str:
-    """``Host`` without its port and IPv6 brackets, lower case."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    """``Host`` without its port, IPv6 brackets and trailing dot, lower case;
+    empty for anything else than NAME[:PORT] or [IPV6][:PORT]."""
+    found = _HOST.fullmatch(host.strip().lower())
+    if found is None:
+        return ""
+    return (found["ip6"] or found["name"]).rstrip(".")
 
 
 class HostPolicy:
@@ -131,13 +136,16 @@ class HostPolicy:
         own = socket.gethostname().lower()
         short = own.split(".")[0]
         self.any = "*" in extra
-        self.names = LOOPBACK_NAMES | {own, short, f"{short}.local"} | set(extra)
+        configured = {name.lower().rstrip(".") for name in extra}
+        self.names = LOOPBACK_NAMES | {own, short, f"{short}.local"} | configured
 
     def allows(self, host: str) -> bool:
         """Loopback names, IP addresses (nobody can rebind those), our name, the configured ones."""
         if self.any:
             return True
-        name = _host_name(host).rstrip(".")
+        name = _host_name(host)
+        if not name:
+            return False
         try:
             ipaddress.ip_address(name)
             return True

@@ -85,6 +85,18 @@ async def test_only_allowed_host_names_are_answered(token: str) -> None:
         assert reply.status == 200
 
 
+async def test_host_names_are_compared_as_names() -> None:
+    """A name listed with its trailing dot (the DNS root) is the same name; a
+    Host that is not NAME[:PORT] (a browser never sends one) is no address."""
+    async with TestClient(with_web(TOKEN, hosts="Music.Home.")) as client:
+        for host in ("music.home", "music.home.:1788", "MUSIC.HOME"):
+            reply = await client.get("/api/state", headers={**AUTH, "Host": host})
+            assert reply.status == 200, host
+        for host in ("127.0.0.1:1788@evil.example", "127.0.0.1:evil", "[::1]evil", "[::1"):
+            reply = await client.get("/api/state", headers={**AUTH, "Host": host})
+            assert reply.status == 403, host
+
+
 async def test_with_a_token_reads_need_it_too_unless_configured() -> None:
     async with TestClient(with_web(TOKEN)) as client:
         for path in ("/api/state", "/api/rooms", "/api/captures", "/api/health", "/metrics"):
