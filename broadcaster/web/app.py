@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ..service import Service
 from . import api
-from .auth import auth_middleware, error_middleware, frame_guard
+from .auth import MALFORMED_REQUESTS, auth_middleware, error_middleware, frame_guard
 from .events import EventHub
 
 _LOGGER = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ def make_app(service: Service, *, publish: bool | None = None) -> web.Applicatio
         client_max_size=64 * 1024,
     )
     app.on_response_prepare.append(frame_guard)
+    logging.getLogger("aiohttp.server").addFilter(MALFORMED_REQUESTS)  # once: the same object
     hub = EventHub()
     app[api.SERVICE] = service
     app[api.HUB] = hub

@@ -206,6 +206,28 @@ def auth_middleware(
     return check
 
 
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs each malformed request (no Host, a bad header line) at ERROR
+    with a traceback: anyone who reaches the port could fill the log.  Such a
+    record becomes one INFO line; everything else passes untouched."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        err = record.exc_info[1] if record.exc_info else None
+        if isinstance(err, HttpProcessingError):
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg = "refused a malformed HTTP request from %s: %s"
+            record.args = (peer, err.message)
+            record.exc_info = record.exc_text = None
+            if record.levelno > logging.INFO:  # aiohttp's DEBUG ones stay DEBUG
+                record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+MALFORMED_REQUESTS = MalformedRequestFilter()
+
+
 async def frame_guard(request: web.Request, response: web.StreamResponse) -> None:
     """``on_response_prepare``: no other site may frame the page."""
     response.headers.setdefault("X-Frame-Options", "DENY")

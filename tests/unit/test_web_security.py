@@ -5,6 +5,7 @@ reads behind the token, framing, and bodies that would crash a parser."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import aiohttp
@@ -95,6 +96,28 @@ async def test_host_names_are_compared_as_names() -> None:
         for host in ("127.0.0.1:1788@evil.example", "127.0.0.1:evil", "[::1]evil", "[::1"):
             reply = await client.get("/api/state", headers={**AUTH, "Host": host})
             assert reply.status == 403, host
+
+
+async def test_a_malformed_request_is_one_log_line_not_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Anyone who reaches the port can send a request without Host: a 400
+    and one line, not a traceback at ERROR for each (aiohttp's default)."""
+    import asyncio
+
+    async with TestClient(with_web(TOKEN)) as client:
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(b"GET / HTTP/1.1\r\nX: y\r\n\r\n")
+        await writer.drain()
+        assert b" 400 " in await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+        await writer.wait_closed()
+    records = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert records
+    for record in records:
+        assert record.exc_info is None
+        assert record.levelno < logging.WARNING
+        assert "Host" in record.getMessage()
 
 
 async def test_with_a_token_reads_need_it_too_unless_configured() -> None:
