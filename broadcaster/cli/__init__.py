@@ -82,11 +82,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BroadcasterError as err:
         if args.debug:
             logging.getLogger("broadcaster").exception("command failed")
-        print(f"broadcaster: error: {err}", file=sys.stderr)
+        print_error(err)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return result
+
+
+def print_error(err: BroadcasterError) -> None:
+    """The one line a failed command prints (names in it may come from the network)."""
+    from .formatting import terminal_safe
+
+    print(f"broadcaster: error: {terminal_safe(str(err))}", file=sys.stderr)
 
 
 def run() -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -25,7 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 from .. import house
 from . import lookup
-from .formatting import emit, format_event, format_status, group_line, room_line, table
+from .formatting import (
+    emit,
+    format_event,
+    format_status,
+    group_line,
+    room_line,
+    safe_json,
+    table,
+)
 
 if TYPE_CHECKING:
     from ..control import Event, SnapControl
@@ -337,9 +344,8 @@ async def _watch(args: argparse.Namespace) -> int:
         while args.count is None or seen < args.count:
             event = await queue.get()
             if args.json:
-                line = json.dumps(
-                    {"time": time.time(), "method": event.method, "params": event.params},
-                    ensure_ascii=False,
+                line = safe_json(
+                    {"time": time.time(), "method": event.method, "params": event.params}
                 )
             else:
                 line = format_event(event)

@@ -13,12 +13,50 @@ if TYPE_CHECKING:
     from ..rooms import Group, Room, ServerStatus
 
 
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _unsafe(char: str) -> bool:
+    """Control characters (ESC, BEL, 8-bit CSI, ...) and bidi overrides."""
+    import unicodedata
+
+    if char in "\n\t":
+        return False
+    return (
+        unicodedata.category(char) == "Cc"
+        or "\u202a" <= char <= "\u202e"
+        or ("\u2066" <= char <= "\u2069")
+    )
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with its control characters shown escaped (``\\x1b``).
+
+    Room and host names (any snapclient on the network announces its own),
+    titles (any app, any web page playing in a browser) and error messages
+    quoting them reach the terminal: an escape sequence there could rewrite
+    the screen or, with OSC 52, the clipboard.
+    """
+    if text.isprintable():
+        return text
+    return "".join(_escape(c) if _unsafe(c) else c for c in text)
+
+
+def safe_json(data: Any, indent: int | None = None) -> str:
+    """JSON (UTF-8 text) for the terminal: json escapes C0 controls itself;
+    the C1 and bidi ones are escaped as ``\\uXXXX`` too."""
+    text = json.dumps(data, ensure_ascii=False, indent=indent)
+    return "".join(f"\\u{ord(c):04x}" if _unsafe(c) else c for c in text)
+
+
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:
     """``data`` as JSON with ``--json``, else ``text``."""
     if args.json:
-        print(json.dumps(data, ensure_ascii=False, indent=2))
+        print(safe_json(data, indent=2))
     elif text:
-        print(text)
+        print(terminal_safe(text))
 
 
 def _width(text: str) -> int:
@@ -30,7 +68,7 @@ def _width(text: str) -> int:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """Left-aligned columns separated by two spaces."""
-    cells = [[str(c) for c in row] for row in [headers, *rows]]
+    cells = [[terminal_safe(str(c)) for c in row] for row in [headers, *rows]]
     widths = [max(_width(r[i]) for r in cells) for i in range(len(headers))]
     return "\n".join(
         "  ".join(c + " " * (w - _width(c)) for c, w in zip(row, widths, strict=True)).rstrip()
@@ -117,4 +155,4 @@ def format_event(event: Event) -> str:
             bits.append(f"{key}={json.dumps(value, ensure_ascii=False)[:120]}")
         else:
             bits.append(f"{key}={value}")
-    return f"{time.strftime('%H:%M:%S')} {event.method} {' '.join(bits)}".rstrip()
+    return terminal_safe(f"{time.strftime('%H:%M:%S')} {event.method} {' '.join(bits)}".rstrip())

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from broadcaster.cli import build_parser, formatting, lookup, main
+from broadcaster.cli import build_parser, formatting, lookup, main, print_error
 from broadcaster.cli import control as cli
 from broadcaster.control import Event
 from broadcaster.discovery import DiscoveredServer
+from broadcaster.errors import BroadcasterError
 from broadcaster.rooms import ServerStatus
 from tests.support.fake_snapserver import Answer, FakeSnapserver
 from tests.unit.test_control_rooms import STATUS
@@ -117,6 +118,55 @@ def test_status_shows_what_each_stream_plays() -> None:
 def test_event_line() -> None:
     event = Event("Client.OnVolumeChanged", {"id": "aa:01", "volume": {"percent": 3}})
     assert formatting.format_event(event).endswith("Client.OnVolumeChanged aa:01 percent=3")
+
+
+HOSTILE = "Evil\x1b]52;c;cm0gLXJmIH4K\x07\x1b[2J\x9b31m\u202eroom"
+"""A room name any snapclient on the LAN can announce (its Hello's hostname):
+OSC 52 (write the clipboard), clear the screen, an 8-bit CSI, a bidi override."""
+
+
+def _hostile_status() -> dict[str, Any]:
+    data: dict[str, Any] = copy.deepcopy(STATUS)
+    client = data["server"]["groups"][0]["clients"][0]
+    client["config"]["name"] = HOSTILE
+    client["host"]["name"] = HOSTILE
+    data["server"]["streams"][0]["properties"] = {"metadata": {"title": HOSTILE}}
+    return data
+
+
+def _no_control_characters(text: str) -> None:
+    for bad in ("\x1b", "\x07", "\x9b", "\u202e"):
+        assert bad not in text, repr(text)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status"],
+        ["status", "--json"],
+        ["room", "volume", "nowhere", "40"],
+        ["room", "volume", "aa:01", "40"],
+    ],
+)
+async def test_names_from_the_network_cannot_drive_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """Room names and titles come from anyone on the network: printed, their
+    control characters are shown escaped, never sent to the terminal."""
+    async with FakeSnapserver() as fake:
+        fake.handlers["Server.GetStatus"] = lambda _p: Answer(result=_hostile_status())
+        fake.handlers["Client.SetVolume"] = lambda p: Answer(result={"volume": p["volume"]})
+        args = build_parser().parse_args([*argv, "--server", f"127.0.0.1:{fake.port}"])
+        args.config = _args(tmp_path).config
+        try:
+            await args.handler(args)
+        except BroadcasterError as failed:
+            print_error(failed)  # as main() prints it
+    out, err = capsys.readouterr()
+    assert "Evil" in out + err
+    _no_control_characters(out + err)
+    event = Event("Client.OnNameChanged", {"id": "aa:01", "name": HOSTILE})
+    _no_control_characters(formatting.format_event(event))
 
 
 def test_unreachable_server_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
