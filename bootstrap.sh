@@ -3,6 +3,7 @@
 #
 #   ./bootstrap.sh run spotify      install what broadcaster needs, then run it
 #   ./bootstrap.sh test [ARGS]      install what the tests need, then run them
+#   ./bootstrap.sh packages         print the Debian packages it installs
 #   ./bootstrap.sh ARGS...          any other broadcaster command (status, ...)
 #
 # Debian packages are installed with apt-get (through sudo unless root), only
@@ -81,8 +82,12 @@ case "${1:-}" in
         say "pytest"
         exec pytest "$@"
         ;;
+    packages)
+        # The Debian packages this script installs (ci/debian-root builds them in).
+        echo "${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+        ;;
     "" | -h | --help)
-        sed -n '2,9p' "$0"
+        sed -n '2,10p' "$0"
         exit 0
         ;;
     *)
