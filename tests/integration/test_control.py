@@ -1,4 +1,5 @@
-"""Room control against a real snapserver 0.26 with three real snapclient rooms.
+"""Room control against a real snapserver (0.26 on Debian 12, 0.31 on Debian 13)
+with three real snapclient rooms.
 
 Every command runs as the real CLI (``python -m broadcaster``) and its effect
 is read back from the server with an independent ``Server.GetStatus``
@@ -115,7 +116,8 @@ def test_status_table_and_json(house: SnapServer) -> None:
     assert {r["id"] for r in data["rooms"]} == {"room1", "room2", "room3"}
     assert all(r["connected"] for r in data["rooms"])
     assert {s["id"]: s["codec"] for s in data["streams"]} == {"Main": "pcm", "Second": "pcm"}
-    assert data["server"]["version"].startswith("0.26")
+    # The version of the server that answers, whichever release it is.
+    assert data["server"]["version"] == house.version()
 
 
 def test_room_commands_change_the_server(house: SnapServer) -> None:
@@ -319,6 +321,7 @@ def test_watch_prints_one_line_per_event(house: SnapServer, tmp_path: Path) -> N
 
 
 async def test_hung_server_times_out_within_the_deadline(house: SnapServer) -> None:
+    version = house.version()
     async with SnapControl("127.0.0.1", house.control_port, timeout=1.5) as snap:
         house.pause()
         try:
@@ -335,7 +338,8 @@ async def test_hung_server_times_out_within_the_deadline(house: SnapServer) -> N
             assert time.monotonic() - started < 10
         finally:
             house.resume()
-        assert (await snap.status()).server.version.startswith("0.26")
+        # The same connection answers again once the server does.
+        assert (await snap.status()).server.version == version
 
 
 async def test_restarted_server_is_reconnected(house: SnapServer) -> None:

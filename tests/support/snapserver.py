@@ -137,6 +137,14 @@ filter = *:info
     def status(self) -> dict[str, Any]:
         return dict(self.rpc("Server.GetStatus")["server"])
 
+    def version(self) -> str:
+        """The version the running snapserver reports (e.g. "0.26.0", "0.31.0")."""
+        return str(self.status()["server"]["snapserver"]["version"])
+
+    def version_info(self) -> tuple[int, ...]:
+        """:meth:`version` as numbers, to compare with what a release promises."""
+        return tuple(int(part) for part in self.version().split("-")[0].split("."))
+
     def clients(self) -> dict[str, dict[str, Any]]:
         """Clients by host id (``--hostID``)."""
         found = {}
