@@ -9,6 +9,12 @@ whenever the followed MPRIS player changes; snapserver sends
 ``Plugin.Stream.Player.Control``/``SetProperty``/``GetProperties`` requests.
 stderr lines end up in snapserver's log.
 
+It ends when snapserver is gone, whichever way: stdin closing (EOF), SIGTERM,
+the kernel's parent-death signal (``prctl(PR_SET_PDEATHSIG)``, set at start),
+or its parent process changing (polled each second).  EOF alone is not
+enough: snapserver 0.31 with several streams lets each script inherit the
+others' stdin pipes, so none sees EOF when snapserver dies.
+
 Which player to follow: ``--player NAME`` and/or ``--pid PID``, else the
 environment variables ``BROADCASTER_MPRIS_PLAYER``/``BROADCASTER_MPRIS_PID``
 (snapserver passes its environment on), else whatever broadcaster last wrote
@@ -22,9 +28,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +46,11 @@ from .nowplaying import PlayerMatch, read_target
 from .process import read_lines
 
 log = logging.getLogger("broadcaster.controlscript")
+
+#: prctl(2) option: the signal this process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
+#: How often :func:`serve` checks that its parent is still snapserver.
+PARENT_POLL_S = 1.0
 
 #: JSON-RPC error codes.
 PARSE_ERROR = -32700
@@ -267,18 +280,60 @@ async def serve_lines(reader: asyncio.StreamReader, script: ControlScript) -> No
             script.send(reply)
 
 
+def die_with_parent() -> None:
+    """Have Linux send SIGTERM when the parent (snapserver) dies, even by SIGKILL."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            log.debug("prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
+    except (OSError, AttributeError) as exc:  # not Linux: the parent watch remains
+        log.debug("no prctl: %s", exc)
+
+
+async def _parent_gone(parent: int, interval: float) -> None:
+    """Return once this process's parent is no longer ``parent`` (it died and
+    the process was re-parented)."""
+    while True:
+        await asyncio.sleep(interval)
+        if os.getppid() != parent:
+            return
+
+
 async def serve(
-    match: PlayerMatch | None, bus_address: str | None = None, stream: str | None = None
+    match: PlayerMatch | None,
+    bus_address: str | None = None,
+    stream: str | None = None,
+    *,
+    parent: int | None = None,
+    parent_poll_s: float = PARENT_POLL_S,
 ) -> None:
-    """Run the plugin on stdin/stdout until snapserver closes stdin."""
+    """Run the plugin on stdin/stdout until snapserver is gone: stdin closes,
+    SIGTERM arrives, or the parent process (``parent``, default: the current
+    one) is no longer ours."""
+    parent = os.getppid() if parent is None else parent
     loop = asyncio.get_running_loop()
+    terminated = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, terminated.set)
     reader = asyncio.StreamReader(limit=MAX_MESSAGE)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     script = ControlScript(match, _write_line, bus_address=bus_address, stream=stream)
     await script.start()
+    tasks = {
+        asyncio.create_task(serve_lines(reader, script), name="controlscript-stdin"),
+        asyncio.create_task(terminated.wait(), name="controlscript-sigterm"),
+        asyncio.create_task(_parent_gone(parent, parent_poll_s), name="controlscript-parent"),
+    }
     try:
-        await serve_lines(reader, script)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task.get_name() != "controlscript-stdin":
+                log.info("snapserver is gone (%s): stopping", task.get_name().split("-")[1])
+            task.result()
     finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        loop.remove_signal_handler(signal.SIGTERM)
         await script.stop()
 
 
@@ -313,11 +368,16 @@ def run(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr, level=logging.INFO, format="%(name)s %(levelname)s %(message)s"
     )
     args = parse_args(argv)
+    # The parent at start is snapserver (it execs us, or a wrapper that execs
+    # us).  Should snapserver die while Python is still starting, before this
+    # line, neither watch can tell; stdin's EOF remains.
+    parent = os.getppid()
+    die_with_parent()
     match = target(args, dict(os.environ))
     if match is None and args.stream is None:
         log.info("no player to follow and no --stream: the stream shows no metadata")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(match, args.bus, args.stream))
+        asyncio.run(serve(match, args.bus, args.stream, parent=parent))
     return 0
 
 

@@ -2,15 +2,63 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import pipewire, snapserver
+from tests.support.procs import (
+    become_subreaper,
+    command_line,
+    descendants,
+    reap_zombies,
+    running,
+)
 
 LOG_TAIL_LINES = 25
+#: How long processes may take to exit after the last test before the run fails.
+LEFTOVER_DEADLINE_S = 10.0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """Fail the run if any process it started outlives it.
+
+    The test process becomes a child subreaper, so a process whose parent died
+    (an orphaned snapclient, controlscript, Chromium helper, ...) is re-parented
+    to it rather than to init, and is still found among its descendants: other
+    runs on the same machine never count.  Leftovers are listed, then killed.
+    """
+    become_subreaper()
+    yield
+    me = os.getpid()
+    deadline = time.monotonic() + LEFTOVER_DEADLINE_S
+    while True:
+        reap_zombies()
+        left = descendants(me)
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if not left:
+        return
+    described = [f"{pid} {' '.join(command_line(pid))[:200]}" for pid in left]
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + LEFTOVER_DEADLINE_S
+    while any(running(pid) for pid in left) and time.monotonic() < deadline:
+        reap_zombies()
+        time.sleep(0.05)
+    reap_zombies()
+    pytest.fail(
+        f"{len(left)} process(es) outlived the test run (now killed):\n" + "\n".join(described),
+        pytrace=False,
+    )
 
 
 @pytest.hookimpl(hookwrapper=True)

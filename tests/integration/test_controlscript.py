@@ -1,4 +1,4 @@
-"""The controlscript under a real snapserver 0.26, following a test MPRIS player
+"""The controlscript under a real snapserver (0.26 or 0.31), following a test MPRIS player
 on a real private D-Bus session bus."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from broadcaster import mpris, nowplaying
 from tests.conftest import require_tools
 from tests.support import mpris_player, snapserver
 from tests.support.mpris_player import SessionBus, TestPlayer
-from tests.support.procs import wait_until
+from tests.support.procs import catches, children, command_line, running, wait_until
 from tests.support.snapserver import SnapServer, StreamSpec
 
 pytestmark = pytest.mark.integration
@@ -124,9 +124,17 @@ def test_metadata_appears_in_server_status(
     assert props["canPlay"]
     assert props["canGoNext"]
     assert not props["canGoPrevious"]
-    # snapserver 0.26 passes the stream id and its HTTP port, nothing else.
+    # snapserver passes the stream id and its HTTP port; 0.31 (Debian 13) also
+    # its HTTP host name ([http] host, the machine's name by default); 0.26
+    # (Debian 12) nothing else.
     args = Path(f"{script}.args").read_text(encoding="utf-8").split()
-    assert args == ["--stream=app", f"--snapcast-port={server.http_port}"]
+    assert args[:2] == ["--stream=app", f"--snapcast-port={server.http_port}"]
+    if server.version_info() >= (0, 31):
+        assert len(args) == 3
+        assert args[2].startswith("--snapcast-host=")
+        assert args[2] != "--snapcast-host="
+    else:
+        assert len(args) == 2
 
 
 def test_stream_control_reaches_the_player(
@@ -293,3 +301,33 @@ async def test_now_playing_without_a_bus_is_a_clear_error(tmp_path: Path) -> Non
 
     with pytest.raises(MprisError, match="session bus"):
         await mpris.now_playing(APP, bus_address=f"unix:path={tmp_path / 'nobus'}")
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_no_controlscript_outlives_snapserver(
+    session_bus: SessionBus, make_server: Any, tmp_path: Path, how: signal.Signals
+) -> None:
+    # Several streams: snapserver 0.31 lets each script inherit the others'
+    # stdin pipes, so EOF alone never comes; the scripts must notice anyway.
+    streams = {f"app{n}": wrapper(tmp_path, session_bus, "--player", f"{APP}{n}") for n in range(3)}
+    server = make_server(streams)
+    proc = server.proc
+    assert proc is not None
+
+    def three_scripts() -> list[int] | None:
+        """The scripts, once all three are past start-up: armed for SIGTERM (a
+        script still importing when snapserver dies cannot know its parent)."""
+        found = [
+            pid
+            for pid in children(proc.pid)
+            if "broadcaster.controlscript" in command_line(pid) and catches(pid, signal.SIGTERM)
+        ]
+        return found if len(found) == 3 else None
+
+    started = wait_until(three_scripts, DEADLINE, "snapserver to start three controlscripts") or []
+    proc.signal(how)
+    wait_until(
+        lambda: not any(running(pid) for pid in started),
+        DEADLINE,
+        f"every controlscript to exit after snapserver's {how.name}",
+    )

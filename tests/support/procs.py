@@ -62,6 +62,96 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process from /proc, or None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return fields[0], int(fields[1])
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (dead, waiting to be reaped)."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
+def command_line(pid: int) -> list[str]:
+    """A process's argv, from /proc ([] once it is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def catches(pid: int, sig: int) -> bool:
+    """Whether ``pid`` has a handler installed for ``sig`` (SigCgt in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
+    return False
+
+
+def all_pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def children(parent: int) -> list[int]:
+    """Running processes whose parent is ``parent``."""
+    found = []
+    for pid in all_pids():
+        stat = _stat(pid)
+        if stat is not None and stat[1] == parent and stat[0] not in ("Z", "X"):
+            found.append(pid)
+    return found
+
+
+def descendants(ancestor: int) -> list[int]:
+    """Running processes below ``ancestor`` in the process tree."""
+    parents: dict[int, int] = {}
+    for pid in all_pids():
+        stat = _stat(pid)
+        if stat is not None and stat[0] not in ("Z", "X"):
+            parents[pid] = stat[1]
+    found = []
+    for pid in parents:
+        up = parents.get(pid)
+        while up is not None and up != ancestor:
+            up = parents.get(up)
+        if up == ancestor:
+            found.append(pid)
+    return sorted(found)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Have orphaned descendants re-parented to this process instead of init, so
+    that :func:`descendants` still finds a process whose parent died."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def reap_zombies() -> None:
+    """Reap dead children nobody waits for (orphans a subreaper inherited)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+
+
 class Proc:
     """A background process for a test, logged to a file, killed and reaped on stop."""
 
