@@ -56,6 +56,14 @@ class ControlTimeoutError(ControlError, TimeoutError):
 class ServerReplyError(ControlError):
     """snapserver answered a request with a JSON-RPC error."""
 
+    #: JSON-RPC "method not found": the server does not have this request.
+    METHOD_NOT_FOUND = -32601
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        #: The JSON-RPC error code, when the server gave one.
+        self.code = code
+
 
 class NotFoundError(BroadcasterError, LookupError):
     """What the user named does not exist: a room, group, stream, scene, capture or slot."""

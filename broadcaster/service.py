@@ -8,7 +8,10 @@
 * the **snapserver**: a managed one with one pipe stream per slot
   (``snapcast/snapserver.conf.in``, ``web.slots`` of them) when none answers on the
   control port (``snapserver.mode``), else the running one, whose local
-  ``pipe://`` streams are the slots;
+  ``pipe://`` streams are the slots.  When every slot is in use and the server
+  can add streams at run time (``Stream.AddStream``, snapserver 0.31; 0.26
+  answers "method not found"), a capture gets a pipe stream of its own, added
+  beside the slots and removed when the capture ends;
 * the **control plane**: a :class:`~broadcaster.snapstate.SnapState`
   connection that follows snapserver's notifications;
 * a once-a-second **sampler** that turns capture counters into change events,
@@ -21,6 +24,7 @@ Changes of any of these call ``on_change(topic)`` (``"server"`` or
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import math
@@ -35,7 +39,7 @@ from typing import Any, Protocol
 from .announce import ANNOUNCE_STREAM
 from .config import Config, is_local_host, parse_address
 from .delivery import Delivery, DeliveryStats
-from .errors import BusyError, ConfigError, NotFoundError
+from .errors import BusyError, ConfigError, ControlError, NotFoundError, ServerReplyError
 from .lifecycle import cancel_and_wait
 from .net import port_answers
 from .pipeline import Broadcast, BroadcastStatus
@@ -356,6 +360,8 @@ class Service:
         self._ids = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.managed: EmbeddedSnapserver | None = None
+        #: Whether snapserver adds streams at run time (None: not asked yet).
+        self.can_add_streams: bool | None = None
         host, port = parse_address(config.server or "127.0.0.1", config.snapserver.control_port)
         self.snap = SnapState(
             host, port, timeout=config.timeout, on_change=lambda: self._on_change("server")
@@ -442,6 +448,72 @@ class Service:
             "(or raise web.slots for the managed snapserver)"
         )
 
+    async def _claim_slot(self, wanted: str | None) -> Slot:
+        """A free slot, else a stream added to the server for this capture."""
+        try:
+            return self._free_slot(wanted)
+        except BusyError:
+            slots = self.slots()
+            if wanted or not slots or (added := await self._add_stream(slots[0])) is None:
+                raise
+            return added
+
+    async def _add_stream(self, beside: Slot) -> Slot | None:
+        """Add a pipe stream like ``beside`` (fifo in the same directory); None if
+        the server cannot add streams at run time."""
+        if self.can_add_streams is False or not self.snap.connected:
+            return None
+        status = self.snap.status or {}
+        taken = {str(s.get("id")) for s in status.get("streams", [])}
+        taken |= {c.slot.stream for c in self.captures.values()}
+        index, error = 2, None
+        for _attempt in range(3):
+            while f"{beside.stream}-{index}" in taken:
+                index += 1
+            slot = Slot(
+                f"{beside.stream}-{index}",
+                beside.fifo.with_name(f"{beside.fifo.name}-{index}"),
+                added=True,
+            )
+            # No controlscript: snapserver 0.31 only runs one from its plug-ins
+            # directory when a stream is added at run time.
+            uri = (
+                f"pipe://{slot.fifo}?name={slot.stream}&mode=create"
+                f"&sampleformat=48000:16:2&codec={self.config.snapserver.codec}"
+            )
+            try:
+                await self.snap.call("Stream.AddStream", {"streamUri": uri})
+            except ServerReplyError as err:
+                if err.code == ServerReplyError.METHOD_NOT_FOUND:
+                    _LOGGER.info("snapserver cannot add streams at run time: slots only")
+                    self.can_add_streams = False
+                    return None
+                error = err  # most likely the name was taken meanwhile: try the next
+                taken.add(slot.stream)
+                continue
+            except ControlError as err:  # lost or hung: the slots stay the limit
+                _LOGGER.warning("could not add a stream to snapserver: %s", err)
+                return None
+            self.can_add_streams = True
+            self.snap.refresh_soon()
+            _LOGGER.info("added stream %s to snapserver", slot.stream)
+            return slot
+        assert error is not None
+        raise error
+
+    async def _remove_stream(self, slot: Slot) -> None:
+        if not slot.added:
+            return
+        try:
+            await self.snap.call("Stream.RemoveStream", {"id": slot.stream})
+        except ControlError as err:
+            _LOGGER.warning("could not remove stream %s from snapserver: %s", slot.stream, err)
+        else:
+            _LOGGER.info("removed stream %s from snapserver", slot.stream)
+            self.snap.refresh_soon()
+        with contextlib.suppress(OSError):
+            slot.fifo.unlink()
+
     # --- captures ------------------------------------------------------------------
 
     def capture(self, key: str) -> Capture:
@@ -462,7 +534,7 @@ class Service:
         for other in self.captures.values():
             if other.target == target and other.state not in _ENDED:
                 raise BusyError(f"{target.describe()} is already captured ({other.id})")
-        slot = self._free_slot(stream)
+        slot = await self._claim_slot(stream)
         cfg = self.config
         announcer = cfg.announce.announcer
         if any(c.announcer and c.state not in _ENDED for c in self.captures.values()):
@@ -495,6 +567,7 @@ class Service:
             capture.error = str(err) or type(err).__name__
             _LOGGER.error("capture %s failed: %s", capture.id, capture.error)
         finally:
+            await self._remove_stream(capture.slot)
             self._prune()
             self._on_change("captures")
 

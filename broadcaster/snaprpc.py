@@ -176,5 +176,12 @@ class Connection:
                     f"lost the connection to snapserver at {self.address} during {method}"
                 )
             text = error.get("message", error) if isinstance(error, dict) else error
-            raise ServerReplyError(f"snapserver refused {method}: {text}")
+            code = error.get("code") if isinstance(error, dict) else None
+            detail = error.get("data") if isinstance(error, dict) else None
+            if isinstance(detail, str) and detail and detail != text:
+                text = f"{text} ({detail})"  # 0.31 says why there ("Adding ... not allowed")
+            raise ServerReplyError(
+                f"snapserver refused {method}: {text}",
+                code=code if isinstance(code, int) else None,
+            )
         return result

@@ -94,6 +94,8 @@ class Slot:
 
     stream: str
     fifo: Path
+    added: bool = False
+    """Added to the running snapserver for one capture, removed when it ends."""
 
 
 def resolve_paths(settings: SnapserverConfig) -> EmbeddedPaths:

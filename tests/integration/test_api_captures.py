@@ -58,9 +58,7 @@ async def test_two_apps_into_two_streams_then_stop_restores(
         assert two.status == 201, await two.text()
         first, second = await one.json(), await two.json()
         assert (first["stream"], second["stream"]) == ("Main", "Second")
-        busy = await client.post("/api/captures", json={"app": "AppC"})
-        assert busy.status == 409
-        assert "in use" in (await busy.json())["error"]
+        # A third capture: see test_a_capture_beyond_the_slots_gets_a_stream_of_its_own_...
         again = await client.post("/api/captures", json={"app": "AppA"})
         assert again.status == 409
 
@@ -92,6 +90,55 @@ async def test_two_apps_into_two_streams_then_stop_restores(
         15,
         "AppB back on the speakers",
     )
+
+
+def _stream_ids(server: SnapServer) -> list[str]:
+    return [str(stream["id"]) for stream in server.status()["streams"]]
+
+
+async def test_a_capture_beyond_the_slots_gets_a_stream_of_its_own_where_the_server_allows(
+    tmp_path: Path,
+    pw_session: PipeWireSession,
+    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+) -> None:
+    """snapserver 0.31 adds streams at run time (Stream.AddStream): a third
+    capture into a two-slot server gets a stream of its own, which a room can
+    listen to and which goes away with the capture.  0.26 cannot: 409."""
+    server, rooms = house
+    for app, freq in (("AppA", 440), ("AppB", 1000), ("AppC", 1500)):
+        pw_session.play(make_tone(tmp_path / f"{app}.wav", freq, 48000), app)
+    wait_until(
+        lambda: all(pw_session.stream_sinks(app) for app in ("AppA", "AppB", "AppC")),
+        15,
+        "the three apps playing",
+    )
+    service = Service(dataclasses.replace(service_config(server), timeout=10.0), env=pw_session.env)
+    async with TestClient(TestServer(make_app(service, publish=False))) as client:
+        await await_until(_rooms(service), 20, "the service to see both rooms")
+        for app in ("AppA", "AppB"):
+            reply = await client.post("/api/captures", json={"app": app})
+            assert reply.status == 201, await reply.text()
+        third = await client.post("/api/captures", json={"app": "AppC"})
+        if server.version_info() < (0, 31):
+            assert third.status == 409, await third.text()
+            assert "in use" in (await third.json())["error"]
+            assert service.can_add_streams is False
+            return
+        assert third.status == 201, await third.text()
+        capture = await third.json()
+        extra = capture["stream"]
+        assert extra not in ("Main", "Second")
+        assert extra in _stream_ids(server)
+        group = service.snap.room("room1").group_id
+        reply = await client.put(f"/api/groups/{group}/stream", json={"stream": extra})
+        assert reply.status == 200, await reply.text()
+        await asyncio.to_thread(wait_for_tone, rooms[0], 1500, 40)
+
+        gone = await client.delete(f"/api/captures/{capture['id']}")
+        assert gone.status == 200
+        await asyncio.to_thread(
+            wait_until, lambda: extra not in _stream_ids(server), 10, f"{extra} removed"
+        )
 
 
 def _rooms(service: Service) -> Any:
