@@ -243,3 +243,48 @@ async def test_ended_captures_are_pruned_beyond_a_small_history() -> None:
     assert len(service.captures) == ENDED_KEPT
     assert list(service.captures) == [str(n) for n in range(51 - ENDED_KEPT, 51)]  # the newest
     await service.stop()
+
+
+async def test_a_stream_name_taken_meanwhile_is_skipped_and_the_added_stream_removed() -> None:
+    """The one fault of adding streams the real snapserver 0.31 cannot be made to
+    show on demand: another client takes the name between our status and our
+    request.  The service tries the next name, and removes what it added."""
+    from tests.support.fake_snapserver import Answer, FakeSnapserver, minimal_status
+    from tests.support.procs import await_until
+
+    status = minimal_status()
+    status["server"].update(pipes_status("Main"))
+    added: list[str] = []
+
+    def add(params: dict[str, Any]) -> Answer:
+        name = str(params["streamUri"]).split("name=")[1].split("&")[0]
+        if name == "Main-2":  # taken by someone else just now
+            return Answer(error={"code": -32603, "message": "Internal error"})
+        added.append(name)
+        return Answer(result={"id": name})
+
+    async with FakeSnapserver() as fake:
+        fake.handlers["Server.GetStatus"] = lambda _p: Answer(result=status)
+        fake.handlers["Stream.AddStream"] = add
+        fake.handlers["Stream.RemoveStream"] = lambda p: Answer(result={"id": p["id"]})
+        config = Config(server=f"127.0.0.1:{fake.port}", snapserver=SnapserverConfig(mode="never"))
+        service = Service(config, runner_factory=lambda t, c, e: StandIn(t, c))
+
+        async def following() -> bool:
+            return service.snap.connected and bool(service.snap.status)
+
+        await service.start()
+        try:
+            await await_until(following, 5, "the service to follow the fake")
+            first = await service.start_capture("a")
+            second = await service.start_capture("b")
+            assert (first.slot.stream, second.slot.stream) == ("Main", "Main-3")
+            assert second.slot.added
+            assert second.slot.fifo == Path("/tmp/Main-3")
+            await service.stop_capture(second.id)
+            removed = [r["params"] for r in fake.requests if r["method"] == "Stream.RemoveStream"]
+            assert removed == [{"id": "Main-3"}]
+            assert service.can_add_streams is True
+        finally:
+            await service.stop()
+    assert added == ["Main-3"]
