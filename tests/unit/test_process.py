@@ -73,7 +73,7 @@ async def test_a_command_whose_pipe_outlives_it_does_not_hang_the_caller(
     monkeypatch.setattr(process, "REAP_TIMEOUT", 0.5)
     started = time.monotonic()
     with pytest.raises(TimeoutError):
-        await run_command(["sh", "-c", "sleep 8 & sleep 20"], timeout=0.5)
+        await run_command(["sh", "-c", "sleep 8 & exec sleep 20"], timeout=0.5)
     assert time.monotonic() - started < 5
 
 
