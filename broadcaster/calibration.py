@@ -475,6 +475,104 @@ class FifoWriter:
             view = view[count:]
 
 
+class SignalOut(Protocol):
+    """Where the signal goes: paced writes of 48 kHz S16LE stereo."""
+
+    async def write(self, pcm: bytes) -> None: ...
+
+
+class SinkWriter:
+    """Plays the signal into a capture sink with ``pw-play`` reading its stdin.
+
+    For a capture on the native data path, whose pipe PipeWire itself writes:
+    the signal is mixed into the capture sink as an announcement
+    (``application.name`` of :mod:`.announce`), so the broadcast ducks the
+    music under it meanwhile.  One ``pw-play`` stream plays its samples
+    contiguously, which is all the measurement needs; it is kept
+    ``ahead_s`` ahead so it never runs dry (a dry stream would be a gap).
+    """
+
+    def __init__(
+        self, sink: str, *, env: Mapping[str, str] | None = None, ahead_s: float = 0.3
+    ) -> None:
+        self.sink = sink
+        self._env = dict(env) if env is not None else None
+        self._ahead = ahead_s
+        self._proc: asyncio.subprocess.Process | None = None
+        self._written = 0
+        self._t0 = 0.0
+
+    def argv(self) -> list[str]:
+        from .announce import ANNOUNCE_APP
+
+        return [
+            "pw-play",
+            "--target",
+            self.sink,
+            "-P",
+            f"{{ application.name = {ANNOUNCE_APP} node.dont-reconnect = true }}",
+            "--rate",
+            str(STREAM_RATE),
+            "--channels",
+            "2",
+            "--format",
+            "s16",
+            "-",
+        ]
+
+    async def __aenter__(self) -> SinkWriter:
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.argv(),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                env=self._env,
+            )
+        except OSError as err:
+            raise CalibrationError(f"cannot run pw-play: {err}") from None
+        self._t0 = time.monotonic()
+        return self
+
+    async def write(self, pcm: bytes) -> None:
+        proc = self._proc
+        assert proc is not None
+        assert proc.stdin is not None
+        block = round(0.02 * STREAM_RATE) * 4
+        view = memoryview(pcm)
+        while view:
+            ahead = self._written / (STREAM_RATE * 4) - (time.monotonic() - self._t0)
+            if ahead > self._ahead:
+                await asyncio.sleep(min(ahead - self._ahead + 0.002, 0.02))
+                continue
+            if proc.returncode is not None:
+                raise CalibrationError(f"pw-play into {self.sink} stopped during calibration")
+            proc.stdin.write(view[:block])
+            try:
+                async with asyncio.timeout(5):
+                    await proc.stdin.drain()
+            except (TimeoutError, ConnectionError):
+                raise CalibrationError(
+                    f"pw-play into {self.sink} stopped taking the signal"
+                ) from None
+            self._written += min(block, len(view))
+            view = view[block:]
+
+    async def __aexit__(self, *exc: object) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            async with asyncio.timeout(3):
+                await proc.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
 class Recording(Protocol):
     """A microphone's samples, from before the signal starts to after it ends."""
 
@@ -659,8 +757,10 @@ class Calibration:
 
     ``hold(stream)`` is an async context manager the owner supplies: while it
     is entered, a capture feeding that stream stops writing (its audio is
-    dropped) so the signal has the pipe to itself; the music comes back when
-    it exits.
+    dropped) so the signal has the pipe to itself, and the music comes back
+    when it exits; or, for a capture PipeWire writes itself (the native
+    path), it yields a :class:`SinkWriter` that mixes the signal into the
+    capture sink.  Yielding None means: write the stream's pipe.
     """
 
     def __init__(
@@ -668,7 +768,8 @@ class Calibration:
         controls: Callable[[], Controls],
         *,
         on_change: Callable[[], None] = lambda: None,
-        hold: Callable[[str], contextlib.AbstractAsyncContextManager[None]] | None = None,
+        hold: Callable[[str], contextlib.AbstractAsyncContextManager[SignalOut | None]]
+        | None = None,
         settings: Settings | None = None,
     ) -> None:
         self._controls = controls
@@ -721,10 +822,17 @@ class Calibration:
         saved = {r.id: Saved(r.volume, r.muted) for r in status.rooms if r.connected}
         self._set(rooms=len(rooms), duration_s=plan.duration_s)
         signal = plan.render()
-        hold = self._hold(stream) if self._hold is not None else contextlib.nullcontext()
+        hold: contextlib.AbstractAsyncContextManager[SignalOut | None] = (
+            self._hold(stream) if self._hold is not None else contextlib.nullcontext()
+        )
         await recording.start()
         try:
-            async with hold, FifoWriter(fifo) as writer:
+            async with hold as out, contextlib.AsyncExitStack() as stack:
+                writer: SignalOut
+                if out is None:
+                    writer = await stack.enter_async_context(FifoWriter(fifo))
+                else:
+                    writer = out
                 bounds = [0] + [slot.start for slot in plan.rooms[1:]] + [plan.total]
                 for index, slot in enumerate(plan.rooms):
                     await self._solo(controls, saved, slot.room_id)
@@ -809,6 +917,7 @@ __all__ = [
     "Plan",
     "RoomResult",
     "Settings",
+    "SinkWriter",
     "UploadedRecording",
     "analyze",
     "code_signal",

@@ -20,8 +20,16 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..calibration import Calibration, LocalRecording, Recording, State, UploadedRecording
-from ..errors import BroadcasterError, BusyError, NotFoundError
+from ..calibration import (
+    Calibration,
+    LocalRecording,
+    Recording,
+    SignalOut,
+    SinkWriter,
+    State,
+    UploadedRecording,
+)
+from ..errors import BroadcasterError, NotFoundError
 from ..service import MeteredDelivery, Service
 from .api import SERVICE, get_str, json_body
 from .auth import BadRequest
@@ -43,26 +51,27 @@ def setup(app: web.Application, service: Service, hub: EventHub) -> None:
     """Mount the routes and the calibration state on ``app``."""
 
     @contextlib.asynccontextmanager
-    async def hold(stream: str) -> AsyncIterator[None]:
+    async def hold(stream: str) -> AsyncIterator[SignalOut | None]:
         feeding = [
             c for c in service.captures.values() if c.slot.stream == stream and c.state != "failed"
         ]
         meters = []
+        native = ""
         for capture in feeding:
             meter = capture.runner.meter
             if isinstance(meter, MeteredDelivery):
                 meters.append(meter)
-            elif capture.state not in ("stopped", "waiting"):
-                # PipeWire itself writes the pipe: nothing here can pause it.
-                raise BusyError(
-                    f"stream {stream!r} is fed by capture {capture.id} ({capture.target.name}) "
-                    "on the native data path, which calibration cannot pause yet; stop that "
-                    "capture while calibrating, or set capture.native = false"
-                )
+            elif capture.runner.status.sink and capture.state not in ("stopped",):
+                # PipeWire itself writes the pipe: play the signal into the capture sink.
+                native = capture.runner.status.sink
         for meter in meters:
             meter.held = True
         try:
-            yield
+            if native:
+                async with SinkWriter(native, env=service.env) as writer:
+                    yield writer
+            else:
+                yield None
         finally:
             for meter in meters:
                 meter.held = False

@@ -82,7 +82,10 @@ class Loop:
 
 
 @pytest.fixture
-def loop(tmp_path: Path, snap_tools: None) -> Iterator[Loop]:
+def loop(request: pytest.FixtureRequest, tmp_path: Path, snap_tools: None) -> Iterator[Loop]:
+    """The closed loop; the capture on the native data path (the default), or on the
+    Python path with ``@pytest.mark.parametrize("loop", ["python"], indirect=True)``."""
+    path = getattr(request, "param", "native")
     require_tools(browser.missing_tools())
     pw = PipeWireSession(tmp_path / "pw")
     server = None
@@ -178,8 +181,7 @@ def loop(tmp_path: Path, snap_tools: None) -> Iterator[Loop]:
             "--port",
             str(web),
             "--no-publish",
-            # The Python data path: calibration can hold its capture (not yet a native one).
-            extra_env={"BROADCASTER_CAPTURE_NATIVE": "false"},
+            extra_env={"BROADCASTER_CAPTURE_NATIVE": "true" if path == "native" else "false"},
         )
         wait_until(lambda: port_open(web) or not serve.alive(), 30, "serve to listen")
         assert serve.alive(), serve.log_tail()
@@ -460,6 +462,7 @@ def errors_ms(measured: dict[str, Any], true: dict[str, float]) -> dict[str, flo
 
 
 @pytest.mark.measure
+@pytest.mark.parametrize("loop", ["python"], indirect=True)
 async def test_calibration_accuracy(loop: Loop, tmp_path: Path) -> None:
     """Measured delays against the truth from air's channels; after Apply the rooms
     within TOLERANCE_MS of each other; through a local capture source (the command

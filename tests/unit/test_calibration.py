@@ -297,6 +297,7 @@ async def test_a_run_silences_others_in_turn_restores_them_and_applies_and_undoe
 
         async def __aenter__(self) -> None:
             held.append(f"hold {self.stream}")
+            return None
 
         async def __aexit__(self, *exc: object) -> None:
             held.append(f"release {self.stream}")
