@@ -151,6 +151,13 @@ def plan(
     if spec is None:
         raise ConfigError(f"unknown command {command!r} (known: {', '.join(COMMANDS)})")
     if not player.can_control:
+        if "controlscript" not in stream.query:
+            # snapserver's own default stream, or a source line written by hand.
+            raise PlayerCannotError(
+                f"stream {stream.id!r} has no player to control: its snapserver source "
+                "has no controlscript (add &controlscript=PATH of broadcaster-controlscript "
+                "to its source line, see docs/now-playing.md)"
+            )
         raise PlayerCannotError(
             f"stream {stream.id!r} has no player to control: nothing with an MPRIS "
             "player is captured into it (see docs/now-playing.md)"

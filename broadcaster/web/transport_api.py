@@ -9,6 +9,8 @@ announced as a ``file://`` URL, and nothing else (see :mod:`broadcaster.cover`).
 
 from __future__ import annotations
 
+import math
+
 from aiohttp import web
 
 from ..cover import read_cover
@@ -34,6 +36,11 @@ async def control(request: web.Request) -> web.Response:
     seconds = body.get("seconds")
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)):
         raise BadRequest(f"seconds must be a number, not {seconds!r}")
+    # The JSON parser lets NaN and Infinity through; snapserver cannot read them back.
+    if seconds is not None and not math.isfinite(seconds):
+        raise BadRequest(f"seconds must be a finite number, not {seconds!r}")
+    if command == "position" and seconds is not None and seconds < 0:
+        raise BadRequest(f"position needs seconds from 0 up, not {seconds!r}")
     stream = _stream(request)
     snap = request.app[SERVICE].snap
     value = None if seconds is None else float(seconds)

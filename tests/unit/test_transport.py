@@ -74,6 +74,22 @@ def test_no_player_allows_nothing() -> None:
         plan(stream({}), player, "play")
 
 
+def test_a_stream_without_a_controlscript_says_so() -> None:
+    """snapserver's default stream (Debian's ``/tmp/snapfifo``) has no controlscript:
+    an app is captured into it, but no player can reach it; the error says why."""
+    bare = StreamInfo.from_status(
+        {"id": "default", "status": "playing", "uri": {"query": {"name": "default"}}}
+    )
+    with pytest.raises(PlayerCannotError, match="its snapserver source has no controlscript"):
+        plan(bare, from_properties({}), "pause")
+    scripted = StreamInfo.from_status(
+        {"id": "app", "status": "idle", "uri": {"query": {"controlscript": "/x"}}}
+    )
+    with pytest.raises(PlayerCannotError, match="nothing with an MPRIS player") as err:
+        plan(scripted, from_properties({}), "pause")
+    assert "controlscript" not in str(err.value)
+
+
 def test_plan_refuses_what_the_player_cannot_and_builds_stream_control() -> None:
     info = stream(PROPS)
     player = from_properties(PROPS)

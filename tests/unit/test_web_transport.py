@@ -89,6 +89,18 @@ async def test_bad_commands_are_400_and_what_the_player_cannot_409(
     assert "command must be one of play, pause" in error
     assert (await post(client, "app", {"command": "seek", "seconds": "ten"}))[0] == 400
     assert (await post(client, "app", {"command": "seek", "seconds": True}))[0] == 400
+    # JSON from Python's parser may hold NaN/Infinity: snapserver cannot parse them
+    # back and never answers (a 504 after 5 s); a negative position is no position.
+    for bad in ("NaN", "Infinity", "-Infinity"):
+        reply = await client.post(
+            "/api/streams/app/control",
+            data=f'{{"command": "seek", "seconds": {bad}}}',
+            headers={**AUTH, "Content-Type": "application/json"},
+        )
+        assert reply.status == 400, bad
+        assert "seconds must be a finite number" in (await reply.json())["error"]
+    code, error = await post(client, "app", {"command": "position", "seconds": -5})
+    assert (code, error) == (400, "position needs seconds from 0 up, not -5")
     assert (await post(client, "nowhere", {"command": "play"}))[0] == 404
     assert await post(client, "app", {"command": "previous"}) == (
         409,
