@@ -27,7 +27,7 @@ from tests.support import browser
 from tests.support.browser import DevTools
 from tests.support.mpris_player import SessionBus, TestPlayer
 from tests.support.procs import await_until, wait_until
-from tests.support.snapserver import SnapClient, SnapServer
+from tests.support.snapserver import SnapClient, SnapServer, StreamSpec
 
 pytestmark = pytest.mark.integration
 
@@ -203,3 +203,55 @@ async def _drive(tmp_path: Path, port: int, server: SnapServer, page: DevTools) 
     assert png_bytes.startswith(b"\x89PNG")
     if os.environ.get("BROADCASTER_UPDATE_SCREENSHOT"):
         await asyncio.to_thread(shutil.copyfile, shot, REPO / "docs" / "phone.png")
+
+
+LONG = {
+    "room1": "Kitchen-Downstairs-Near-The-Window-Speaker-Left-Channel",
+    "room2": "Office" + "x" * 120,
+}
+
+
+async def test_long_names_stay_within_a_phone_screen(
+    tmp_path: Path, snap_tools: None, phone: DevTools
+) -> None:
+    """Room, group and stream names as long as snapserver takes them (no spaces
+    to break at) wrap or shrink: the page never scrolls sideways."""
+    from tests.integration.test_web_page import TOKEN, serving
+
+    stream = "Spotify-in-the-living-room-on-the-big-speakers-downstairs"
+    base = tmp_path / "snap"
+    server = SnapServer(base, [StreamSpec(stream, path=base / "fifo")])
+    server.start()
+    rooms = [SnapClient(server, room, tmp_path / f"{room}.raw") for room in LONG]
+    try:
+        for room in rooms:
+            room.start()
+        await asyncio.to_thread(wait_until, lambda: len(server.clients()) == 2, DEADLINE, "rooms")
+        for room_id, name in LONG.items():
+            await asyncio.to_thread(server.rpc, "Client.SetName", {"id": room_id, "name": name})
+        group = await asyncio.to_thread(group_of, server, "room1")
+        await asyncio.to_thread(server.rpc, "Group.SetName", {"id": group, "name": "G" * 80})
+        with serving(tmp_path, server, os.environ) as port:
+            await phone.navigate(f"http://127.0.0.1:{port}/#token={TOKEN}")
+
+            async def named() -> bool:
+                text = await phone.evaluate(
+                    f"document.querySelector('{room_sel('room2', '.room-name')}')?.textContent"
+                )
+                return bool(text == LONG["room2"])
+
+            await await_until(named, 30, "the long names on the page")
+            wide = await phone.evaluate(
+                "[...document.querySelectorAll('body *')]"
+                f".filter((e) => e.getBoundingClientRect().right > {WIDTH} + 0.5)"
+                ".map((e) => `${e.tagName}.${e.className}`)"
+            )
+            width = await phone.evaluate("document.documentElement.scrollWidth")
+            await phone.screenshot(tmp_path / "long-names.png")
+            assert wide == [], f"wider than the {WIDTH} px screen ({width} px): {wide}"
+            assert width == WIDTH
+            assert phone.errors == [], phone.errors
+    finally:
+        for room in rooms:
+            room.stop()
+        server.stop()
