@@ -15,6 +15,7 @@ from aiohttp import web
 
 from ..cover import read_cover
 from ..errors import CoverError, CoverMissingError, NotFoundError
+from ..mpris import MAX_MICROSECONDS
 from ..rooms import StreamInfo
 from ..transport import COMMANDS, prepare, send
 from .api import SERVICE, get_str, json_body
@@ -36,9 +37,12 @@ async def control(request: web.Request) -> web.Response:
     seconds = body.get("seconds")
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)):
         raise BadRequest(f"seconds must be a number, not {seconds!r}")
-    # The JSON parser lets NaN and Infinity through; snapserver cannot read them back.
-    if seconds is not None and not math.isfinite(seconds):
-        raise BadRequest(f"seconds must be a finite number, not {seconds!r}")
+    # The JSON parser lets NaN and Infinity through (snapserver cannot read them
+    # back); MPRIS takes 64-bit microseconds.
+    if seconds is not None and not (
+        math.isfinite(seconds) and abs(seconds) * 1e6 < MAX_MICROSECONDS
+    ):
+        raise BadRequest(f"seconds must be a finite number of seconds, not {seconds!r}")
     if command == "position" and seconds is not None and seconds < 0:
         raise BadRequest(f"position needs seconds from 0 up, not {seconds!r}")
     stream = _stream(request)

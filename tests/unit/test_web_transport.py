@@ -99,6 +99,9 @@ async def test_bad_commands_are_400_and_what_the_player_cannot_409(
         )
         assert reply.status == 400, bad
         assert "seconds must be a finite number" in (await reply.json())["error"]
+    # Beyond MPRIS's 64-bit microseconds the player could not be told it.
+    code, error = await post(client, "app", {"command": "seek", "seconds": 1e300})
+    assert (code, error) == (400, "seconds must be a finite number of seconds, not 1e+300")
     code, error = await post(client, "app", {"command": "position", "seconds": -5})
     assert (code, error) == (400, "position needs seconds from 0 up, not -5")
     assert (await post(client, "nowhere", {"command": "play"}))[0] == 404
