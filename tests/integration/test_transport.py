@@ -254,6 +254,8 @@ async def test_pause_play_and_skip_from_api_cli_and_page(
         done = await asyncio.to_thread(cli, house.server, "next", "plain")
         assert done.returncode == 1
         assert done.stderr.startswith("broadcaster: error: stream 'plain' has no player")
+        # Its source line (like snapserver's own default stream) has no controlscript.
+        assert "its snapserver source has no controlscript" in done.stderr
         assert await page.evaluate("window.__marker") == "same page"
         await page.screenshot(tmp_path / "transport.png")
         assert page.errors == [], page.errors
