@@ -28,10 +28,12 @@ from aiohttp import web
 from tests.conftest import require_tools
 from tests.integration.test_control import cli
 from tests.integration.test_controlscript import session_bus, wrapper  # noqa: F401 (fixture)
+from tests.integration.test_pipeline import make_tone
 from tests.integration.test_web_page import TOKEN, serving
 from tests.support import browser, snapserver
 from tests.support.browser import DevTools
 from tests.support.mpris_player import MpvPlayer, SessionBus, TestPlayer, mpv_missing
+from tests.support.pipewire import PipeWireSession
 from tests.support.procs import await_until, free_port, wait_until
 from tests.support.snapserver import SnapServer, StreamSpec
 
@@ -74,7 +76,10 @@ class Remote:
 
 @contextlib.contextmanager
 def remote(
-    tmp_path: Path, bus: SessionBus, players: Mapping[str, TestPlayer | MpvPlayer]
+    tmp_path: Path,
+    bus: SessionBus,
+    players: Mapping[str, TestPlayer | MpvPlayer],
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Remote]:
     """snapserver with one controlscript stream per player (plus a plain one), and serve."""
     require_tools(snapserver.missing_tools())
@@ -94,7 +99,7 @@ def remote(
     try:
         for stream in players:
             wait_until(lambda: _props(server, stream).get("canControl"), DEADLINE, "a player")  # noqa: B023
-        with serving(tmp_path, server, os.environ) as port:
+        with serving(tmp_path, server, os.environ if env is None else env) as port:
             yield Remote(server, port, players)
     finally:
         server.stop()
@@ -258,6 +263,59 @@ async def test_pause_play_and_skip_from_api_cli_and_page(
         assert "its snapserver source has no controlscript" in done.stderr
         assert await page.evaluate("window.__marker") == "same page"
         await page.screenshot(tmp_path / "transport.png")
+        assert page.errors == [], page.errors
+
+
+async def test_the_position_moves_on_while_a_capture_plays(
+    tmp_path: Path,
+    pw_session: PipeWireSession,
+    session_bus: SessionBus,  # noqa: F811
+    page: DevTools,
+) -> None:
+    """The newcomer's case: the app is captured into the stream and its player
+    plays.  The capture's level meter updates the page once a second; the
+    position keeps moving between the player's own reports."""
+    player = TestPlayer(session_bus, "testapp", tmp_path, art_url=cover_file(tmp_path))
+    pw_session.play(make_tone(tmp_path / "tone.wav", 440, 48000, seconds=120), "Radio")
+    await asyncio.to_thread(
+        wait_until, lambda: pw_session.stream_sinks("Radio") == ["speakers"], 15, "Radio playing"
+    )
+    with remote(tmp_path, session_bus, {"app": player}, pw_session.env) as house:
+        await open_page(page, house.port)  # serve is connected to snapserver
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http,
+            http.post(
+                f"http://127.0.0.1:{house.port}/api/captures",
+                json={"app": "Radio", "stream": "app"},
+                headers=AUTH,
+            ) as reply,
+        ):
+            assert reply.status in (200, 201), await reply.text()
+        assert (await control(house.port, "app", {"command": "play"}))[0] == 200
+        await page_shows(page, "playing", status="playing")
+
+        async def meter_updates() -> bool:
+            return bool(
+                await page.evaluate(
+                    "document.querySelector('.capture .state')?.textContent === 'playing'"
+                )
+            )
+
+        await await_until(meter_updates, 40, "the capture playing (its meter updating)")
+
+        def seconds(text: str) -> int:
+            minutes, secs = text.split(":")
+            return int(minutes) * 60 + int(secs)
+
+        start = seconds((await card_state(page))["pos"])
+
+        async def moved_on() -> bool:
+            return seconds((await card_state(page))["pos"]) >= start + 3
+
+        try:
+            await await_until(moved_on, 8, "the position to move on 3 s")
+        except AssertionError as err:
+            raise AssertionError(f"{err}: {start} s, now {await card_state(page)}") from None
         assert page.errors == [], page.errors
 
 

@@ -51,6 +51,9 @@ function connect() {
   ws.onmessage = (event) => {
     const message = JSON.parse(event.data);
     Object.assign(state, message);
+    // A position is as old as the message that carried it (not a later one
+    // with only the captures' meters, once a second while one plays).
+    if (message.streams) nowReceived = performance.now();
     if (message.type !== "captures") renderServer();
     if (message.type !== "server") renderCaptures();
     renderNow();
@@ -453,7 +456,6 @@ function positionNow(player) {
 }
 
 function renderNow() {
-  nowReceived = performance.now();
   const box = $("#now");
   const shown = state.streams.filter((s) => s.status === "playing"
     || (s.player && (s.player.can.play || s.player.can.pause || s.player.title)));
