@@ -155,8 +155,8 @@ def plan(
             # snapserver's own default stream, or a source line written by hand.
             raise PlayerCannotError(
                 f"stream {stream.id!r} has no player to control: its snapserver source "
-                "has no controlscript (add &controlscript=PATH of broadcaster-controlscript "
-                "to its source line, see docs/now-playing.md)"
+                "has no controlscript (the snapserver broadcaster runs has one; "
+                "see docs/now-playing.md)"
             )
         raise PlayerCannotError(
             f"stream {stream.id!r} has no player to control: nothing with an MPRIS "
