@@ -126,11 +126,24 @@ async def test_a_child_that_dies_with_its_parent() -> None:
     assert parent.stdout is not None
     grandchild = int(await asyncio.wait_for(parent.stdout.readline(), 10))
     assert alive(grandchild)
+    # setpriv arms the death signal, then execs sleep: kill the parent only
+    # after that, or a loaded machine kills it first and nothing is armed.
+    await asyncio.to_thread(
+        wait_until, lambda: _comm(grandchild) == "sleep", 5, "setpriv to exec sleep"
+    )
     parent.kill()
     await parent.wait()
     await asyncio.to_thread(
         wait_until, lambda: not _running(grandchild), 5, "the grandchild to die", interval=0.02
     )
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            return comm.read().strip()
+    except OSError:
+        return ""
 
 
 def _running(pid: int) -> bool:
