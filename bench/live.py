@@ -227,8 +227,11 @@ class Bench:
         index = self._app_input()
         session.pactl("move-sink-input", index, "floor")
         try:
+            wait_until(lambda: session.stream_sinks(APP) == ["floor"], 10, "the app on the floor")
             wait_until(lambda: self.server.stream_status("Bench") == "playing", 20, "audio")
             self._window(phase, dict)
+            if session.stream_sinks(APP) != ["floor"]:
+                raise RuntimeError("the app left the pipe sink during the window")
         finally:
             session.pactl("move-sink-input", index, "speakers")
             session.pactl("unload-module", module)

@@ -159,6 +159,7 @@ class PipeSink(Resource):
     ) -> None:
         self._pw = pipewire
         self.base_name = name
+        self._name = name
         self.description = description
         self.fifo = fifo
         self._env = dict(env) if env is not None else None
@@ -176,7 +177,8 @@ class PipeSink(Resource):
 
     @property
     def name(self) -> str:
-        return self._host.name if self._host is not None else self.base_name
+        """The sink's node name now: ``base_name``, or ``base_name.b`` after a swap."""
+        return self._name
 
     @property
     def connected(self) -> bool:
@@ -191,7 +193,8 @@ class PipeSink(Resource):
             if self._host is not None:
                 old, self._host = self._host, None
                 await old.close()
-            self._host = await self._start(self.base_name)
+            # Under its current name: the Router routes to that one.
+            self._host = await self._start(self._name)
 
     async def remove(self) -> None:
         async with self._lock:
@@ -221,11 +224,19 @@ class PipeSink(Resource):
                     host.child.last_words(),
                     delay,
                 )
-                await self.create()
+                await self._retrying(self.create())
                 continue
             if not host.same_fifo(self.fifo):
                 _LOGGER.info("%s was replaced; moving the app to a sink on the new one", self.fifo)
-                await self._swap(on_renamed)
+                await self._retrying(self._swap(on_renamed))
+
+    @staticmethod
+    async def _retrying(step: Awaitable[None]) -> None:
+        """Run ``step``; a PipeWire that does not answer now is tried again next round."""
+        try:
+            await step
+        except PipeWireError as err:
+            _LOGGER.warning("the pipe sink: %s; trying again", err)
 
     async def _swap(self, on_renamed: Callable[[str], Awaitable[None]]) -> None:
         """A new sink on the new fifo under the other name; the app moves; the old goes."""
@@ -239,6 +250,7 @@ class PipeSink(Resource):
             except BaseException:
                 self._host = old
                 raise
+            self._name = other
             self.swaps += 1
         try:
             await on_renamed(self._host.name)  # the Router moves the app onto it

@@ -205,7 +205,15 @@ def test_a_replaced_fifo_gets_a_new_sink_without_the_app_leaking(
         assert pw_session.stream_sinks("TargetApp") == [CAPTURE_SINK + ".b"]
         wait_for_tone(room, TARGET_HZ, timeout=30)
         assert CAPTURE_SINK not in pw_session.sinks()
-        assert len(sink_hosts(broadcaster.pid)) == 1
+        hosts = sink_hosts(broadcaster.pid)
+        assert len(hosts) == 1
+        # Started again after that, the sink keeps its new name (the Router's target).
+        os.kill(hosts[0], signal.SIGKILL)
+        wait_until(lambda: sink_hosts(broadcaster.pid) not in ([], hosts), 10, "a new client")
+        wait_until(
+            lambda: pw_session.stream_sinks("TargetApp") == [CAPTURE_SINK + ".b"], 10, "moved"
+        )
+        wait_for_tone(room, TARGET_HZ)
     finally:
         code = stop_broadcaster(broadcaster)
     assert code == 0, broadcaster.log_tail()
