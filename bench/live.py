@@ -191,8 +191,7 @@ class Bench:
         phase = Phase("handmade", self.seconds)
         session = self.session
         module = session.load_null_sink("handmade")
-        index = self._app_input()
-        session.pactl("move-sink-input", index, "handmade")
+        index = self._move_app("handmade")
         pipeline = (
             "pw-record --target handmade -P stream.capture.sink=true - | "
             "ffmpeg -nostdin -loglevel error -f s16le -ar 48000 -ac 2 -i pipe:0 "
@@ -211,6 +210,8 @@ class Bench:
                 }
 
             self._window(phase, own)
+            if session.stream_sinks(APP) != ["handmade"]:
+                raise RuntimeError("the app left the hand-made sink during the window")
         finally:
             proc.stop()
             session.pactl("move-sink-input", index, "speakers")
@@ -224,10 +225,8 @@ class Bench:
             "load-module", "module-pipe-sink", f"file={self.fifo}", "format=s16le",
             "rate=48000", "channels=2", "sink_name=floor",
         ).strip()  # fmt: skip
-        index = self._app_input()
-        session.pactl("move-sink-input", index, "floor")
+        index = self._move_app("floor")
         try:
-            wait_until(lambda: session.stream_sinks(APP) == ["floor"], 10, "the app on the floor")
             wait_until(lambda: self.server.stream_status("Bench") == "playing", 20, "audio")
             self._window(phase, dict)
             if session.stream_sinks(APP) != ["floor"]:
@@ -236,6 +235,20 @@ class Bench:
             session.pactl("move-sink-input", index, "speakers")
             session.pactl("unload-module", module)
         return phase
+
+    def _move_app(self, sink: str) -> str:
+        """Move the app to ``sink`` by hand (``pactl``), until it is there; its index."""
+        index = self._app_input()
+
+        def moved() -> bool:
+            if self.session.stream_sinks(APP) == [sink]:
+                return True
+            # A move right after the sink is loaded may not take: ask again.
+            self.session.pactl("move-sink-input", index, sink)
+            return False
+
+        wait_until(moved, 15, f"the app on {sink}", interval=0.5)
+        return index
 
     def _app_input(self) -> str:
         inputs = json.loads(self.session.pactl("-f", "json", "list", "sink-inputs"))
