@@ -52,9 +52,6 @@ _LOGGER = logging.getLogger(__name__)
 ANNOUNCE_APP = "broadcaster-announce"
 """``application.name`` of the streams :func:`announce` plays."""
 
-ANNOUNCE_STREAM = "broadcaster-announce"
-"""The snapserver stream announcements for chosen rooms play on (never a capture's)."""
-
 FADE_MS = 5.0
 """Raised-cosine fade at both ends of an announcement: no click where it starts or stops."""
 

@@ -3,7 +3,7 @@
 The music's stream is shared by every room of a group (and often by every
 room), so an announcement for some rooms cannot be mixed into it.  It plays
 on a stream of its own instead, :data:`ANNOUNCE_STREAM` (a pipe source the
-managed snapservers have; a snapserver 0.27+ gets it with
+snapserver ``broadcaster run`` starts has; a snapserver 0.27+ gets it with
 ``Stream.AddStream``): the chosen rooms leave their groups, their new groups
 play that stream, the announcement is written into its fifo, and the scene
 taken before (:mod:`broadcaster.scenes`) is put back: grouping, stream,
@@ -28,13 +28,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from . import house
-from .announce import ANNOUNCE_STREAM, AnnounceQueue, AnnounceResult, prepare_pcm, speak
+from .announce import AnnounceQueue, AnnounceResult, prepare_pcm, speak
 from .config import Config, is_local_host, parse_address
 from .control import SnapControl
 from .errors import AnnounceError, BroadcasterError, ControlError, ServerReplyError
 from .paths import runtime_dir, scenes_file
 from .rooms import Room, ServerStatus, StreamInfo
 from .scenes import Scene, SceneStore, restore
+from .snapserver import ANNOUNCE_FIFO, ANNOUNCE_STREAM
 from .sndfile import read_sound
 
 _LOGGER = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ async def _announce_stream(
     for stream in status.streams:
         if stream.id == ANNOUNCE_STREAM and stream.scheme == "pipe":
             return stream, False
-    fifo = runtime_dir(env) / "announce-fifo"
+    fifo = runtime_dir(env) / ANNOUNCE_FIFO
     uri = f"pipe://{fifo}?name={ANNOUNCE_STREAM}&mode=create&sampleformat=48000:16:2&codec=pcm"
     try:
         await snap.call("Stream.AddStream", {"streamUri": uri})

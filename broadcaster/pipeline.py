@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .announce import ANNOUNCE_STREAM, Ducker, announcements_on
+from .announce import Ducker, announcements_on
 from .audio import SNAPCAST_FORMAT, AudioFormat, Converter
 from .capture import CaptureStats, Recorder
 from .config import Config, is_local_host, parse_address, parse_tcp_url
@@ -36,7 +36,7 @@ from .nowplaying import PlayerMatch, write_target
 from .pipewire import Graph, PipeWire, TargetApp
 from .processing import Chain, ProcessingStats, build_processor
 from .routing import Router, VirtualSink, sink_name_for
-from .snapserver import EmbeddedSnapserver
+from .snapserver import ANNOUNCE_STREAM, EmbeddedSnapserver
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -153,7 +153,8 @@ class Broadcast:
                 _LOGGER.info("feeding stream %s of the snapserver at %s:%d", stream.id, host, port)
                 self._stream_id = stream.id
                 return Destination(pipe=stream.path)
-        server = EmbeddedSnapserver(cfg.snapserver)
+        # With the announcements' stream: `announce --rooms` works out of the box.
+        server = EmbeddedSnapserver(cfg.snapserver, announce=True)
         await stack.enter_async_context(server)
         self._embedded = server
         self._stream_id = cfg.snapserver.stream_name

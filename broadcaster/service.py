@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .announce import ANNOUNCE_STREAM
 from .config import Config, is_local_host, parse_address
 from .delivery import Delivery, DeliveryStats
 from .errors import BusyError, ConfigError, ControlError, NotFoundError, ServerReplyError
@@ -45,7 +44,7 @@ from .net import port_answers
 from .pipeline import Broadcast, BroadcastStatus
 from .pipewire import TargetApp, refuse_broad_pid
 from .process import ChildProcess
-from .snapserver import EmbeddedSnapserver, Slot
+from .snapserver import ANNOUNCE_STREAM, EmbeddedSnapserver, Slot
 from .snapstate import SnapState
 
 _LOGGER = logging.getLogger(__name__)

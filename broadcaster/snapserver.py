@@ -37,6 +37,12 @@ _LOGGER = logging.getLogger(__name__)
 
 TEMPLATE_NAME = "snapserver.conf.in"
 
+ANNOUNCE_STREAM = "broadcaster-announce"
+"""The pipe stream an announcement for chosen rooms plays on (never a capture's)."""
+
+ANNOUNCE_FIFO = "announce-fifo"
+"""Its fifo's name in broadcaster's runtime directory."""
+
 
 def read_template(name: str = TEMPLATE_NAME) -> str:
     """A config template from ``snapcast/``.
@@ -123,17 +129,26 @@ def source_line(slot: Slot, codec: str, controlscript: str) -> str:
     )
 
 
+def announce_slot() -> Slot:
+    """The :data:`ANNOUNCE_STREAM` pipe stream of the snapserver ``broadcaster run`` starts."""
+    return Slot(ANNOUNCE_STREAM, runtime_dir() / ANNOUNCE_FIFO)
+
+
 def render_config(
     settings: SnapserverConfig,
     paths: EmbeddedPaths,
     template: str | None = None,
     *,
     slots: list[Slot] | None = None,
+    announce: Slot | None = None,
 ) -> str:
     """Fill the template's ``${...}`` fields from the settings, in one pass.
 
     ``slots`` are the pipe streams (default: one, ``stream_name`` on the fifo
-    of ``paths``); ``template`` defaults to ``snapcast/snapserver.conf.in``.
+    of ``paths``); ``announce``, if given, is one more, last (snapserver gives
+    new rooms its first stream) and without the controlscript (it has no
+    player): announcements in chosen rooms play there and it is idle
+    otherwise.  ``template`` defaults to ``snapcast/snapserver.conf.in``.
     """
     # Control (tcp and http: unauthenticated JSON-RPC) on loopback, unless the
     # user opted in; broadcaster itself always reaches it on 127.0.0.1.  http
@@ -149,7 +164,10 @@ def render_config(
     fields = {
         "datadir": str(paths.datadir),
         "fifo": str(paths.fifo),
-        "sources": "\n".join(source_line(s, settings.codec, controlscript) for s in slots),
+        "sources": "\n".join(
+            [source_line(s, settings.codec, controlscript) for s in slots]
+            + ([source_line(announce, settings.codec, "")] if announce else [])
+        ),
         "bind": settings.bind,
         "control_binds": "\n".join(f"bind_to_address = {address}" for address in control),
         "stream_port": str(settings.stream_port),
@@ -164,12 +182,12 @@ def render_config(
         else "/usr/share/snapserver",
     }
     # Paths may come from $XDG_RUNTIME_DIR or $XDG_STATE_HOME, past config checks.
-    for name, in_uri in (("fifo", True), ("datadir", False), ("bind", False)):
-        problem = conf_value_problem(fields[name], in_uri=in_uri)
+    checked = [("fifo", fields["fifo"], True), ("datadir", fields["datadir"], False)]
+    checked += [("fifo", str(s.fifo), True) for s in [*slots, *([announce] if announce else [])]]
+    for name, value, in_uri in [*checked, ("bind", fields["bind"], False)]:
+        problem = conf_value_problem(value, in_uri=in_uri)
         if problem:
-            raise SnapserverError(
-                f"{name} {fields[name]!r} cannot go into snapserver.conf: {problem}"
-            )
+            raise SnapserverError(f"{name} {value!r} cannot go into snapserver.conf: {problem}")
     text = read_template() if template is None else template
     try:
         return string.Template(text).substitute(fields)
@@ -178,19 +196,25 @@ def render_config(
 
 
 class EmbeddedSnapserver(Resource):
-    """A snapserver child process configured for broadcaster, with ``slots`` pipe streams."""
+    """A snapserver child process configured for broadcaster, with ``slots`` pipe streams.
+
+    ``announce``: and the :data:`ANNOUNCE_STREAM` for announcements in chosen
+    rooms (``broadcaster run``'s; ``serve`` has its free slots for them).
+    """
 
     def __init__(
         self,
         settings: SnapserverConfig,
         *,
         slots: int = 1,
+        announce: bool = False,
         ready_timeout: float = 10.0,
         executable: str = "snapserver",
     ) -> None:
         self.settings = settings
         self.paths = resolve_paths(settings)
         self.slots = managed_slots(settings, slots)
+        self.announce = announce_slot() if announce else None
         self._ready_timeout = ready_timeout
         self._executable = executable
         self._child: ChildProcess | None = None
@@ -206,7 +230,7 @@ class EmbeddedSnapserver(Resource):
 
     def render(self) -> str:
         """This server's snapserver.conf."""
-        return render_config(self.settings, self.paths, slots=self.slots)
+        return render_config(self.settings, self.paths, slots=self.slots, announce=self.announce)
 
     def _write_config(self) -> None:
         """Write snapserver.conf into the private runtime directory (checked first)."""
@@ -223,8 +247,8 @@ class EmbeddedSnapserver(Resource):
             raise SnapserverError(f"cannot write {self.paths.config_file}: {err}") from None
 
     def fifos(self) -> list[Path]:
-        """The pipes this snapserver creates, one per slot."""
-        return [slot.fifo for slot in self.slots]
+        """The pipes this snapserver creates, one per slot (and the announcements')."""
+        return [slot.fifo for slot in [*self.slots, *([self.announce] if self.announce else [])]]
 
     def _check_fifos(self) -> None:
         """The pipes snapserver made must be its (our) own: nobody else's, no
@@ -257,7 +281,7 @@ class EmbeddedSnapserver(Resource):
         await child.start()
         self._child = child
         deadline = time.monotonic() + self._ready_timeout
-        while not (self.paths.fifo.exists() and await port_answers(host, port)):
+        while not (all(f.exists() for f in self.fifos()) and await port_answers(host, port)):
             if not child.running:
                 await child.wait()
                 raise SnapserverError(

@@ -276,12 +276,13 @@ async def _group_volume(args: argparse.Namespace) -> int:
 
 async def _party(args: argparse.Namespace) -> int:
     from ..errors import NotFoundError
+    from ..snapserver import ANNOUNCE_STREAM
 
     async with lookup.connected(args) as (snap, status):
         if args.stream:
             stream = status.stream(args.stream)
-        elif status.streams:
-            stream = status.streams[0]
+        elif music := [s for s in status.streams if s.id != ANNOUNCE_STREAM]:
+            stream = music[0]  # not announcements' own stream, idle but for them
         else:
             raise NotFoundError("snapserver has no streams")
         group = await house.party(snap, stream.id, status)

@@ -40,19 +40,22 @@ def register(subparsers: Any) -> None:
 
 
 def pick_stream(status: ServerStatus, wanted: str | None) -> StreamInfo:
-    """The stream named, else the only one, else the only one with a player."""
+    """The stream named, else the only one, else the only one with a player
+    (announcements' own stream, idle but for them, is not counted)."""
     from ..errors import AmbiguousNameError, NotFoundError
+    from ..snapserver import ANNOUNCE_STREAM
 
     if wanted:
         return status.stream(wanted)
-    if len(status.streams) == 1:
-        return status.streams[0]
-    controllable = [s for s in status.streams if s.properties.get("canControl") is True]
+    streams = [s for s in status.streams if s.id != ANNOUNCE_STREAM]
+    if len(streams) == 1:
+        return streams[0]
+    controllable = [s for s in streams if s.properties.get("canControl") is True]
     if len(controllable) == 1:
         return controllable[0]
-    if not status.streams:
+    if not streams:
         raise NotFoundError("snapserver has no streams")
-    names = ", ".join(repr(s.id) for s in status.streams)
+    names = ", ".join(repr(s.id) for s in streams)
     raise AmbiguousNameError(f"name the stream: snapserver has several ({names})")
 
 

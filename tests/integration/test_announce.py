@@ -28,7 +28,7 @@ from tests.integration.test_pipeline import (
     wait_for_tone,
 )
 from tests.support.pipewire import PipeWireSession
-from tests.support.procs import Proc, wait_until
+from tests.support.procs import Proc, free_ports, port_open, wait_until
 from tests.support.signal import db, highband_peaks, s16_stereo_to_float, tone_amplitudes
 from tests.support.snapserver import SnapClient, SnapServer, StreamSpec
 
@@ -515,4 +515,76 @@ def test_a_killed_announce_command_brings_the_music_back(
         )[:, 0]
         assert db(float(np.median(level))) == pytest.approx(db(AMPLITUDE), abs=1)
     finally:
+        assert stop_broadcaster(broadcaster) == 0
+
+
+def test_a_newcomers_run_announces_in_one_room_on_its_own_snapserver(
+    tmp_path: Path, pw_session: PipeWireSession, snap_tools: None
+) -> None:
+    """`broadcaster run APP` with nothing configured, then `announce --rooms`: no
+    `source =` line to add, the other room undisturbed, the chosen one put back."""
+    stream_port, control_port, http_port = free_ports(3)
+    ports = {
+        "BROADCASTER_SNAPSERVER_BIND": "127.0.0.1",
+        "BROADCASTER_SNAPSERVER_STREAM_PORT": str(stream_port),
+        "BROADCASTER_SNAPSERVER_CONTROL_PORT": str(control_port),
+        "BROADCASTER_SNAPSERVER_HTTP_PORT": str(http_port),
+    }
+    pw_session.play(make_tone(tmp_path / "music.wav", MUSIC_HZ, 48000), "MusicApp")
+    broadcaster = start_broadcaster(pw_session, "run", "MusicApp", extra_env=ports)
+    rooms = [
+        SnapClient.for_port(stream_port, f"room{i}", tmp_path / f"room{i}.raw") for i in (1, 2)
+    ]
+    # The test's own view of broadcaster's snapserver (not started by the harness).
+    view = SnapServer(tmp_path / "view", [])
+    view.control_port = control_port
+    try:
+        wait_until(
+            lambda: port_open(control_port) or not broadcaster.alive(), 20, "embedded snapserver"
+        )
+        assert broadcaster.alive(), broadcaster.log_tail()
+        for room in rooms:
+            room.start()
+        wait_until(lambda: len(view.clients()) == 2, 15, "both rooms to connect")
+        # The idle announcement stream changes nothing the rooms play by default:
+        # both are on the music's stream, and hear it.
+        streams = {s["id"]: s["status"] for s in view.status()["streams"]}
+        assert streams["broadcaster-announce"] == "idle"
+        (music,) = set(streams) - {"broadcaster-announce"}
+        assert {g["stream_id"] for g in view.status()["groups"]} == {music}
+        for room in rooms:
+            wait_for_tone(room, MUSIC_HZ, timeout=30)
+        view.rpc("Client.SetVolume", {"id": "room1", "volume": {"percent": 40, "muted": False}})
+        before = _grouping(view)
+
+        bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 44100, seconds=2)
+        offsets = [room.size() for room in rooms]
+        env = {k: v for k, v in pw_session.env.items() if not k.startswith("BROADCASTER_")}
+        result = subprocess.run(
+            [sys.executable, "-m", "broadcaster", "announce", str(bell), "--rooms", "room1"],
+            env={**env, **ports},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert _grouping(view) == before
+        ends = [room.size() for room in rooms]
+        chosen = audio_since(rooms[0], offsets[0], 1.0, ends[0])
+        other = audio_since(rooms[1], offsets[1], 1.0, ends[1])
+        left = s16_stereo_to_float(chosen)[:, 0]
+        amps = tone_amplitudes(left, 48000, (MUSIC_HZ, ANNOUNCE_HZ))
+        assert amps[:, 1].max() > AMPLITUDE / 10
+        left = s16_stereo_to_float(other)[:, 0]
+        amps = tone_amplitudes(left, 48000, (MUSIC_HZ, ANNOUNCE_HZ))
+        gaps = _near_gaps(left, 960, len(amps))
+        assert amps[~gaps, 1].max() < AMPLITUDE / 100
+        assert db(float(amps[~gaps, 0].min())) > db(AMPLITUDE) - 1
+        # room1 plays the music again.
+        wait_for_tone(rooms[0], MUSIC_HZ)
+        assert broadcaster.alive(), broadcaster.log_tail()
+    finally:
+        for room in rooms:
+            room.stop()
         assert stop_broadcaster(broadcaster) == 0

@@ -11,7 +11,13 @@ import pytest
 from broadcaster import paths
 from broadcaster.config import SnapserverConfig
 from broadcaster.errors import SnapserverError
-from broadcaster.snapserver import EmbeddedPaths, EmbeddedSnapserver, read_template, render_config
+from broadcaster.snapserver import (
+    EmbeddedPaths,
+    EmbeddedSnapserver,
+    Slot,
+    read_template,
+    render_config,
+)
 
 
 def test_template_renders_every_field(tmp_path: Path) -> None:
@@ -32,6 +38,20 @@ def test_template_renders_every_field(tmp_path: Path) -> None:
     tcp_section = text.split("[tcp]")[1].split("[http]")[0]
     assert "bind_to_address = 127.0.0.1" in tcp_section
     assert f"datadir = {tmp_path}/data" in lines
+
+
+def test_the_announcement_stream_comes_last_without_the_controlscript(tmp_path: Path) -> None:
+    """broadcaster run's snapserver: new rooms still get the music's stream (the first)."""
+    paths = EmbeddedPaths(tmp_path / "fifo", tmp_path / "data", tmp_path / "s.conf")
+    announce = Slot("broadcaster-announce", tmp_path / "announce-fifo")
+    text = render_config(SnapserverConfig(codec="pcm"), paths, read_template(), announce=announce)
+    sources = [line for line in text.splitlines() if line.startswith("source = ")]
+    assert len(sources) == 2
+    assert "?name=broadcaster&" in sources[0]
+    assert sources[1] == (
+        f"source = pipe://{tmp_path}/announce-fifo?name=broadcaster-announce&mode=create"
+        "&sampleformat=48000:16:2&codec=pcm"
+    )
 
 
 def test_a_broken_template_is_a_clear_error(tmp_path: Path) -> None:

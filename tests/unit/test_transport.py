@@ -158,6 +158,9 @@ def test_pick_stream() -> None:
     assert pick_stream(status(one), None).id == "only"
     assert pick_stream(status(plain, controllable), None).id == "app"
     assert pick_stream(status(plain, controllable), "plain").id == "plain"
+    # Announcements' own stream (broadcaster run's snapserver has it) does not count.
+    announce = {"id": "broadcaster-announce", "properties": {}}
+    assert pick_stream(status(one, announce), None).id == "only"
     with pytest.raises(AmbiguousNameError, match="name the stream"):
         pick_stream(status(plain, one), None)
 
