@@ -279,7 +279,10 @@ def _seconds_until_tone(room: SnapClient, since: int, start: float, timeout: flo
         samples = s16_stereo_to_float(room.read_from(size - window))[:, 0]
         return rms(samples) > 0.05 and band_energy(samples, 48000, TARGET_HZ) > 0.8
 
-    wait_until(back, timeout, f"{room.host_id} to play again", interval=0.02)
+    try:
+        wait_until(back, timeout, f"{room.host_id} to play again", interval=0.02)
+    except AssertionError as err:
+        raise AssertionError(f"{err} ({room.state()})") from None
     return time.monotonic() - start
 
 

@@ -204,6 +204,24 @@ class SnapClient:
             return self.out.stat().st_size
         return 0
 
+    def state(self) -> str:
+        """Why a room may be silent, for a failure message: its process, its server's view."""
+        if self.proc is None:
+            return "not started"
+        code = self.proc.popen.poll()
+        if code is not None:
+            return f"snapclient exited ({code}; negative: killed by that signal)"
+        if self.server is None:
+            return "snapclient running"
+        try:
+            client = self.server.clients().get(self.host_id)
+        except (OSError, AssertionError, ValueError) as err:
+            return f"snapclient running; snapserver did not answer ({err})"
+        if client is None:
+            return "snapclient running but unknown to snapserver (never connected)"
+        connected = "connected" if client.get("connected") else "NOT connected"
+        return f"snapclient running, {connected} to snapserver"
+
     def read_from(self, offset: int) -> bytes:
         with self.out.open("rb") as handle:
             handle.seek(offset)
