@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import BusyError, CalibrationError, ConfigError, NotFoundError
+from .pipewire import pw_cat_stdio_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -501,6 +502,7 @@ class SinkWriter:
         self._proc: asyncio.subprocess.Process | None = None
         self._written = 0
         self._t0 = 0.0
+        self._stdio: tuple[str, ...] = ()
 
     def argv(self) -> list[str]:
         from .announce import ANNOUNCE_APP
@@ -517,10 +519,12 @@ class SinkWriter:
             "2",
             "--format",
             "s16",
+            *self._stdio,
             "-",
         ]
 
     async def __aenter__(self) -> SinkWriter:
+        self._stdio = await pw_cat_stdio_options(self._env)
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv(),
@@ -596,6 +600,7 @@ class LocalRecording:
         self._chunks: list[bytes] = []
         self._reader: asyncio.Task[None] | None = None
         self._first = asyncio.Event()
+        self._stdio: tuple[str, ...] = ()
 
     def argv(self) -> list[str]:
         argv = ["pw-record"]
@@ -605,9 +610,11 @@ class LocalRecording:
         else:
             argv += ["--target", self.source]
         argv += ["-P", "node.dont-reconnect=true", "--rate", str(STREAM_RATE)]
-        return [*argv, "--channels", "1", "--format", "s16", "--latency", "20ms", "-"]
+        argv += ["--channels", "1", "--format", "s16", "--latency", "20ms"]
+        return [*argv, *self._stdio, "-"]
 
     async def start(self) -> None:
+        self._stdio = await pw_cat_stdio_options(self._env)
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv(),

@@ -291,6 +291,28 @@ class TargetApp:
         return wanted in {c.casefold() for c in candidates if c}
 
 
+_STDIO_OPTIONS: tuple[str, ...] | None = None
+
+
+async def pw_cat_stdio_options(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The options ``pw-play``/``pw-record`` need for headerless PCM on ``-``.
+
+    Up to PipeWire 0.3.x the file name ``-`` alone means raw samples on
+    stdin/stdout.  From 1.0 it means a sound file unless ``--raw`` is given:
+    pw-play looks for a header in what it reads and exits at once on raw
+    samples, pw-record writes an AU header.  0.3.x does not know ``--raw``, so
+    ask the installed ``pw-play --help`` (once per process).
+    """
+    global _STDIO_OPTIONS
+    if _STDIO_OPTIONS is None:
+        try:
+            result = await run_command(["pw-play", "--help"], timeout=5, env=env)
+        except (OSError, TimeoutError):
+            return ()  # the caller's own run of pw-play reports what is wrong
+        _STDIO_OPTIONS = ("--raw",) if "--raw" in result.stdout + result.stderr else ()
+    return _STDIO_OPTIONS
+
+
 def refuse_broad_pid(pid: int, procfs: str = "/proc") -> None:
     """Refuse a pid whose capture would take far more than one app.
 

@@ -415,3 +415,42 @@ async def test_the_writer_keeps_real_time_and_gives_up_on_a_pipe_nobody_reads(
     with pytest.raises(CalibrationError, match="not a pipe"):
         async with FifoWriter(str(tmp_path)):
             pass
+
+
+@pytest.mark.parametrize(
+    ("help_text", "expected"),
+    [
+        # PipeWire 0.3.65: "-" alone is raw PCM; --raw is unknown.
+        ("  -v, --verbose   Enable verbose operations\n", []),
+        # PipeWire 1.x: "-" is a sound file unless --raw is given.
+        ("  -v, --verbose   Enable verbose operations\n  -a, --raw   RAW mode\n", ["--raw"]),
+    ],
+    ids=["pipewire-0.3", "pipewire-1.x"],
+)
+async def test_the_signal_goes_to_pw_play_as_raw_pcm_on_every_pipewire(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    help_text: str,
+    expected: list[str],
+) -> None:
+    from broadcaster import pipewire
+    from broadcaster.calibration import SinkWriter
+
+    monkeypatch.setattr(pipewire, "_STDIO_OPTIONS", None)
+    args = tmp_path / "args"
+    (tmp_path / "help").write_text(help_text)
+    fake = tmp_path / "pw-play"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = --help ]; then cat {tmp_path}/help; exit 0; fi\n'
+        f'printf "%s\\n" "$@" > {args}\n'
+        "cat > /dev/null\n"
+    )
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    async with SinkWriter("broadcaster.clicker", env=env) as writer:
+        await writer.write(bytes(4 * 480))
+    argv = args.read_text().splitlines()
+    assert argv[-1] == "-"
+    assert argv[-1 - len(expected) : -1] == expected
+    assert ("--raw" in argv) == bool(expected)
