@@ -26,22 +26,32 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .audio import AudioFormat
 from .backoff import CAPTURE_RESTART, Backoff
 from .errors import CaptureError
+from .pipewire import pw_cat_stdio_options
 from .process import ChildProcess
 
 _LOGGER = logging.getLogger(__name__)
 
 
 def record_command(
-    sink: str, audio_format: AudioFormat, latency_ms: int, role: str = "capture"
+    sink: str,
+    audio_format: AudioFormat,
+    latency_ms: int,
+    role: str = "capture",
+    stdio: Sequence[str] = (),
 ) -> list[str]:
-    """The ``pw-record`` argument list that writes the sink's output to stdout."""
+    """The ``pw-record`` argument list that writes the sink's output to stdout.
+
+    ``stdio`` is what this PipeWire needs for headerless PCM on ``-``
+    (:func:`pipewire.pw_cat_stdio_options`: ``--raw`` from PipeWire 1.0 on,
+    where ``-`` alone would get an AU header).
+    """
     return [
         "pw-record",
         "--target",
@@ -62,6 +72,7 @@ def record_command(
         str(audio_format.channels),
         "--format",
         audio_format.sample,
+        *stdio,
         "-",
     ]
 
@@ -97,7 +108,8 @@ class Recorder:
         self.sink = sink
         self.format = audio_format
         self.stats = CaptureStats()
-        self._argv = record_command(sink, audio_format, latency_ms)
+        self._latency_ms = latency_ms
+        self._argv: list[str] | None = None  # made at the first run (asks pw-record)
         self._env = env
         self._block = block_bytes
         self._backoff = Backoff(replace(CAPTURE_RESTART, first=restart_first, cap=restart_cap))
@@ -177,13 +189,15 @@ class Recorder:
         backoff = self._backoff
         backoff.reset()
         started_once = False
+        if self._argv is None:
+            stdio = await pw_cat_stdio_options(self._env)
+            self._argv = record_command(self.sink, self.format, self._latency_ms, stdio=stdio)
+        argv = self._argv
         try:
             while True:
                 await self._wanted.wait()
                 read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-                child = ChildProcess(
-                    self._argv, name="pw-record", env=self._env, stdout_fd=write_fd
-                )
+                child = ChildProcess(argv, name="pw-record", env=self._env, stdout_fd=write_fd)
                 # A restart() or idle stop while pw-record starts must not be lost.
                 self._restart_now = False
                 try:

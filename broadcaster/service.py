@@ -189,12 +189,19 @@ class MonitorMeter:
         """Meter while the app plays, until cancelled."""
         from .audio import AudioFormat
         from .capture import record_command
+        from .pipewire import pw_cat_stdio_options
 
         while True:
             await asyncio.sleep(self.INTERVAL)
             if not self._playing():
                 continue
-            argv = record_command(self._sink(), AudioFormat(48000, 1, "s16"), 100, role="meter")
+            argv = record_command(
+                self._sink(),
+                AudioFormat(48000, 1, "s16"),
+                100,
+                role="meter",
+                stdio=await pw_cat_stdio_options(self._env),
+            )
             read_fd, write_fd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
             child = ChildProcess(argv, name="pw-record (meter)", env=self._env, stdout_fd=write_fd)
             try:

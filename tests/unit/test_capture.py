@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from broadcaster.audio import SNAPCAST_FORMAT
-from broadcaster.capture import Recorder
+from broadcaster.capture import Recorder, record_command
 from broadcaster.errors import CaptureError
 from broadcaster.process import ChildProcess
 from tests.support.procs import await_until
@@ -101,3 +101,12 @@ async def test_a_consumer_that_hangs_ends_the_run_with_a_clear_error() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, CaptureError):
             await task
+
+
+def test_pw_record_is_asked_for_headerless_pcm_where_pipewire_needs_it() -> None:
+    """PipeWire 1.x writes an AU header on ``-`` unless ``--raw`` comes first."""
+    plain = record_command("sink", SNAPCAST_FORMAT, 100)
+    raw = record_command("sink", SNAPCAST_FORMAT, 100, stdio=("--raw",))
+    assert plain[-1] == raw[-1] == "-"
+    assert "--raw" not in plain
+    assert raw[-2:] == ["--raw", "-"]
