@@ -1,6 +1,6 @@
 """Scenes over HTTP: thin handlers over :mod:`broadcaster.scenes` (issue 3's library).
 
-A scene is saved from the service's current view of snapserver and restored
+A scene is saved from snapserver's status read at that moment and restored
 through the service's :class:`~broadcaster.control.SnapControl` connection,
 the same operations as ``broadcaster scene save/restore/list/delete``.  The
 scenes file is the CLI's (``$XDG_STATE_HOME/broadcaster/scenes.json``).
@@ -49,7 +49,9 @@ async def save_scene(request: web.Request) -> web.Response:
     name = get_str(body, "name", limit=80)
     if not re.fullmatch(r"[\w .-]+", name):
         raise BadRequest("name may hold letters, digits, spaces and _ . - only")
-    scene = Scene.capture(name, request.app[SERVICE].snap.known())
+    # Read snapserver now: the service's view follows its notifications a
+    # moment late, and a change made just before saving belongs in the scene.
+    scene = Scene.capture(name, await request.app[SERVICE].snap.control.status())
     request.app[STORE].save(scene)
     return web.json_response(_summary(scene), status=201)
 

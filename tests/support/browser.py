@@ -99,14 +99,34 @@ class DevTools:
 
     async def click_selector(self, selector: str) -> None:
         """A real mouse click (a user gesture) in the middle of an element,
-        scrolled into view first (as a user would)."""
+        scrolled into view first (as a user would).
+
+        The click must reach that element: one the page took away or moved
+        between the press and the release (a re-render) fails here, saying
+        what got the click, rather than as a change that never comes."""
+        # Measured once the page has stopped moving it (three frames alike):
+        # a page still filling in (a card above appearing) moves it otherwise.
         box = await self.evaluate(
-            f"(() => {{ const e = document.querySelector({selector!r});"
-            " e.scrollIntoView({block: 'center', behavior: 'instant'});"
+            f"(async () => {{ const e = document.querySelector({selector!r});"
+            " const frame = () => new Promise((ok) => requestAnimationFrame(ok));"
+            " let last = '', same = 0;"
+            " for (let i = 0; i < 120 && same < 3; i++) {"
+            "   e.scrollIntoView({block: 'center', behavior: 'instant'});"
+            "   await frame();"
+            "   const now = JSON.stringify(e.getBoundingClientRect());"
+            "   same = now === last ? same + 1 : 0; last = now; }"
+            " window.__clickGot = '';"
+            " document.addEventListener('click', (c) => {"
+            "   window.__clickGot = c.target === e || e.contains(c.target) ? 'ok'"
+            "     : (c.target.className || c.target.nodeName); },"
+            "   {capture: true, once: true});"
             " const r = e.getBoundingClientRect();"
-            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+            " return [r.x + r.width / 2, r.y + r.height / 2]; })()",
+            await_promise=True,
         )
         await self.click(box[0], box[1])
+        got = await self.evaluate("window.__clickGot")
+        assert got == "ok", f"a click on {selector} reached {got or 'nothing'}"
 
     async def phone(self, width: int = 360, height: int = 740, scale: float = 2) -> None:
         """Lay the page out as a phone's screen of ``width`` x ``height`` CSS pixels."""

@@ -206,6 +206,10 @@ function renderServer() {
       $(".group-value", el).textContent = groupVolume(group);
     }
     const list = $(".rooms", el);
+    // Rooms move only when their order changes: a node taken out and put back
+    // between a tap's press and release loses that tap (the browser sends the
+    // click to the list instead), and state events come at any moment.
+    let place = list.firstElementChild;
     for (const roomId of group.rooms) {
       const room = state.rooms.find((r) => r.id === roomId);
       if (!room) continue;
@@ -222,7 +226,8 @@ function renderServer() {
       }
       setUnlessFocused($(".room-rename", rel), room.name);
       setUnlessFocused($(".room-latency", rel), room.latency);
-      if (rel.parentElement !== list || list.lastElementChild !== rel) list.appendChild(rel);
+      if (rel === place) place = rel.nextElementSibling;
+      else list.insertBefore(rel, place);
     }
     if (el.parentElement !== box) box.appendChild(el);
   }
