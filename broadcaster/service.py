@@ -456,6 +456,8 @@ class Service:
 
     async def _claim_slot(self, wanted: str | None) -> Slot:
         """A free slot, else a stream added to the server for this capture."""
+        if self.managed is None:
+            await self.snap.wait_known(self.snap.timeout)
         try:
             return self._free_slot(wanted)
         except BusyError:

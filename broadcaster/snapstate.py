@@ -59,6 +59,7 @@ class SnapState:
         self.players = PlayerClock()
         """When each stream's player state last changed (its position's age)."""
         self.connected = False
+        self._up = asyncio.Event()  # set while connected with a status read
         self.connects = 0
 
     @property
@@ -94,6 +95,7 @@ class SnapState:
                 if self.connected:
                     _LOGGER.warning("lost the control connection to snapserver at %s", self.address)
                 self.connected = False
+                self._up.clear()
                 self._on_change()
             else:
                 if event.method == CONNECT_EVENT:
@@ -108,6 +110,7 @@ class SnapState:
         finally:
             self._control = None
             self.connected = False
+            self._up.clear()
             await control.close()
 
     async def _refresh_loop(self) -> None:
@@ -123,7 +126,18 @@ class SnapState:
             if not self.connected:
                 _LOGGER.info("connected to snapserver at %s", self.address)
             self.connected = True
+            self._up.set()
             self._on_change()
+
+    async def wait_known(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for the first status read (a service that has
+        just started does not know the server's streams yet)."""
+        if self.server is None:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._up.wait()
+            except TimeoutError:
+                pass
 
     @property
     def control(self) -> SnapControl:

@@ -288,3 +288,16 @@ async def test_a_stream_name_taken_meanwhile_is_skipped_and_the_added_stream_rem
         finally:
             await service.stop()
     assert added == ["Main-3"]
+
+
+async def test_a_capture_asked_right_after_start_up_waits_for_the_servers_streams() -> None:
+    """The first POST /api/captures can come before the first status read."""
+    service, _ = make_service()
+    service.snap.status = None
+    asked = asyncio.ensure_future(service.start_capture("spotify"))
+    await asyncio.sleep(0.05)
+    assert not asked.done()
+    service.snap.status = pipes_status("Main")
+    service.snap._up.set()  # what the first status read does
+    capture = await asyncio.wait_for(asked, 2)
+    assert capture.slot.stream == "Main"
