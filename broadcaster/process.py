@@ -132,32 +132,51 @@ async def _discard(stream: asyncio.StreamReader) -> None:
             pass
 
 
+async def read_line(stream: asyncio.StreamReader, keep: int) -> tuple[bytes, bool]:
+    """The next line of ``stream`` (with its newline), ``b""`` at its end, and whether it was cut.
+
+    A line longer than ``keep`` bytes, or than the reader's own limit, comes
+    back cut to its first ``keep`` bytes; the rest of it is read and skipped.
+    Unlike ``readline``, which raises on a line over the limit (64 KiB unless
+    the reader was made with another), this never fails on what a line holds.
+    Cancelled midway through skipping a long line, the next call returns the
+    rest of that line as a line of its own.
+    """
+    try:
+        line = await stream.readuntil(b"\n")
+    except asyncio.IncompleteReadError as err:
+        line = err.partial  # the end of the stream
+    except asyncio.LimitOverrunError as err:
+        # ``consumed`` bytes are buffered and hold no newline: take them, skip the rest.
+        head = await stream.readexactly(err.consumed)
+        await _skip_line(stream)
+        return head[:keep], True
+    return line[:keep], len(line) > keep
+
+
+async def _skip_line(stream: asyncio.StreamReader) -> None:
+    """Read up to and including the next newline (or the end), keeping nothing."""
+    while True:
+        try:
+            await stream.readuntil(b"\n")
+        except asyncio.IncompleteReadError:
+            return
+        except asyncio.LimitOverrunError as err:
+            await stream.readexactly(err.consumed)
+        else:
+            return
+
+
 async def read_lines(stream: asyncio.StreamReader, keep: int) -> AsyncIterator[tuple[bytes, bool]]:
     """Each line of ``stream`` (with its newline) until the end, and whether it was cut.
 
-    A line longer than ``keep`` bytes, or than the reader's own limit, is
-    yielded once, cut to its first ``keep`` bytes; the rest of it is read and
-    skipped.  Unlike ``readline``, which raises on a line over the limit, this
-    never stops before the end of the stream.
+    Lines over ``keep`` bytes or the reader's limit are cut, as :func:`read_line` does.
     """
-    skipping = False  # inside an over-long line, after its kept start
     while True:
-        try:
-            line = await stream.readuntil(b"\n")
-        except asyncio.IncompleteReadError as err:
-            line = err.partial  # the end of the stream
-            if not line:
-                return
-        except asyncio.LimitOverrunError:
-            chunk = await stream.read(65536)  # part of a line with no end in sight
-            if not skipping:
-                skipping = True
-                yield chunk[:keep], True
-            continue
-        if skipping:  # the end of the over-long line
-            skipping = False
-            continue
-        yield line[:keep], len(line) > keep
+        line, cut = await read_line(stream, keep)
+        if not line:
+            return
+        yield line, cut
 
 
 class ChildProcess(Resource):

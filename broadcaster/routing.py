@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from .errors import PipeWireError
 from .lifecycle import Resource
 from .pipewire import AppStream, Graph, PipeWire, TargetApp
-from .process import ChildProcess
+from .process import ChildProcess, read_line
 
 _LOGGER = logging.getLogger(__name__)
 
 SINK_PREFIX = "broadcaster."
+MAX_EVENT_LINE = 512
+"""Bytes of a ``pactl subscribe`` line looked at (its events are ~60); the rest is skipped."""
 
 
 def sink_name_for(target: TargetApp) -> str:
@@ -288,7 +290,7 @@ class Router:
             # unrelated events (clients, sources) must not keep postponing it.
             wait = max(0.0, next_resync - time.monotonic())
             try:
-                line = await asyncio.wait_for(events.readline(), wait)
+                line, _ = await asyncio.wait_for(read_line(events, MAX_EVENT_LINE), wait)
             except TimeoutError:
                 line = b"resync"
             else:
@@ -389,5 +391,5 @@ async def _drain(events: asyncio.StreamReader, quiet: float, most: float = 0.25)
     """
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(most):
-            while await asyncio.wait_for(events.readline(), quiet):
+            while (await asyncio.wait_for(read_line(events, MAX_EVENT_LINE), quiet))[0]:
                 pass

@@ -99,6 +99,21 @@ async def test_a_stderr_line_over_64_kib_is_cut_and_draining_goes_on() -> None:
     assert tail[2:] == ["after"] * 50_000 + ["bye"]
 
 
+async def test_read_line_skips_only_the_over_long_line() -> None:
+    """The newline of a line just over the limit is found in the buffer: the next line is kept."""
+    stream = asyncio.StreamReader(limit=100)
+    stream.feed_data(b"a" * 150 + b"\nnext\n" + b"b" * 1000 + b"\nlast")
+    stream.feed_eof()
+    lines = [await process.read_line(stream, 10) for _ in range(5)]
+    assert lines == [
+        (b"a" * 10, True),
+        (b"next\n", False),
+        (b"b" * 10, True),
+        (b"last", False),
+        (b"", False),
+    ]
+
+
 async def test_stdin_is_written_and_stays_open_until_stop() -> None:
     child = ChildProcess(["cat"], stdin=b"create-node\n", read_stdout=True)
     async with child:

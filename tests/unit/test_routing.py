@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -9,9 +10,9 @@ from typing import Any
 import pytest
 
 from broadcaster.errors import PipeWireError
-from broadcaster.pipewire import Graph, TargetApp, merge_dump, parse_dump
+from broadcaster.pipewire import Graph, PipeWire, TargetApp, merge_dump, parse_dump
 from broadcaster.proc import process_lineage
-from broadcaster.routing import plan, sink_name_for
+from broadcaster.routing import Router, plan, sink_name_for
 
 
 def node(oid: int, serial: int, media_class: str, name: str, **props: Any) -> dict[str, Any]:
@@ -193,3 +194,30 @@ def test_node_ids_and_serials_are_never_confused() -> None:
     # target.object holds a serial (or a name); target.node holds a node id.
     graph = parse_dump([clash, SPEAKERS, *stream(61, "A", None), default_metadata("x", {61: "30"})])
     assert [sink.name for sink in graph.sinks_of(graph.streams[0])] == ["clash"]
+
+
+class _CountingRouter(Router):
+    """The Router's event loop with the graph check replaced by a count."""
+
+    def __init__(self) -> None:
+        super().__init__(PipeWire(), TargetApp(name="app"), "broadcaster.app")
+        self.checks = 0
+
+    async def _check(self, rounds: int = 5) -> None:
+        self.checks += 1
+
+
+async def test_a_subscribe_line_over_the_reader_limit_does_not_stop_the_follower() -> None:
+    """pactl's output is read in lines; one longer than asyncio's 64 KiB limit is skipped."""
+    events = asyncio.StreamReader()  # the default limit, as a subprocess pipe has
+    events.feed_data(b"Event 'new' on client #1\n")
+    events.feed_data(b"Event 'change' on sink-input #7 " + b"x" * 300_000 + b"\n")
+    events.feed_data(b"Event 'new' on sink-input #8\n")
+    events.feed_eof()
+    router = _CountingRouter()
+    async with asyncio.timeout(10):
+        await router._follow_events(events)  # returns at the end of the events
+    # The first look, the cut line (it still names a sink-input), then the drain
+    # that follows it consumed #8.
+    assert router.checks == 2
+    assert events.at_eof()
