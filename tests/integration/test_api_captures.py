@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from broadcaster.nowplaying import PlayerMatch, read_target
 from broadcaster.service import Service
 from broadcaster.web.app import make_app
 from tests.integration.test_api import house, service_config  # noqa: F401 (fixture)
@@ -26,8 +27,25 @@ from tests.support.snapserver import SnapClient, SnapServer
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True)
+def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """broadcaster's runtime directory for these tests: never the user's own.
+
+    A capture tells its stream's controlscript which app it plays through a
+    file in the runtime directory of broadcaster's own environment (where the
+    snapserver it runs, and so the controlscript, looks), not the PipeWire
+    session's.
+    """
+    base = tmp_path / "run"
+    base.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(base))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    return base / "broadcaster"
+
+
 async def test_two_apps_into_two_streams_then_stop_restores(
     tmp_path: Path,
+    runtime: Path,
     pw_session: PipeWireSession,
     house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
 ) -> None:
@@ -58,6 +76,12 @@ async def test_two_apps_into_two_streams_then_stop_restores(
         assert two.status == 201, await two.text()
         first, second = await one.json(), await two.json()
         assert (first["stream"], second["stream"]) == ("Main", "Second")
+        await asyncio.to_thread(
+            wait_until,
+            lambda: read_target("Main", runtime) == PlayerMatch("AppA", None),
+            10,
+            "AppA named to Main's controlscript in the test's runtime directory",
+        )
         # A third capture: see test_a_capture_beyond_the_slots_gets_a_stream_of_its_own_...
         again = await client.post("/api/captures", json={"app": "AppA"})
         assert again.status == 409
