@@ -10,7 +10,8 @@ whenever the followed MPRIS player changes; snapserver sends
 stderr lines end up in snapserver's log.
 
 It ends when snapserver is gone, whichever way: stdin closing (EOF), SIGTERM,
-the kernel's parent-death signal (``prctl(PR_SET_PDEATHSIG)``, set at start),
+the kernel's parent-death signal (``prctl(PR_SET_PDEATHSIG)``, armed first
+thing by :mod:`broadcaster.controlscript_entry`),
 or its parent process changing (polled each second).  EOF alone is not
 enough: snapserver 0.31 with several streams lets each script inherit the
 others' stdin pipes, so none sees EOF when snapserver dies.
@@ -28,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -43,12 +43,11 @@ from .errors import MprisError
 from .lifecycle import cancel_and_wait
 from .mpris import NowPlaying, PlayerFollower
 from .nowplaying import PlayerMatch, read_target
+from .proc import die_with_parent
 from .process import read_lines
 
 log = logging.getLogger("broadcaster.controlscript")
 
-#: prctl(2) option: the signal this process gets when its parent dies.
-PR_SET_PDEATHSIG = 1
 #: How often :func:`serve` checks that its parent is still snapserver.
 PARENT_POLL_S = 1.0
 
@@ -280,16 +279,6 @@ async def serve_lines(reader: asyncio.StreamReader, script: ControlScript) -> No
             script.send(reply)
 
 
-def die_with_parent() -> None:
-    """Have Linux send SIGTERM when the parent (snapserver) dies, even by SIGKILL."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-            log.debug("prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
-    except (OSError, AttributeError) as exc:  # not Linux: the parent watch remains
-        log.debug("no prctl: %s", exc)
-
-
 async def _parent_gone(parent: int, interval: float) -> None:
     """Return once this process's parent is no longer ``parent`` (it died and
     the process was re-parented)."""
@@ -362,17 +351,16 @@ def target(args: argparse.Namespace, env: dict[str, str]) -> PlayerMatch | None:
     return PlayerMatch(app, pid)
 
 
-def run(argv: Sequence[str] | None = None) -> int:
-    """Console script entry point (``broadcaster-controlscript``)."""
+def main(argv: Sequence[str] | None = None, *, parent: int) -> int:
+    """The plugin, once :func:`broadcaster.controlscript_entry.run` armed the death signal.
+
+    ``parent`` is snapserver (which execs us, or a wrapper that execs us), as
+    read before the signal was armed.
+    """
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(name)s %(levelname)s %(message)s"
     )
     args = parse_args(argv)
-    # The parent at start is snapserver (it execs us, or a wrapper that execs
-    # us).  Should snapserver die while Python is still starting, before this
-    # line, neither watch can tell; stdin's EOF remains.
-    parent = os.getppid()
-    die_with_parent()
     match = target(args, dict(os.environ))
     if match is None and args.stream is None:
         log.info("no player to follow and no --stream: the stream shows no metadata")
@@ -382,4 +370,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    # ``python -m``: armed only now, after this module's imports (the console
+    # script, broadcaster.controlscript_entry, arms before them).
+    _parent = die_with_parent(signal.SIGTERM)
+    sys.exit(0 if _parent is None else main(parent=_parent))

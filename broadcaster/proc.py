@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+
 
 def process_lineage(pid: int, procfs: str = "/proc", limit: int = 64) -> list[int]:
     """``pid`` and its ancestors, nearest first, up to and including init.
@@ -26,3 +29,25 @@ def process_lineage(pid: int, procfs: str = "/proc", limit: int = 64) -> list[in
             break
         chain.append(parent)
     return chain
+
+
+#: prctl(2) option: the signal this process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int) -> int | None:
+    """Have Linux send ``sig`` to this process when its parent dies, even by SIGKILL.
+
+    Returns the parent's pid, read just before arming; None if the parent
+    changed meanwhile (it died before the signal was armed, which then never
+    comes: the caller should stop now).  Without prctl (not Linux) the signal
+    is not armed and the parent is returned: the caller's other watches remain.
+    Cheap imports only: a program that needs it calls it first thing.
+    """
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    except (OSError, AttributeError):
+        return parent
+    return parent if os.getppid() == parent else None

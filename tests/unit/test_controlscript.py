@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, cast
@@ -27,6 +30,9 @@ from broadcaster.errors import MprisError
 from broadcaster.mpris import NowPlaying
 from broadcaster.nowplaying import PlayerMatch
 from broadcaster.snapserver import source_query
+from tests.support.procs import running, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_properties_without_a_player_clear_the_metadata() -> None:
@@ -216,3 +222,52 @@ async def test_seek_to_numbers_mpris_cannot_hold_is_refused(
     # Refused before the bus is touched, so no bus is needed.
     with pytest.raises(MprisError, match="numeric"):
         await mpris.control(cast(Any, None), "org.mpris.MediaPlayer2.x", command, params)
+
+
+PLUGIN = "from broadcaster.controlscript_entry import run; run()"  # what the console script runs
+
+
+def test_snapserver_dying_while_the_plugin_loads_takes_the_plugin_with_it(tmp_path: Path) -> None:
+    """The parent-death signal is armed before the plugin loads the bulk of its code.
+
+    A module the plugin loads (argparse) is made to stall; its parent dies
+    meanwhile; its stdin stays open (snapserver 0.31's other plugins hold it),
+    so only the kernel's signal can end it.
+    """
+    stall = tmp_path / "stall"
+    stall.mkdir()
+    loading = tmp_path / "loading"
+    (stall / "argparse.py").write_text(
+        f"import pathlib, time\npathlib.Path({str(loading)!r}).touch()\ntime.sleep(120)\n",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BROADCASTER_", "DBUS_"))}
+    env.update(PYTHONPATH=f"{stall}:{REPO}", XDG_RUNTIME_DIR=str(tmp_path))
+    snapserver = subprocess.Popen(  # stands for snapserver: starts the plugin, then lives on
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            f"plugin = subprocess.Popen([sys.executable, '-c', {PLUGIN!r}])\n"
+            "print(plugin.pid, flush=True)\n"
+            "time.sleep(120)\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    assert snapserver.stdout is not None
+    plugin = int(snapserver.stdout.readline())
+    try:
+        wait_until(loading.exists, 20, "the plugin to load its stalled module")
+        snapserver.kill()
+        snapserver.wait(10)
+        wait_until(lambda: not running(plugin), 10, "the plugin to end with its parent")
+    finally:
+        snapserver.kill()
+        snapserver.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(plugin, signal.SIGKILL)
+        if snapserver.stdin is not None:
+            snapserver.stdin.close()
+        snapserver.stdout.close()
