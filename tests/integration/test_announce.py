@@ -8,6 +8,7 @@ at L within a second; and no click at either ramp.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 import sys
@@ -28,9 +29,9 @@ from tests.integration.test_pipeline import (
     wait_for_tone,
 )
 from tests.support.pipewire import PipeWireSession
-from tests.support.procs import Proc, free_ports, port_open, wait_until
+from tests.support.procs import Proc, cli_child, cli_env, free_ports, port_open, wait_until
 from tests.support.signal import db, highband_peaks, s16_stereo_to_float, tone_amplitudes
-from tests.support.snapserver import SnapClient, SnapServer, StreamSpec
+from tests.support.snapserver import SnapClient, SnapServer, snap_house
 
 pytestmark = pytest.mark.integration
 _LOGGER = logging.getLogger(__name__)
@@ -126,12 +127,11 @@ def analyse(audio: bytes) -> Heard:
 
 
 def run_cli(
-    session: PipeWireSession, *args: str, timeout: float = 60
+    session: PipeWireSession, *args: str, timeout: float = 60, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in session.env.items() if not k.startswith("BROADCASTER_")}
     return subprocess.run(
         [sys.executable, "-m", "broadcaster", *args],
-        env=env,
+        env=cli_env(session.env, **(env or {})),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -139,24 +139,48 @@ def run_cli(
     )
 
 
-def play_music(
+@contextlib.contextmanager
+def music_playing(
     tmp_path: Path,
     pw_session: PipeWireSession,
     server: SnapServer,
     *args: str,
     path: str = "native",
-) -> Proc:
-    """The music app playing 660 Hz, and ``broadcaster run`` capturing it into ``server``.
+    heard_in: SnapClient | None = None,
+) -> Iterator[Proc]:
+    """The music app playing 660 Hz, and ``broadcaster run`` capturing it into ``server``
+    (once ``heard_in`` plays it); on exit broadcaster must stop cleanly on SIGTERM.
 
     ``path``: the data path, native (PipeWire writes the fifo) or python.
     """
     music = make_tone(tmp_path / "music.wav", MUSIC_HZ, 48000)
     pw_session.play(music, "MusicApp")
-    return start_broadcaster(
+    broadcaster = start_broadcaster(
         pw_session,
         *("run", "MusicApp", *args, "--server", f"127.0.0.1:{server.control_port}"),
         extra_env={"BROADCASTER_CAPTURE_NATIVE": str(path == "native").lower()},
     )
+    try:
+        if heard_in is not None:
+            wait_for_tone(heard_in, MUSIC_HZ)
+        yield broadcaster
+    finally:
+        assert stop_broadcaster(broadcaster) == 0
+
+
+def log_of(broadcaster: Proc) -> str:
+    return broadcaster.log_path.read_text()
+
+
+@contextlib.contextmanager
+def ducked_by(
+    session: PipeWireSession, broadcaster: Proc, *args: str
+) -> Iterator[subprocess.Popen[str]]:
+    """The CLI with ``args`` running, once ``broadcaster`` has ducked the music for it
+    (killed on exit if still running)."""
+    with cli_child(session.env, *args) as command:
+        wait_until(lambda: "ducking the music" in log_of(broadcaster), 20, "the duck")
+        yield command
 
 
 def audio_since(room: SnapClient, offset: int, seconds_after: float, before: int) -> bytes:
@@ -176,8 +200,7 @@ def test_an_announcement_ducks_the_music_in_every_room_and_it_comes_back(
 ) -> None:
     server, rooms = house
     bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 48000, seconds=2)
-    broadcaster = play_music(tmp_path, pw_session, server, path=path)
-    try:
+    with music_playing(tmp_path, pw_session, server, path=path) as broadcaster:
         wait_until(
             lambda: f"data path: {path}" in broadcaster.log_path.read_text().lower(),
             15,
@@ -208,8 +231,6 @@ def test_an_announcement_ducks_the_music_in_every_room_and_it_comes_back(
             # No click: nothing above 2.5 kHz as loud as even the ducked music.
             assert h.worst_click < h.music_before - 12, h
         assert broadcaster.alive(), broadcaster.log_tail()
-    finally:
-        assert stop_broadcaster(broadcaster) == 0
 
 
 def faded_tone(path: Path, freq: float, seconds: float) -> Path:
@@ -233,9 +254,7 @@ def test_an_announcer_app_ducks_the_music_each_time_it_plays(
     server, rooms = house
     room = rooms[0]
     bell = faded_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 2.0)
-    broadcaster = play_music(tmp_path, pw_session, server, "--announcer", "DoorBell")
-    try:
-        wait_for_tone(room, MUSIC_HZ)
+    with music_playing(tmp_path, pw_session, server, "--announcer", "DoorBell", heard_in=room):
         fresh_audio(room, 1.2)  # a second of steady music to measure L on
         heard = []
         for _ in range(2):
@@ -254,8 +273,6 @@ def test_an_announcer_app_ducks_the_music_each_time_it_plays(
         # onto the capture sink while it plays, so its sound starts abruptly.)
         # The doorbell's streams are gone; nothing of it is left on the capture sink.
         assert pw_session.stream_sinks("DoorBell") == []
-    finally:
-        assert stop_broadcaster(broadcaster) == 0
 
 
 @pytest.fixture
@@ -263,25 +280,8 @@ def two_streams(
     tmp_path: Path, pw_session: PipeWireSession, snap_tools: None
 ) -> Iterator[tuple[SnapServer, list[SnapClient]]]:
     """A snapserver with the music's stream and the announcement stream, and two rooms."""
-    base = tmp_path / "snap"
-    server = SnapServer(
-        base,
-        [
-            StreamSpec("Main", path=base / "fifo"),
-            StreamSpec("broadcaster-announce", path=base / "announce-fifo"),
-        ],
-    )
-    server.start()
-    rooms = [SnapClient(server, f"room{i}", tmp_path / f"room{i}.raw") for i in (1, 2)]
-    try:
-        for room in rooms:
-            room.start()
-        wait_until(lambda: len(server.clients()) == 2, 15, "both rooms to connect")
-        yield server, rooms
-    finally:
-        for room in rooms:
-            room.stop()
-        server.stop()
+    with snap_house(tmp_path, "Main", "broadcaster-announce") as both:
+        yield both
 
 
 def _grouping(server: SnapServer) -> list[tuple[str, str, bool, tuple[tuple[str, int, bool], ...]]]:
@@ -317,8 +317,7 @@ def test_an_announcement_in_one_room_leaves_the_other_undisturbed(
     before = _grouping(server)
 
     bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 44100, seconds=2)
-    broadcaster = play_music(tmp_path, pw_session, server)
-    try:
+    with music_playing(tmp_path, pw_session, server) as broadcaster:
         for room in (room1, room2):
             wait_for_tone(room, MUSIC_HZ)
         offsets = [room1.size(), room2.size()]
@@ -355,8 +354,6 @@ def test_an_announcement_in_one_room_leaves_the_other_undisturbed(
         steady = amps[~gaps, 0]
         assert db(float(steady.min())) > db(AMPLITUDE) - 1
         assert broadcaster.alive(), broadcaster.log_tail()
-    finally:
-        assert stop_broadcaster(broadcaster) == 0
 
 
 def test_a_snapserver_that_vanishes_mid_announcement_is_told_in_one_line(
@@ -367,25 +364,15 @@ def test_a_snapserver_that_vanishes_mid_announcement_is_told_in_one_line(
     server, _ = two_streams
     before = _grouping(server)
     bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 48000, seconds=10)
-    env = {k: v for k, v in pw_session.env.items() if not k.startswith("BROADCASTER_")}
-    command = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "broadcaster", "announce", str(bell)),
-            *("--rooms", "room1", "--server", f"127.0.0.1:{server.control_port}"),
-        ],
-        env=env,
+    with cli_child(
+        pw_session.env,
+        *("announce", str(bell), "--rooms", "room1"),
+        *("--server", f"127.0.0.1:{server.control_port}"),
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    ) as command:
         wait_until(lambda: _grouping(server) != before, 20, "room1 to leave its group")
         server.kill()
         _, err = command.communicate(timeout=30)
-    finally:
-        if command.poll() is None:
-            command.kill()
-            command.wait()
     assert command.returncode == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -401,9 +388,7 @@ def test_spoken_text_is_said_over_the_ducked_music(
 ) -> None:
     server, rooms = house
     room = rooms[0]
-    broadcaster = play_music(tmp_path, pw_session, server)
-    try:
-        wait_for_tone(room, MUSIC_HZ)
+    with music_playing(tmp_path, pw_session, server, heard_in=room):
         offset = room.size()
         result = run_cli(pw_session, "announce", "--say", "Dinner is ready in the kitchen")
         assert result.returncode == 0, result.stderr
@@ -417,8 +402,6 @@ def test_spoken_text_is_said_over_the_ducked_music(
         speech = np.sqrt(np.mean(np.square(windows[ducked]), axis=1))
         assert db(float(speech.max())) > db(AMPLITUDE) - 20
         assert db(float(np.median(music_level[-20:]))) == pytest.approx(db(AMPLITUDE), abs=1)
-    finally:
-        assert stop_broadcaster(broadcaster) == 0
 
 
 def test_a_volume_the_user_sets_during_an_announcement_is_kept(
@@ -429,21 +412,8 @@ def test_a_volume_the_user_sets_during_an_announcement_is_kept(
     server, rooms = house
     room = rooms[0]
     bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 48000, seconds=3)
-    broadcaster = play_music(tmp_path, pw_session, server)
-    try:
-        wait_for_tone(room, MUSIC_HZ)
-        env = {k: v for k, v in pw_session.env.items() if not k.startswith("BROADCASTER_")}
-        command = subprocess.Popen(
-            [sys.executable, "-m", "broadcaster", "announce", str(bell)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            wait_until(
-                lambda: "ducking the music" in broadcaster.log_path.read_text(), 20, "the duck"
-            )
+    with music_playing(tmp_path, pw_session, server, heard_in=room) as broadcaster:
+        with ducked_by(pw_session, broadcaster, "announce", str(bell)) as command:
             # The user turns the music app down to half (-6 dB) meanwhile.
             (index,) = [
                 line.split()[0]
@@ -452,20 +422,12 @@ def test_a_volume_the_user_sets_during_an_announcement_is_kept(
             ]
             pw_session.pactl("set-sink-input-volume", index, "0.5")
             assert command.wait(30) == 0, command.stderr.read() if command.stderr else ""
-        finally:
-            if command.poll() is None:
-                command.kill()
-                command.wait()
-        wait_until(
-            lambda: "restoring the music" in broadcaster.log_path.read_text(), 20, "the restore"
-        )
+        wait_until(lambda: "restoring the music" in log_of(broadcaster), 20, "the restore")
         fresh_audio(room, 1.0)  # past the ramp
         audio = fresh_audio(room, 1.0)
         level = tone_amplitudes(s16_stereo_to_float(audio)[:, 0], 48000, (MUSIC_HZ,))[:, 0]
         # Kept: half the music's level, not what it was before the announcement.
         assert db(float(np.median(level))) == pytest.approx(db(AMPLITUDE) - 6, abs=1)
-    finally:
-        assert stop_broadcaster(broadcaster) == 0
 
 
 def _music_inputs(session: PipeWireSession) -> set[str]:
@@ -487,35 +449,17 @@ def test_a_killed_announce_command_brings_the_music_back(
     server, rooms = house
     room = rooms[0]
     bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 48000, seconds=20)
-    broadcaster = play_music(tmp_path, pw_session, server)
-    try:
-        wait_for_tone(room, MUSIC_HZ)
-        env = {k: v for k, v in pw_session.env.items() if not k.startswith("BROADCASTER_")}
-        command = subprocess.Popen(
-            [sys.executable, "-m", "broadcaster", "announce", str(bell)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_until(
-                lambda: "ducking the music" in broadcaster.log_path.read_text(), 20, "the duck"
-            )
-        finally:
+    with music_playing(tmp_path, pw_session, server, heard_in=room) as broadcaster:
+        with ducked_by(pw_session, broadcaster, "announce", str(bell)) as command:
             command.kill()
-            command.wait()
         # Its pw-play dies with it: the announcement stops and the music comes back.
-        wait_until(
-            lambda: "restoring the music" in broadcaster.log_path.read_text(), 5, "the restore"
-        )
+        wait_until(lambda: "restoring the music" in log_of(broadcaster), 5, "the restore")
         wait_until(lambda: pw_session.stream_sinks("broadcaster-announce") == [], 5, "no pw-play")
         wait_for_tone(room, MUSIC_HZ)
         level = tone_amplitudes(
             s16_stereo_to_float(fresh_audio(room, 0.5))[:, 0], 48000, (MUSIC_HZ,)
         )[:, 0]
         assert db(float(np.median(level))) == pytest.approx(db(AMPLITUDE), abs=1)
-    finally:
-        assert stop_broadcaster(broadcaster) == 0
 
 
 def test_a_newcomers_run_announces_in_one_room_on_its_own_snapserver(
@@ -559,15 +503,7 @@ def test_a_newcomers_run_announces_in_one_room_on_its_own_snapserver(
 
         bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 44100, seconds=2)
         offsets = [room.size() for room in rooms]
-        env = {k: v for k, v in pw_session.env.items() if not k.startswith("BROADCASTER_")}
-        result = subprocess.run(
-            [sys.executable, "-m", "broadcaster", "announce", str(bell), "--rooms", "room1"],
-            env={**env, **ports},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_cli(pw_session, "announce", str(bell), "--rooms", "room1", env=ports)
         assert result.returncode == 0, result.stderr
         assert _grouping(view) == before
         ends = [room.size() for room in rooms]

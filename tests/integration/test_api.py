@@ -22,8 +22,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from broadcaster.config import Config, SnapserverConfig, WebConfig
 from broadcaster.service import Service
 from broadcaster.web.app import make_app
-from tests.support.procs import await_until, wait_until
-from tests.support.snapserver import SnapClient, SnapServer, StreamSpec
+from tests.support.procs import await_until
+from tests.support.snapserver import SnapClient, SnapServer, snap_house
 
 pytestmark = pytest.mark.integration
 
@@ -32,22 +32,8 @@ TOKEN = "s3cret-token"
 
 @pytest.fixture
 def house(tmp_path: Path, snap_tools: None) -> Iterator[tuple[SnapServer, list[SnapClient]]]:
-    base = tmp_path / "snap"
-    server = SnapServer(
-        base,
-        [StreamSpec("Main", path=base / "fifo-main"), StreamSpec("Second", path=base / "fifo-2")],
-    )
-    server.start()
-    rooms = [SnapClient(server, f"room{i}", tmp_path / f"room{i}.raw") for i in (1, 2)]
-    try:
-        for room in rooms:
-            room.start()
-        wait_until(lambda: len(server.clients()) == 2, 20, "both rooms to connect")
-        yield server, rooms
-    finally:
-        for room in rooms:
-            room.stop()
-        server.stop()
+    with snap_house(tmp_path, "Main", "Second") as house:
+        yield house
 
 
 def service_config(server: SnapServer, token: str = "") -> Config:

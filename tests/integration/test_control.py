@@ -24,7 +24,7 @@ import pytest
 from broadcaster.control import CONNECT_EVENT, DISCONNECT_EVENT, Event, SnapControl
 from broadcaster.errors import ControlConnectionError, ControlTimeoutError, ServerReplyError
 from tests.support.procs import await_until, free_port, wait_until
-from tests.support.snapserver import SnapClient, SnapServer, StreamSpec
+from tests.support.snapserver import SnapClient, SnapServer, snap_house
 
 pytestmark = pytest.mark.integration
 
@@ -34,28 +34,8 @@ KITCHEN = "Küche 🎵"
 
 @pytest.fixture
 def house(tmp_path: Path, snap_tools: None) -> Iterator[SnapServer]:
-    base = tmp_path / "snap"
-    server = SnapServer(
-        base,
-        [StreamSpec("Main", path=base / "fifo-main"), StreamSpec("Second", path=base / "fifo-2")],
-    )
-    server.start()
-    rooms = [SnapClient(server, f"room{i}", tmp_path / f"room{i}.raw") for i in (1, 2, 3)]
-    try:
-        for room in rooms:
-            room.start()
-        wait_until(
-            lambda: sum(c["connected"] for c in server.clients().values()) == 3,
-            30,
-            "three rooms to connect",
-        )
+    with snap_house(tmp_path, "Main", "Second", rooms=3, timeout=30) as (server, _):
         yield server
-    finally:
-        for room in rooms:
-            room.stop()
-        if server.proc is not None:
-            server.resume()  # a test that SIGSTOPped it may have failed before SIGCONT
-        server.stop()
 
 
 def cli(

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.pipewire import PipeWireSession
-from tests.support.procs import Proc, free_ports, port_open, wait_until
+from tests.support.procs import Proc, cli_env, free_ports, port_open, wait_until
 from tests.support.signal import band_energy, rms, s16_stereo_to_float
-from tests.support.snapserver import SnapClient, SnapServer, StreamSpec
+from tests.support.snapserver import SnapClient, SnapServer, StreamSpec, snap_house
 
 pytestmark = pytest.mark.integration
 
@@ -88,31 +88,18 @@ def wait_for_tone(room: SnapClient, freq: float, timeout: float = 20) -> bytes:
 def house(
     tmp_path: Path, pw_session: PipeWireSession, snap_tools: None
 ) -> Iterator[tuple[SnapServer, list[SnapClient]]]:
-    server = SnapServer(tmp_path / "snap", [StreamSpec("Main", path=tmp_path / "snap" / "fifo")])
-    server.start()
-    rooms = [SnapClient(server, f"room{i}", tmp_path / f"room{i}.raw") for i in (1, 2)]
-    try:
-        for room in rooms:
-            room.start()
-        wait_until(lambda: len(server.clients()) == 2, 15, "both rooms to connect")
-        yield server, rooms
-    finally:
-        for room in rooms:
-            room.stop()
-        server.stop()
+    with snap_house(tmp_path) as house:
+        yield house
 
 
 def start_broadcaster(
     session: PipeWireSession, *args: str, extra_env: dict[str, str] | None = None
 ) -> Proc:
     """The real CLI as a child process, inside the private PipeWire session."""
-    env = {k: v for k, v in session.env.items() if not k.startswith("BROADCASTER_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra_env or {})
     return Proc(
         [sys.executable, "-m", "broadcaster", "-vv", *args],
         session.logs / "broadcaster.log",
-        env,
+        cli_env(session.env, PYTHONUNBUFFERED="1", **(extra_env or {})),
     )
 
 

@@ -8,8 +8,9 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -205,3 +206,32 @@ class Proc:
         with contextlib.suppress(OSError):
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         return ""
+
+
+def cli_env(env: Mapping[str, str], **extra: str) -> dict[str, str]:
+    """``env`` without BROADCASTER_* settings (a CLI child is configured by its
+    arguments only), plus ``extra``."""
+    return {k: v for k, v in env.items() if not k.startswith("BROADCASTER_")} | extra
+
+
+@contextlib.contextmanager
+def cli_child(
+    env: Mapping[str, str], *args: str, stdout: int = subprocess.DEVNULL
+) -> Iterator[subprocess.Popen[str]]:
+    """``python -m broadcaster ARGS`` running with :func:`cli_env` of ``env``; its
+    stderr is a text pipe.  Killed and reaped on exit if it is still running."""
+    command = subprocess.Popen(
+        [sys.executable, "-m", "broadcaster", *args],
+        env=cli_env(env),
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield command
+    finally:
+        if command.poll() is None:
+            command.kill()
+        command.wait()
+        if command.stderr is not None:
+            command.stderr.close()

@@ -14,6 +14,7 @@ import json
 import shutil
 import signal
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,8 @@ filter = *:info
 
     def stop(self) -> None:
         if self.proc is not None:
+            # A test that SIGSTOPped it (pause) may have failed before resuming it.
+            self.proc.signal(signal.SIGCONT)
             self.proc.stop()
             self.proc = None
 
@@ -226,3 +229,33 @@ class SnapClient:
         with self.out.open("rb") as handle:
             handle.seek(offset)
             return handle.read()
+
+
+@contextlib.contextmanager
+def snap_house(
+    tmp_path: Path, *streams: str, rooms: int = 2, timeout: float = 20
+) -> Iterator[tuple[SnapServer, list[SnapClient]]]:
+    """A snapserver with a pipe stream per name in ``streams`` (default one, ``Main``;
+    fifos ``tmp_path/snap/fifo-NAME``) and ``rooms`` rooms ``room1``, ``room2``, ...
+    (snapclients writing ``tmp_path/roomN.raw``), all connected; all stopped on exit."""
+    base = tmp_path / "snap"
+    server = SnapServer(
+        base, [StreamSpec(name, path=base / f"fifo-{name}") for name in streams or ("Main",)]
+    )
+    server.start()
+    clients = [
+        SnapClient(server, f"room{i}", tmp_path / f"room{i}.raw") for i in range(1, rooms + 1)
+    ]
+    try:
+        for client in clients:
+            client.start()
+        wait_until(
+            lambda: sum(bool(c.get("connected")) for c in server.clients().values()) == rooms,
+            timeout,
+            f"{rooms} room(s) to connect",
+        )
+        yield server, clients
+    finally:
+        for client in clients:
+            client.stop()
+        server.stop()
