@@ -158,7 +158,7 @@ def test_no_reader_for_ten_seconds_blocks_nothing_and_leaves_no_backlog(
     try:
         wait_for_tone(room, TARGET_HZ)
         server.kill()  # nobody reads the fifo now
-        fifo = tmp_path / "snap" / "fifo"
+        fifo = server.fifo()
         started = time.monotonic()
         # Another app on the speakers plays on at full rate meanwhile.
         assert speakers_seconds(pw_session, 3.0) > 0.9
@@ -190,7 +190,7 @@ def test_a_replaced_fifo_gets_a_new_sink_without_the_app_leaking(
     try:
         wait_for_tone(room, TARGET_HZ)
         server.kill()
-        fifo = tmp_path / "snap" / "fifo"
+        fifo = server.fifo()
         fifo.unlink()
         server.start()  # makes a new fifo
         seen: set[str] = set()

@@ -184,7 +184,7 @@ def test_a_hung_snapserver_costs_audio_not_the_capture(
     broadcaster = start_broadcaster(pw_session, *run_against(pw_session, server))
     try:
         wait_for_tone(room, TARGET_HZ)
-        fifo = tmp_path / "snap" / "fifo"
+        fifo = server.fifo()
         watcher = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # only to look, never reads
         server.pause()  # SIGSTOP: the pipe stops draining
         try:
@@ -302,7 +302,7 @@ def test_audio_is_back_soon_after_snapserver_returns(
     wav = make_tone(tmp_path / "t.wav", TARGET_HZ, 48000)
     pw_session.play(wav, "TargetApp")
     broadcaster = start_broadcaster(pw_session, *run_against(pw_session, server))
-    fifo = tmp_path / "snap" / "fifo"
+    fifo = server.fifo()
     figures: dict[str, dict[str, float]] = {}
 
     def measure(fault: str) -> None:

@@ -84,6 +84,11 @@ filter = *:info
         self.proc: Proc | None = None
         self.starts = 0
 
+    def fifo(self, stream: str = "Main") -> Path:
+        """The pipe of stream ``stream``."""
+        (path,) = [s.path for s in self.streams if s.name == stream and s.path is not None]
+        return path
+
     def start(self) -> None:
         self.starts += 1
         self.proc = Proc(
