@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import os
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -32,9 +31,10 @@ from broadcaster.audio import AudioFormat
 from broadcaster.delivery import PipeDelivery
 from broadcaster.web import stream_proxy
 from tests.conftest import require_tools
+from tests.integration.test_web_page import TOKEN, serving
 from tests.support import browser
 from tests.support.browser import DevTools
-from tests.support.procs import Proc, await_until, free_port, port_open, wait_until
+from tests.support.procs import await_until, free_port, wait_until
 from tests.support.snapserver import SnapClient, SnapServer, StreamSpec
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ pytestmark = pytest.mark.integration
 T = TypeVar("T")
 
 PLAYER_DIR = Path(__file__).resolve().parents[2] / "broadcaster" / "web" / "static" / "player"
-TOKEN = "room-test-token"
+
 TONE_HZ = 1000.0
 RATE = 48000
 
@@ -211,10 +211,7 @@ async def open_demo(page: DevTools, port: int, server: SnapServer, **extra: str)
     }
     await page.navigate(f"http://127.0.0.1:{port}/player/demo.html?{urlencode(query)}")
 
-    async def loaded() -> bool:
-        return bool(await page.evaluate("window.demoReady === true"))
-
-    await await_until(loaded, 30, "the demo page to load")
+    await page.wait_for("window.demoReady === true", 30, "the demo page to load")
     await page.click_selector("#play")  # a real tap: the AudioContext starts inside it
 
 
@@ -355,26 +352,8 @@ async def _context_is(page: DevTools, state: str) -> bool:
 @pytest.fixture
 def serve(tmp_path: Path, house: tuple[SnapServer, SnapClient]) -> Iterator[int]:
     """``broadcaster serve`` (the real CLI) on a free port, with a token, over the house."""
-    server, _ = house
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BROADCASTER_")}
-    env.update(
-        PYTHONUNBUFFERED="1",
-        XDG_CONFIG_HOME=str(tmp_path / "config"),
-        BROADCASTER_WEB_TOKEN=TOKEN,
-        BROADCASTER_SNAPSERVER_STREAM_PORT=str(server.stream_port),
-    )
-    argv = [sys.executable, "-m", "broadcaster", "-v", "serve"]
-    argv += ["--server", f"127.0.0.1:{server.control_port}", "--embedded", "never"]
-    argv += ["--port", str(port), "--no-publish"]
-    proc = Proc(argv, tmp_path / "serve.log", env)
-    try:
-        wait_until(lambda: port_open(port) or not proc.alive(), 30, "broadcaster serve to listen")
-        assert proc.alive(), proc.log_tail()
+    with serving(tmp_path, house[0], os.environ) as port:
         yield port
-    finally:
-        code = proc.stop(timeout=15)
-        assert code == 0, f"serve exited {code}:\n{proc.log_tail()}"
 
 
 async def test_served_by_broadcaster_serve_one_origin(
@@ -387,10 +366,7 @@ async def test_served_by_broadcaster_serve_one_origin(
             f"http://127.0.0.1:{serve}/static/player/demo.html?stream=tone&name=Phone#token={TOKEN}"
         )
 
-        async def loaded() -> bool:
-            return bool(await page.evaluate("window.demoReady === true"))
-
-        await await_until(loaded, 30, "the demo page from broadcaster serve")
+        await page.wait_for("window.demoReady === true", 30, "the demo page from broadcaster serve")
         await page.click_selector("#play")
         heard = await until(page, lambda: hears_tone(page), 60, "the tone through the proxy")
         assert heard is not None

@@ -20,7 +20,7 @@ from tests.integration.test_pipeline import SECOND, make_tone, wait_for_tone
 from tests.integration.test_web_page import TOKEN, _open, page, serving  # noqa: F401 (fixture)
 from tests.support.browser import DevTools
 from tests.support.pipewire import PipeWireSession
-from tests.support.procs import await_until, wait_until
+from tests.support.procs import wait_until
 from tests.support.signal import db, s16_stereo_to_float, tone_amplitudes
 from tests.support.snapserver import SnapClient, SnapServer
 
@@ -50,13 +50,12 @@ async def test_the_announce_box_says_a_text_over_the_ducked_music(
         await page.type_into("#announce-text", "Dinner is ready")
         await page.click_selector("#announce-form button[type=submit]")
 
-        async def said() -> bool:
-            # The box empties once the service has said it (the reply came).
-            return bool(
-                await page.evaluate("document.querySelector('#announce-text').value === ''")
-            )
-
-        await await_until(said, 60, "the text said and the box emptied")
+        # The box empties once the service has said it (the reply came).
+        await page.wait_for(
+            "document.querySelector('#announce-text').value === ''",
+            60,
+            "the text said and the box emptied",
+        )
         assert not await page.evaluate("!document.querySelector('#error').hidden")
         await asyncio.to_thread(
             wait_until, lambda: room.size() - offset > 4 * SECOND, 20, "the room to play on"

@@ -19,7 +19,7 @@ from tests.conftest import require_tools
 from tests.integration.test_web_page import TOKEN, serving
 from tests.support import browser
 from tests.support.browser import DevTools
-from tests.support.procs import await_until, wait_until
+from tests.support.procs import wait_until
 from tests.support.snapserver import SnapServer, StreamSpec
 
 pytestmark = pytest.mark.integration
@@ -56,10 +56,11 @@ async def test_no_rooms_yet_play_here_makes_the_first_room(
     assert await asyncio.to_thread(empty_house.clients) == {}
     await page.navigate(f"http://127.0.0.1:{serve_empty}/#token={TOKEN}")
 
-    async def offered() -> bool:
-        return bool(await page.evaluate("!!document.querySelector('#play-first:not([hidden])')"))
-
-    await await_until(offered, 30, "'Play here' on the page with no rooms")
+    await page.wait_for(
+        "!!document.querySelector('#play-first:not([hidden])')",
+        30,
+        "'Play here' on the page with no rooms",
+    )
     await page.click_selector("#play-first")
 
     def first_room() -> str:
@@ -72,15 +73,12 @@ async def test_no_rooms_yet_play_here_makes_the_first_room(
     stream = await asyncio.to_thread(wait_until, first_room, 30, "this browser as the first room")
     assert stream == "Main"
 
-    async def shown_as_a_room() -> bool:
-        return bool(
-            await page.evaluate(
-                "!!document.querySelector('.room[data-room^=\"browser-\"]') &&"
-                " document.querySelector('.play-here').getAttribute('aria-pressed') === 'true'"
-            )
-        )
-
-    await await_until(shown_as_a_room, 20, "the page to list this browser as a playing room")
+    await page.wait_for(
+        "!!document.querySelector('.room[data-room^=\"browser-\"]') &&"
+        " document.querySelector('.play-here').getAttribute('aria-pressed') === 'true'",
+        20,
+        "the page to list this browser as a playing room",
+    )
     await page.evaluate("1")  # collect what the console said meanwhile
     assert page.errors == [], page.errors
 
@@ -90,10 +88,9 @@ async def test_page_loads_without_console_errors_and_has_an_icon(
 ) -> None:
     await page.navigate(f"http://127.0.0.1:{serve_empty}/#token={TOKEN}")
 
-    async def live() -> bool:
-        return bool(await page.evaluate("document.querySelector('#link')?.dataset.state === 'up'"))
-
-    await await_until(live, 30, "the page to connect")
+    await page.wait_for(
+        "document.querySelector('#link')?.dataset.state === 'up'", 30, "the page to connect"
+    )
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
         http.get(f"http://127.0.0.1:{serve_empty}/favicon.ico") as reply,

@@ -88,15 +88,12 @@ async def _drive(tmp_path: Path, port: int, server: SnapServer, page: DevTools) 
 
     await page.navigate(f"http://127.0.0.1:{port}/#token={TOKEN}")
 
-    async def ready() -> bool:
-        return bool(
-            await page.evaluate(
-                "document.querySelectorAll('.room').length === 2"
-                " && !!document.querySelector('.now[data-stream=app] .now-art')?.naturalWidth"
-            )
-        )
-
-    await await_until(ready, 30, "both rooms and the player's cover on the page")
+    await page.wait_for(
+        "document.querySelectorAll('.room').length === 2"
+        " && !!document.querySelector('.now[data-stream=app] .now-art')?.naturalWidth",
+        30,
+        "both rooms and the player's cover on the page",
+    )
 
     # Nothing wider than the screen: no sideways scrolling on a phone.
     width = await page.evaluate("document.documentElement.scrollWidth")
@@ -140,10 +137,11 @@ async def _drive(tmp_path: Path, port: int, server: SnapServer, page: DevTools) 
     await page.type_into("#scene-name", "evening")
     await page.click_selector("#scene-form button[type=submit]")
 
-    async def saved() -> bool:
-        return bool(await page.evaluate("!!document.querySelector('.scene[data-scene=evening]')"))
-
-    await await_until(saved, DEADLINE, "the scene listed on the page")
+    await page.wait_for(
+        "!!document.querySelector('.scene[data-scene=evening]')",
+        DEADLINE,
+        "the scene listed on the page",
+    )
 
     # Party from the page: one group with both rooms; then other changes.
     await page.click_selector("#party-form button[type=submit]")
@@ -159,10 +157,11 @@ async def _drive(tmp_path: Path, port: int, server: SnapServer, page: DevTools) 
     await asyncio.to_thread(server.rpc, "Client.SetLatency", {"id": "room1", "latency": 0})
 
     # The group volume slider moves both rooms (snapweb's proportional way).
-    async def one_group_shown() -> bool:
-        return bool(await page.evaluate("document.querySelectorAll('.group').length === 1"))
-
-    await await_until(one_group_shown, DEADLINE, "the party's one group on the page")
+    await page.wait_for(
+        "document.querySelectorAll('.group').length === 1",
+        DEADLINE,
+        "the party's one group on the page",
+    )
     box = await page.evaluate(
         "(() => { const e = document.querySelector('.group-volume');"
         " e.scrollIntoView({block: 'center', behavior: 'instant'});"
@@ -189,10 +188,11 @@ async def _drive(tmp_path: Path, port: int, server: SnapServer, page: DevTools) 
 
     await asyncio.to_thread(wait_until, restored, DEADLINE, "the scene restored on snapserver")
 
-    async def two_groups_shown() -> bool:
-        return bool(await page.evaluate("document.querySelectorAll('.group').length === 2"))
-
-    await await_until(two_groups_shown, DEADLINE, "the restored groups on the page")
+    await page.wait_for(
+        "document.querySelectorAll('.group').length === 2",
+        DEADLINE,
+        "the restored groups on the page",
+    )
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= WIDTH, f"the page is {width} px wide on a {WIDTH} px screen"
     assert page.errors == [], page.errors

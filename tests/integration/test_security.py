@@ -113,10 +113,7 @@ async def test_demo_player_never_sends_the_token_to_another_origin(tmp_path: Pat
         query = urlencode({"token": "secret-token", "url": f"ws://127.0.0.1:{other.port}/x"})
         await tab.navigate(f"http://127.0.0.1:{origin.port}/player/demo.html?{query}")
 
-        async def loaded() -> bool:
-            return bool(await tab.evaluate("window.demoReady === true"))
-
-        await await_until(loaded, 30, "the demo page to load")
+        await tab.wait_for("window.demoReady === true", 30, "the demo page to load")
         await tab.click_selector("#play")
 
         async def settled() -> str | None:

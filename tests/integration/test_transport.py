@@ -141,10 +141,11 @@ async def page(tmp_path: Path) -> AsyncIterator[DevTools]:
 async def open_page(page: DevTools, port: int, stream: str = "app") -> None:
     await page.navigate(f"http://127.0.0.1:{port}/#token={TOKEN}")
 
-    async def card() -> bool:
-        return bool(await page.evaluate(f"!!document.querySelector('.now[data-stream={stream}]')"))
-
-    await await_until(card, 30, f"the page to show {stream}'s player")
+    await page.wait_for(
+        f"!!document.querySelector('.now[data-stream={stream}]')",
+        30,
+        f"the page to show {stream}'s player",
+    )
 
 
 async def card_state(page: DevTools, stream: str = "app") -> dict[str, Any]:
@@ -294,14 +295,11 @@ async def test_the_position_moves_on_while_a_capture_plays(
         assert (await control(house.port, "app", {"command": "play"}))[0] == 200
         await page_shows(page, "playing", status="playing")
 
-        async def meter_updates() -> bool:
-            return bool(
-                await page.evaluate(
-                    "document.querySelector('.capture .state')?.textContent === 'playing'"
-                )
-            )
-
-        await await_until(meter_updates, 40, "the capture playing (its meter updating)")
+        await page.wait_for(
+            "document.querySelector('.capture .state')?.textContent === 'playing'",
+            40,
+            "the capture playing (its meter updating)",
+        )
 
         def seconds(text: str) -> int:
             minutes, secs = text.split(":")
@@ -476,12 +474,11 @@ async def test_browser_room_media_session_drives_the_stream(
         await page.call("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_MEDIA_ACTIONS})
         await open_page(page, house.port)
 
-        async def offered() -> bool:
-            return bool(
-                await page.evaluate("!!document.querySelector('#play-first:not([hidden])')")
-            )
-
-        await await_until(offered, DEADLINE, "'Play here' on the page with no rooms")
+        await page.wait_for(
+            "!!document.querySelector('#play-first:not([hidden])')",
+            DEADLINE,
+            "'Play here' on the page with no rooms",
+        )
         await page.click_selector("#play-first")
 
         async def session(**want: Any) -> dict[str, Any]:

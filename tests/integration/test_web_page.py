@@ -184,15 +184,12 @@ async def test_slider_changes_snapserver_and_outside_changes_show_live(
     await page.evaluate(_choose("room2", target))
     await asyncio.to_thread(wait_until, same_group, 20, "room2 in room1's group")
 
-    async def page_shows_one_group() -> bool:
-        return bool(
-            await page.evaluate(
-                '!!document.querySelector(\'.group:has(.room[data-room="room1"]) '
-                '.room[data-room="room2"]\')'
-            )
-        )
-
-    await await_until(page_shows_one_group, 20, "the page to show room2 with room1")
+    await page.wait_for(
+        '!!document.querySelector(\'.group:has(.room[data-room="room1"]) '
+        '.room[data-room="room2"]\')',
+        20,
+        "the page to show room2 with room1",
+    )
     await page.evaluate(_choose("room2", "\u0000new"))
     await asyncio.to_thread(wait_until, lambda: not same_group(), 20, "room2 in a group of its own")
 
@@ -228,15 +225,12 @@ async def test_play_here_joins_the_tapped_group_on_the_default_stream(
     assert {g["stream_id"] for g in (await asyncio.to_thread(server.status))["groups"]} == {"Main"}
     await _open(page, serve)
 
-    async def button_shown() -> bool:
-        return bool(
-            await page.evaluate(
-                '!!document.querySelector(\'.group:has(.room[data-room="room1"]) '
-                ".play-here:not([hidden])')"
-            )
-        )
-
-    await await_until(button_shown, 20, "the Play here button")
+    await page.wait_for(
+        '!!document.querySelector(\'.group:has(.room[data-room="room1"]) '
+        ".play-here:not([hidden])')",
+        20,
+        "the Play here button",
+    )
     await page.click_selector('.group:has(.room[data-room="room1"]) .play-here')
 
     def browser_in_group() -> str:

@@ -87,6 +87,14 @@ class DevTools:
             raise AssertionError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
+    async def wait_for(self, expression: str, timeout: float, what: str) -> None:
+        """Wait until ``expression`` is true on the page (evaluated again and again)."""
+
+        async def holds() -> bool:
+            return bool(await self.evaluate(expression))
+
+        await await_until(holds, timeout, what)
+
     async def navigate(self, url: str) -> None:
         await self.call("Page.navigate", {"url": url})
 
