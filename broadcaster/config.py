@@ -201,7 +201,9 @@ class WebConfig:
     slots: int = 4
     """Pipe streams the managed snapserver gets: how many apps can be captured at once."""
     publish: bool = True
-    """Announce the service (and the managed snapserver) with zeroconf."""
+    """Use zeroconf: announce the service (and the managed snapserver), and,
+    with a snapserver not managed here, browse for its announcements while the
+    connection to it is lost, to reconnect as soon as it is back."""
 
     def host_names(self) -> list[str]:
         """``hosts`` as a list of lower-case names."""

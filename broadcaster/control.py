@@ -37,10 +37,11 @@ import enum
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from .backoff import CONTROL_RECONNECT, Backoff, Sleep
+from .backoff import CONTROL_RECONNECT, Backoff, Policy, Sleep
 from .errors import ControlConnectionError, ControlError, ControlTimeoutError
 from .lifecycle import Resource, cancel_and_wait
 from .rooms import ServerStatus, StreamInfo
@@ -54,6 +55,7 @@ __all__ = [
     "Reconnector",
     "SnapControl",
     "StreamInfo",
+    "Watch",
     "fetch_streams",
 ]
 
@@ -73,6 +75,10 @@ class Event:
 
 Listener = Callable[[Event], None]
 
+Watch = Callable[[Callable[[], None]], AbstractAsyncContextManager[object]]
+"""Something that calls its argument whenever the server may be back (an mDNS
+sighting: :func:`broadcaster.discovery.sightings`), for as long as the block runs."""
+
 
 class ReconnectState(enum.Enum):
     CONNECTED = "connected"
@@ -88,8 +94,10 @@ class Reconnector:
     loss (:meth:`lost`) it is retried after ``initial`` s, doubling (with 10 %
     jitter, :data:`~broadcaster.backoff.CONTROL_RECONNECT`) up to ``maximum``
     s; :meth:`begin` makes the first connection the same way, trying at once.
-    ``sleep`` is injectable for tests; :meth:`retry_now` cuts the wait short
-    (e.g. when mDNS sees the server).
+    ``sleep`` is injectable for tests; :meth:`retry_now` cuts the wait short.
+    ``watch``, if given, runs from the first wait until connected (or stopped),
+    and calls :meth:`retry_now` whenever the server may be back: an mDNS
+    announcement of it ends the wait at once instead of after up to ``maximum`` s.
     """
 
     def __init__(
@@ -99,8 +107,12 @@ class Reconnector:
         initial: float = CONTROL_RECONNECT.first,
         maximum: float = CONTROL_RECONNECT.cap,
         sleep: Sleep = asyncio.sleep,
+        watch: Watch | None = None,
     ) -> None:
         self._connect = connect
+        self._watch = watch
+        self.watching = False
+        """Whether ``watch`` runs now (only while waiting to reconnect)."""
         self.initial = initial
         self.maximum = maximum
         self._backoff = Backoff(
@@ -136,6 +148,10 @@ class Reconnector:
         self._task.add_done_callback(self._done)
 
     def retry_now(self) -> None:
+        """Try at once: end the current wait, or skip the next one if an attempt is
+        under way (the server may have come back during it)."""
+        if self.state is ReconnectState.WAITING and not self._wake.is_set():
+            _LOGGER.info("the server may be back: reconnecting now")
         self._wake.set()
 
     def _done(self, task: asyncio.Task[None]) -> None:
@@ -145,18 +161,35 @@ class Reconnector:
             _LOGGER.error("reconnecting failed", exc_info=task.exception())
 
     async def _run(self, wait_first: bool) -> None:
+        async with contextlib.AsyncExitStack() as watching:
+            try:
+                await self._reconnect(wait_first, watching)
+            finally:
+                self.watching = False
+
+    async def _reconnect(self, wait_first: bool, watching: contextlib.AsyncExitStack) -> None:
         self.attempts = 0
+        self._wake.clear()
         wait = wait_first
+        watch = self._watch
         while not self._stopped():
             if wait:
+                if watch is not None:
+                    # Only now: a first connection that succeeds at once browses nothing.
+                    try:
+                        await watching.enter_async_context(watch(self.retry_now))
+                        self.watching = True
+                    except Exception as err:  # the backoff alone still reconnects
+                        _LOGGER.warning("cannot watch for the server coming back: %s", err)
+                    watch = None
                 self.attempts += 1
-                self._wake.clear()
                 await self._backoff.sleep(self.delay(self.attempts), self._wake)
             wait = True
             async with self._lock:
                 if self._stopped():
                     return
                 self.state = ReconnectState.CONNECTING
+                self._wake.clear()  # a sighting from now on wakes the next wait
                 try:
                     await self._connect()
                 except ControlError as err:
@@ -184,11 +217,19 @@ class SnapControl(Resource):
 
     Every method has a deadline of ``timeout`` seconds.  With
     ``reconnect=True`` a lost connection is re-established in the background
-    (calls made meanwhile raise :class:`ControlConnectionError`).
+    (calls made meanwhile raise :class:`ControlConnectionError`), waiting as
+    ``backoff`` says, cut short by ``watch`` (see :class:`Reconnector`).
     """
 
     def __init__(
-        self, host: str, port: int = 1705, *, timeout: float = 5.0, reconnect: bool = False
+        self,
+        host: str,
+        port: int = 1705,
+        *,
+        timeout: float = 5.0,
+        reconnect: bool = False,
+        backoff: Policy = CONTROL_RECONNECT,
+        watch: Watch | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -197,7 +238,11 @@ class SnapControl(Resource):
         self.last_status: ServerStatus | None = None
         """The status read when the connection was (re)made."""
         self._listeners: list[Listener] = []
-        self._reconnector = Reconnector(self._connect) if reconnect else None
+        self._reconnector = (
+            Reconnector(self._connect, initial=backoff.first, maximum=backoff.cap, watch=watch)
+            if reconnect
+            else None
+        )
         self._connected = asyncio.Event()
 
     @property

@@ -17,21 +17,30 @@ host and instance name) into a :class:`DiscoveredServer`.  A server seen only
 through a stream record gets the control port stream+1 (snapserver's default
 layout).  zeroconf is imported inside the functions, so importing this module
 is cheap.
+
+:func:`sightings` browses the same types for as long as a block runs and
+reports each announcement of one given server: a control connection waiting
+to reconnect (:class:`~broadcaster.control.Reconnector`) uses it to try at
+once when snapserver announces itself again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import DiscoveryError
+from .lifecycle import cancel_and_wait
 from .net import port_answers
 
 if TYPE_CHECKING:
     from zeroconf import ServiceStateChange, Zeroconf
+    from zeroconf.asyncio import AsyncZeroconf
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -71,6 +80,22 @@ class DiscoveredServer:
         """``HOST:PORT`` for ``--server``."""
         host = self.address
         return f"[{host}]:{self.control_port}" if ":" in host else f"{host}:{self.control_port}"
+
+    def is_at(self, host: str, port: int) -> bool:
+        """Whether this may be the server a connection to ``host:port`` reaches.
+
+        The control port must match.  An IP address must be among the
+        announced ones, unless it is loopback (a server on this machine is
+        announced with its network addresses); a name is not resolved: the
+        port alone decides, and a wrong guess costs one early connect attempt.
+        """
+        if port != self.control_port:
+            return False
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return True
+        return address.is_loopback or str(address) in self.addresses
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -127,8 +152,8 @@ async def discover(
     timeout: float = 2.0, *, interfaces: Sequence[str] | None = None
 ) -> list[DiscoveredServer]:
     """Browse for snapservers for ``timeout`` seconds."""
-    from zeroconf import IPVersion, ServiceStateChange
-    from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+    from zeroconf import ServiceStateChange
+    from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo
 
     seen: set[tuple[str, str]] = set()
 
@@ -138,14 +163,7 @@ async def discover(
         if state_change is not ServiceStateChange.Removed:
             seen.add((service_type, name))
 
-    try:
-        azc = (
-            AsyncZeroconf(ip_version=IPVersion.V4Only, interfaces=list(interfaces))
-            if interfaces
-            else AsyncZeroconf(ip_version=IPVersion.V4Only)
-        )
-    except OSError as err:
-        raise DiscoveryError(f"cannot browse with mDNS: {err}") from None
+    azc = _zeroconf(interfaces)
     records: list[tuple[str, str, str, Sequence[str], int]] = []
     try:
         browser = AsyncServiceBrowser(azc.zeroconf, list(SERVICE_TYPES), handlers=[on_change])
@@ -162,13 +180,104 @@ async def discover(
                 continue
             if not ok or not info.port:
                 continue
-            instance = name[: -len(type_)].rstrip(".") if name.endswith(type_) else name
-            records.append((type_, instance, info.server or "", info.parsed_addresses(), info.port))
+            records.append(
+                (
+                    type_,
+                    _instance(type_, name),
+                    info.server or "",
+                    info.parsed_addresses(),
+                    info.port,
+                )
+            )
     finally:
         await azc.async_close()
     servers = merge(records)
     _LOGGER.debug("discovered %d snapserver(s): %s", len(servers), servers)
     return servers
+
+
+def _instance(type_: str, name: str) -> str:
+    return name[: -len(type_)].rstrip(".") if name.endswith(type_) else name
+
+
+@contextlib.asynccontextmanager
+async def sightings(
+    host: str,
+    port: int,
+    on_seen: Callable[[], None],
+    *,
+    interfaces: Sequence[str] | None = None,
+    resolve_timeout: float = 1.0,
+) -> AsyncIterator[None]:
+    """Browse for snapservers while the block runs; call ``on_seen`` whenever the
+    one at ``host:port`` (:meth:`DiscoveredServer.is_at`) is announced.
+
+    Browsing is best effort: without mDNS (no multicast, no interface) the
+    block runs without it.  Every resolution is a task of this block, and
+    the browser, the tasks and the zeroconf instance end with it.
+    """
+    from zeroconf import ServiceStateChange
+    from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo
+
+    try:
+        azc = _zeroconf(interfaces)
+    except DiscoveryError as err:
+        _LOGGER.warning("%s: snapserver's return is noticed by retrying only", err)
+        yield
+        return
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def resolve(type_: str, name: str) -> None:
+        info = AsyncServiceInfo(type_, name)
+        try:
+            if not await info.async_request(azc.zeroconf, resolve_timeout * 1000):
+                return
+        except Exception as err:  # zeroconf raises assorted types on odd records
+            _LOGGER.debug("cannot resolve %s: %s", name, err)
+            return
+        if not info.port:
+            return
+        record = (type_, _instance(type_, name), info.server or "", info.parsed_addresses())
+        for server in merge([(*record, info.port)]):
+            if server.is_at(host, port):
+                _LOGGER.debug("snapserver %s announced (%s)", server.control_address, type_)
+                on_seen()
+
+    def on_change(
+        zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
+        if state_change is ServiceStateChange.Removed:
+            return
+        task = asyncio.get_running_loop().create_task(
+            resolve(service_type, name), name=f"mdns-resolve {name}"
+        )
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    try:
+        browser = AsyncServiceBrowser(azc.zeroconf, list(SERVICE_TYPES), handlers=[on_change])
+        try:
+            _LOGGER.debug("watching mDNS for snapserver at %s:%d", host, port)
+            yield
+        finally:
+            await browser.async_cancel()
+            for task in list(tasks):
+                await cancel_and_wait(task)
+    finally:
+        await azc.async_close()
+
+
+def _zeroconf(interfaces: Sequence[str] | None) -> AsyncZeroconf:
+    """An IPv4 zeroconf instance (on ``interfaces``, else all); DiscoveryError if none."""
+    from zeroconf import IPVersion
+    from zeroconf.asyncio import AsyncZeroconf
+
+    try:
+        if interfaces:
+            return AsyncZeroconf(ip_version=IPVersion.V4Only, interfaces=list(interfaces))
+        return AsyncZeroconf(ip_version=IPVersion.V4Only)
+    except OSError as err:
+        raise DiscoveryError(f"cannot browse with mDNS: {err}") from None
 
 
 async def first_answering(found: Sequence[DiscoveredServer]) -> DiscoveredServer:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from .backoff import CONTROL_RECONNECT, Policy
 from .config import Config, is_local_host, parse_address
 from .delivery import Delivery, DeliveryStats
 from .errors import BusyError, ConfigError, ControlError, NotFoundError, ServerReplyError
@@ -355,6 +356,7 @@ class Service:
         runner_factory: RunnerFactory = _default_factory,
         on_change: Callable[[str], None] = lambda topic: None,
         sample_interval: float = 1.0,
+        reconnect: Policy = CONTROL_RECONNECT,
     ) -> None:
         self.config = config
         self._env = env
@@ -370,7 +372,11 @@ class Service:
         self.can_add_streams: bool | None = None
         host, port = parse_address(config.server or "127.0.0.1", config.snapserver.control_port)
         self.snap = SnapState(
-            host, port, timeout=config.timeout, on_change=lambda: self._on_change("server")
+            host,
+            port,
+            timeout=config.timeout,
+            on_change=lambda: self._on_change("server"),
+            backoff=reconnect,
         )
         self.started = time.time()
 
@@ -379,8 +385,13 @@ class Service:
 
     # --- life ------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Find or start the snapserver and start following it."""
+    async def start(self, *, mdns: bool = False) -> None:
+        """Find or start the snapserver and start following it.
+
+        With ``mdns`` and a snapserver not managed here, the connection listens
+        for the server's mDNS announcements while it waits to reconnect, and
+        tries at once when the server announces itself again.
+        """
         cfg = self.config
         mode = cfg.snapserver.mode
         if not cfg.server and (
@@ -391,7 +402,7 @@ class Service:
             await managed.start()
             self.managed = managed
             self._spawn(managed.supervise(), "snapserver")
-        self._spawn(self.snap.run(), "snapstate")
+        self._spawn(self.snap.run(mdns=mdns and self.managed is None), "snapstate")
         self._spawn(self._sample_loop(), "sampler")
 
     async def stop(self) -> None:

@@ -21,9 +21,11 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import house
+from .backoff import CONTROL_RECONNECT, Policy
 from .errors import ControlConnectionError, ControlError, NotFoundError
 from .rooms import Group, Room, ServerStatus, StreamInfo
 from .transport import PlayerClock
@@ -46,10 +48,13 @@ class SnapState:
         *,
         timeout: float = 5.0,
         on_change: Callable[[], None] = lambda: None,
+        backoff: Policy = CONTROL_RECONNECT,
     ) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.backoff = backoff
+        """How long the connection waits before each reconnect attempt."""
         self._on_change = on_change
         self._control: SnapControl | None = None
         self._dirty = asyncio.Event()
@@ -83,12 +88,30 @@ class SnapState:
 
     # --- the connection ----------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, *, mdns: bool = False) -> None:
         """Stay connected until cancelled: :class:`~broadcaster.control.SnapControl`'s
-        reconnector makes the first connection and every later one."""
-        from .control import CONNECT_EVENT, DISCONNECT_EVENT, SnapControl
+        reconnector makes the first connection and every later one.
 
-        control = SnapControl(self.host, self.port, timeout=self.timeout, reconnect=True)
+        With ``mdns``, while it waits to reconnect it also browses mDNS, and an
+        announcement of this server ends the wait (:func:`~broadcaster.discovery.sightings`).
+        """
+        from .control import CONNECT_EVENT, DISCONNECT_EVENT, SnapControl, Watch
+
+        watch: Watch | None = None
+        if mdns:
+            from .discovery import sightings
+
+            def watch(wake: Callable[[], None]) -> AbstractAsyncContextManager[object]:
+                return sightings(self.host, self.port, wake)
+
+        control = SnapControl(
+            self.host,
+            self.port,
+            timeout=self.timeout,
+            reconnect=True,
+            backoff=self.backoff,
+            watch=watch,
+        )
 
         def on_event(event: Any) -> None:
             if event.method == DISCONNECT_EVENT:

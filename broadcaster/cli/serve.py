@@ -35,7 +35,9 @@ def register(subparsers: Any) -> None:
         help="start a snapserver of our own: auto (if none answers), always, never",
     )
     parser.add_argument(
-        "--no-publish", action="store_true", help="do not announce the service with zeroconf"
+        "--no-publish",
+        action="store_true",
+        help="no zeroconf: do not announce the service, nor watch for snapserver coming back",
     )
     parser.add_argument(
         "--print-snapserver-conf",

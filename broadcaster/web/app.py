@@ -78,8 +78,10 @@ def make_app(service: Service, *, publish: bool | None = None) -> web.Applicatio
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
     _mount_player(app, service)
 
+    zeroconf = config.web.publish if publish is None else publish
+
     async def run_service(app: web.Application) -> AsyncIterator[None]:
-        await service.start()
+        await service.start(mdns=zeroconf)
         try:
             yield
         finally:
@@ -100,7 +102,7 @@ def make_app(service: Service, *, publish: bool | None = None) -> web.Applicatio
         await hub.close_all()
 
     app.cleanup_ctx.append(run_service)
-    if config.web.publish if publish is None else publish:
+    if zeroconf:
         app.cleanup_ctx.append(run_publisher)
     app.on_shutdown.append(close_sockets)
     return app

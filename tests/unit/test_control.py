@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import pytest
@@ -31,6 +32,7 @@ from broadcaster.errors import (
 )
 from broadcaster.snaprpc import SnapserverProtocol
 from tests.support.fake_snapserver import Answer, FakeSnapserver, minimal_status
+from tests.support.procs import await_until
 
 KITCHEN = "Küche 🎵"
 
@@ -246,3 +248,76 @@ async def test_a_deeply_nested_message_is_skipped_and_the_connection_survives() 
             assert (await snap.status()).rooms[0].id == "room1"
             assert (await snap.status()).rooms[0].id == "room1"
             assert snap.connected
+
+
+async def test_a_sighting_ends_the_wait_and_the_watch_runs_only_while_waiting() -> None:
+    up = False
+    attempts = 0
+
+    async def connect() -> None:
+        nonlocal attempts
+        attempts += 1
+        if not up:
+            raise ControlConnectionError("down")
+
+    wakes: list[Callable[[], None]] = []
+    exits = 0
+
+    @contextlib.asynccontextmanager
+    async def watch(wake: Callable[[], None]) -> AsyncIterator[None]:
+        nonlocal exits
+        wakes.append(wake)
+        try:
+            yield
+        finally:
+            exits += 1
+
+    def waiting_an_hour(reconnector: Reconnector) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return reconnector.watching and reconnector.state is ReconnectState.WAITING
+
+        return check
+
+    reconnector = Reconnector(connect, initial=3600, maximum=3600, watch=watch)
+    reconnector.begin()  # the first attempt fails, then it waits an hour, watching
+    await await_until(waiting_an_hour(reconnector), 5, "the reconnector to wait")
+    assert (attempts, len(wakes), exits) == (1, 1, 0)
+    up = True
+    wakes[0]()  # the server announced itself
+    await await_until(_state(reconnector, ReconnectState.CONNECTED), 5, "a reconnect")
+    assert (attempts, exits, reconnector.watching) == (2, 1, False)
+
+    reconnector.lost()  # a loss waits first, watching; stop() ends the watch too
+    await await_until(waiting_an_hour(reconnector), 5, "the reconnector to wait again")
+    await reconnector.stop()
+    assert (attempts, len(wakes), exits, reconnector.watching) == (2, 2, 2, False)
+
+    first_time = Reconnector(connect, initial=3600, maximum=3600, watch=watch)
+    first_time.begin()  # the server answers at once: nothing is watched
+    await await_until(_state(first_time, ReconnectState.CONNECTED), 5, "a connection")
+    assert (attempts, len(wakes)) == (3, 2)
+
+
+async def test_a_watch_that_fails_leaves_the_backoff_to_reconnect() -> None:
+    attempts = 0
+
+    async def connect() -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise ControlConnectionError("down")
+
+    def watch(wake: Callable[[], None]) -> contextlib.AbstractAsyncContextManager[None]:
+        raise OSError("no multicast here")
+
+    reconnector = Reconnector(connect, initial=0.001, maximum=0.002, watch=watch)
+    reconnector.lost()
+    await await_until(_state(reconnector, ReconnectState.CONNECTED), 5, "a reconnect")
+    assert attempts == 3
+
+
+def _state(reconnector: Reconnector, state: ReconnectState) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return reconnector.state is state
+
+    return check

@@ -32,3 +32,15 @@ def test_stream_only_server_gets_the_default_control_port() -> None:
     (server,) = merge([("_snapcast._tcp.local.", "S", "h.local.", ["fe80::1"], 4000)])
     assert server.control_port == 4001
     assert server.control_address == "[fe80::1]:4001"
+
+
+def test_a_sighting_is_of_the_server_a_connection_reaches() -> None:
+    (stream_only,) = merge([("_snapcast._tcp.local.", "Snapcast", "a.local.", ["10.0.0.2"], 1704)])
+    assert stream_only.is_at("10.0.0.2", 1705)  # control = stream + 1
+    assert stream_only.is_at(
+        "127.0.0.1", 1705
+    )  # this machine's server, announced with its LAN address
+    assert stream_only.is_at("house.local", 1705)  # a name: the port decides
+    assert stream_only.is_at("[::1]", 1705)
+    assert not stream_only.is_at("10.0.0.3", 1705)  # another machine
+    assert not stream_only.is_at("10.0.0.2", 1704)  # another port
