@@ -48,8 +48,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import BusyError, CalibrationError, ConfigError, NotFoundError
+from .errors import BusyError, CalibrationError, ConfigError, NotFoundError, OutOfRangeError
 from .pipewire import pw_cat_stdio_options
+from .rooms import check_latency
 
 if TYPE_CHECKING:
     import numpy as np
@@ -394,7 +395,8 @@ def plan_latencies(results: Sequence[RoomResult], current: Mapping[str, int]) ->
 
     A snapclient plays ``latency`` ms earlier than the stream says; a room
     ``d`` ms ahead of the slowest is therefore given ``d`` ms less (possibly
-    below zero: snapserver accepts down to -10000).
+    below zero: snapserver accepts down to :data:`~broadcaster.rooms.LATENCY_MIN_MS`;
+    :meth:`Calibration.apply` refuses a plan beyond it).
     """
     heard = [r for r in results if r.delay_ms is not None]
     if not heard:
@@ -415,7 +417,7 @@ class Controls(Protocol):
     async def set_room_volume(
         self, room_id: str, percent: int, muted: bool | None = None
     ) -> None: ...
-    async def set_room_latency(self, room_id: str, latency_ms: int) -> None: ...
+    async def set_room_latency(self, room_id: str, latency_ms: int) -> object: ...
 
 
 class FifoWriter:
@@ -899,6 +901,11 @@ class Calibration:
         progress = self.progress
         if progress.state not in (State.DONE, State.APPLIED) or not progress.proposed:
             raise CalibrationError("there is no calibration result to apply")
+        for room_id, latency in progress.proposed.items():
+            try:
+                check_latency(latency)
+            except OutOfRangeError as err:  # before any room changes
+                raise CalibrationError(f"cannot apply the latency of {room_id}: {err}") from None
         controls = self._controls()
         for room_id, latency in progress.proposed.items():
             await controls.set_room_latency(room_id, latency)

@@ -44,7 +44,7 @@ from typing import Any
 from .backoff import CONTROL_RECONNECT, Backoff, Policy, Sleep
 from .errors import ControlConnectionError, ControlError, ControlTimeoutError
 from .lifecycle import Resource, cancel_and_wait
-from .rooms import ServerStatus, StreamInfo
+from .rooms import ServerStatus, StreamInfo, check_latency
 from .snaprpc import Connection
 
 __all__ = [
@@ -410,8 +410,22 @@ class SnapControl(Resource):
     async def set_room_mute(self, room_id: str, muted: bool) -> None:
         await self.call("Client.SetVolume", {"id": room_id, "volume": {"muted": muted}})
 
-    async def set_room_latency(self, room_id: str, latency_ms: int) -> None:
-        await self.call("Client.SetLatency", {"id": room_id, "latency": int(latency_ms)})
+    async def set_room_latency(self, room_id: str, latency_ms: int) -> int:
+        """Set a room's latency (:func:`~broadcaster.rooms.check_latency`); returns the
+        latency snapserver applied, which it may have lowered to its stream buffer."""
+        wanted = check_latency(int(latency_ms))
+        result = await self.call("Client.SetLatency", {"id": room_id, "latency": wanted})
+        applied = result.get("latency") if isinstance(result, dict) else None
+        if not isinstance(applied, int) or isinstance(applied, bool):
+            return wanted
+        if applied != wanted:
+            _LOGGER.warning(
+                "snapserver set the latency of %s to %d ms, not %d (its limit)",
+                room_id,
+                applied,
+                wanted,
+            )
+        return applied
 
     async def set_room_name(self, room_id: str, name: str) -> None:
         await self.call("Client.SetName", {"id": room_id, "name": name})

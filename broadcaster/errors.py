@@ -65,6 +65,10 @@ class ServerReplyError(ControlError):
         self.code = code
 
 
+class OutOfRangeError(BroadcasterError, ValueError):
+    """A value is outside what snapserver accepts (a room's latency beyond -10000 to 10000 ms)."""
+
+
 class NotFoundError(BroadcasterError, LookupError):
     """What the user named does not exist: a room, group, stream, scene, capture or slot."""
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .errors import AmbiguousNameError, NotFoundError
+from .errors import AmbiguousNameError, NotFoundError, OutOfRangeError
 
 T = TypeVar("T")
 
@@ -105,6 +105,27 @@ class StreamInfo:
 
     def to_json(self) -> dict[str, Any]:
         return _pick(self, "id name status scheme path codec format properties")
+
+
+LATENCY_MIN_MS = -10000
+"""The lowest latency snapserver keeps (0.26 and 0.31 raise anything lower to it)."""
+LATENCY_MAX_MS = 10000
+"""The highest latency broadcaster asks for.  snapserver lowers anything above
+its stream buffer (``[stream] buffer``, 1000 ms by default) to the buffer."""
+
+
+def check_latency(latency_ms: int) -> int:
+    """``latency_ms`` if it is a latency to ask snapserver for; else :class:`OutOfRangeError`.
+
+    A room plays ``latency`` ms earlier than the stream says, so a room behind
+    the others gets a negative one (calibration does that).
+    """
+    if not LATENCY_MIN_MS <= latency_ms <= LATENCY_MAX_MS:
+        raise OutOfRangeError(
+            f"latency {latency_ms} ms is out of range: "
+            f"snapserver takes {LATENCY_MIN_MS} to {LATENCY_MAX_MS} ms (at most its stream buffer)"
+        )
+    return latency_ms
 
 
 @dataclass(frozen=True)

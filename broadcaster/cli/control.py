@@ -199,11 +199,14 @@ async def _room_mute(args: argparse.Namespace) -> int:
 
 
 async def _room_latency(args: argparse.Namespace) -> int:
-    return await _room_change(
-        args,
-        lambda r: dataclasses.replace(r, latency=args.latency),
-        lambda snap, r: snap.set_room_latency(r.id, r.latency),
-    )
+    async with lookup.connected(args) as (snap, status):
+        room = status.room(args.room)
+        # What snapserver applied: it lowers a latency beyond its stream buffer.
+        after = dataclasses.replace(
+            room, latency=await snap.set_room_latency(room.id, args.latency)
+        )
+    emit(args, after.to_json(), room_line(after))
+    return 0
 
 
 async def _room_rename(args: argparse.Namespace) -> int:

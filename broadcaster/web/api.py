@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import transport
-from ..rooms import Group, Room, StreamInfo
+from ..rooms import LATENCY_MAX_MS, LATENCY_MIN_MS, Group, Room, StreamInfo
 from ..service import Service
 from . import metrics
 from .auth import BadRequest
@@ -213,7 +213,7 @@ async def set_room_mute(request: web.Request) -> web.Response:
 async def set_room_latency(request: web.Request) -> web.Response:
     body = await json_body(request)
     require(body, "latency_ms")
-    latency = get_int(body, "latency_ms", 0, 10000)
+    latency = get_int(body, "latency_ms", LATENCY_MIN_MS, LATENCY_MAX_MS)
     assert latency is not None
     room = await request.app[SERVICE].snap.set_room_latency(request.match_info["room"], latency)
     return web.json_response(room_json(room))

@@ -49,6 +49,7 @@ from ..errors import (
     ControlConnectionError,
     ControlTimeoutError,
     NotFoundError,
+    OutOfRangeError,
     ServerReplyError,
 )
 
@@ -67,7 +68,9 @@ def status_for(err: BroadcasterError) -> int:
     """The HTTP status for a library error."""
     if isinstance(err, NotFoundError):
         return 404
-    if isinstance(err, BadRequest | ConfigError | AmbiguousNameError | AnnounceError):
+    if isinstance(
+        err, BadRequest | ConfigError | AmbiguousNameError | AnnounceError | OutOfRangeError
+    ):
         return 400
     if isinstance(err, BusyError):
         return 409

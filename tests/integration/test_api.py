@@ -140,6 +140,19 @@ async def test_latency_group_volume_and_party_reach_snapserver(
     reply = await client.put("/api/rooms/room1/latency", json={"latency_ms": 120}, headers=AUTH)
     assert reply.status == 200, await reply.text()
     assert server.clients()["room1"]["config"]["latency"] == 120
+    # A room behind the others plays earlier: a negative latency, as calibration sets.
+    reply = await client.put("/api/rooms/room1/latency", json={"latency_ms": -250}, headers=AUTH)
+    assert reply.status == 200, await reply.text()
+    assert (await reply.json())["latency"] == -250
+    assert server.clients()["room1"]["config"]["latency"] == -250
+    # Beyond the stream buffer (400 ms here) snapserver keeps its buffer: the reply says so.
+    reply = await client.put("/api/rooms/room1/latency", json={"latency_ms": 900}, headers=AUTH)
+    assert reply.status == 200, await reply.text()
+    assert (await reply.json())["latency"] == server.clients()["room1"]["config"]["latency"] == 400
+    reply = await client.put("/api/rooms/room1/latency", json={"latency_ms": -10001}, headers=AUTH)
+    assert reply.status == 400
+    assert "-10000 to 10000" in (await reply.json())["error"]
+    assert server.clients()["room1"]["config"]["latency"] == 400
 
     # Party: both rooms in one group on "Second".
     reply = await client.post("/api/party", json={"stream": "Second"}, headers=AUTH)

@@ -117,6 +117,15 @@ def test_room_commands_change_the_server(house: SnapServer) -> None:
     out = json.loads(ok(cli(house, "room", "latency", "room3", "120", "--json")))
     assert out["latency"] == 120
     assert rooms(house)["room3"]["config"]["latency"] == 120
+    out = json.loads(ok(cli(house, "room", "latency", "room3", "-250", "--json")))
+    assert out["latency"] == rooms(house)["room3"]["config"]["latency"] == -250
+    # What snapserver kept: at most its stream buffer.
+    kept = json.loads(ok(cli(house, "room", "latency", "room3", "9000", "--json")))["latency"]
+    assert kept == rooms(house)["room3"]["config"]["latency"] < 9000
+    refused = cli(house, "room", "latency", "room3", "-20000")
+    assert refused.returncode != 0
+    assert "-10000 to 10000" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
 
 
 def test_room_delete_forgets_a_disconnected_room(house: SnapServer, tmp_path: Path) -> None:

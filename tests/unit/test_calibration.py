@@ -357,6 +357,13 @@ async def test_a_run_silences_others_in_turn_restores_them_and_applies_and_undoe
     with pytest.raises(CalibrationError):
         await calibration.undo()
 
+    # A plan snapserver cannot hold is refused whole, before any room changes.
+    calibration.progress.proposed = {"b": 15, "a": -10001}
+    calls = len(controls.calls)
+    with pytest.raises(CalibrationError, match="-10000 to 10000"):
+        await calibration.apply()
+    assert len(controls.calls) == calls
+
 
 async def test_a_failed_run_still_restores_volume_and_mute(tmp_path: Path) -> None:
     controls = ScriptedControls()

@@ -28,6 +28,7 @@ from broadcaster.errors import (
     ControlConnectionError,
     ControlError,
     ControlTimeoutError,
+    OutOfRangeError,
     ServerReplyError,
 )
 from broadcaster.snaprpc import SnapserverProtocol
@@ -321,3 +322,18 @@ def _state(reconnector: Reconnector, state: ReconnectState) -> Callable[[], Awai
         return reconnector.state is state
 
     return check
+
+
+async def test_latency_is_checked_once_here_and_the_applied_one_returned() -> None:
+    async with FakeSnapserver() as fake:
+        fake.handlers["Client.SetLatency"] = lambda p: Answer(
+            result={"latency": max(-10000, min(400, p["latency"]))}  # snapserver's clamp
+        )
+        async with SnapControl("127.0.0.1", fake.port, timeout=2) as snap:
+            assert await snap.set_room_latency("room1", -250) == -250
+            assert await snap.set_room_latency("room1", 900) == 400  # its stream buffer
+            for wrong in (-10001, 10001):
+                with pytest.raises(OutOfRangeError, match="-10000 to 10000"):
+                    await snap.set_room_latency("room1", wrong)
+        sent = [r["params"]["latency"] for r in fake.requests if r["method"] == "Client.SetLatency"]
+        assert sent == [-250, 900]

@@ -125,7 +125,7 @@ function roomEl(room) {
     });
     $(".room-latency", el).addEventListener("change", (e) => {
       const ms = Math.round(Number(e.target.value));
-      if (Number.isFinite(ms) && ms >= 0 && ms <= 10000) {
+      if (Number.isFinite(ms) && ms >= -10000 && ms <= 10000) {
         api("PUT", `/api/rooms/${enc(room.id)}/latency`, { latency_ms: ms }).catch(() => {});
       }
     });
