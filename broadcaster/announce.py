@@ -424,9 +424,8 @@ async def play_into(
                     "pw-play is not installed (sudo apt-get install pipewire-bin)"
                 ) from None
         try:
-            codes = await asyncio.wait_for(
-                asyncio.gather(*(child.wait() for child in children)), seconds + 15
-            )
+            async with asyncio.timeout(seconds + 15):
+                codes = await asyncio.gather(*(child.wait() for child in children))
         except TimeoutError:
             raise AnnounceError(
                 f"the announcement did not finish within {seconds + 15:.0f} s; is PipeWire hung?"

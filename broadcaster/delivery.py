@@ -386,7 +386,8 @@ class PipeDelivery(_Connection):
                 _LOGGER.info("delivering into %s", self.path)
                 while self._still_same_pipe(fd):
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._broken.wait(), self._check_interval)
+                        async with asyncio.timeout(self._check_interval):
+                            await self._broken.wait()
                     if self._broken.is_set():
                         # Not expected on a pipe we also read; reopen it.
                         self._problem(f"writing {self.path} failed: {self._error}")
@@ -450,7 +451,8 @@ class TcpDelivery(_Connection):
         try:
             while True:
                 try:
-                    sock = await asyncio.wait_for(self._connect(), self._connect_timeout)
+                    async with asyncio.timeout(self._connect_timeout):
+                        sock = await self._connect()
                 except (OSError, TimeoutError) as err:
                     reason = "timed out" if isinstance(err, TimeoutError) else err.strerror
                     self._problem(f"cannot connect to {self.target}: {reason}; retrying")

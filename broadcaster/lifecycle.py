@@ -2,6 +2,12 @@
 
 :class:`Resource` makes ``async with thing:`` mean "start it, and always stop
 it"; :func:`cancel_and_wait` is how an owner ends a task it started.
+
+Deadlines are ``async with asyncio.timeout(...)``, never ``asyncio.wait_for``:
+on Python 3.11 (Debian 12) wait_for returns the result of an operation that
+completes in the same loop turn as a cancellation, and the cancellation is
+lost.  A loop that retries (PipeWire gone: every pw-dump fails at once) then
+never ends, and neither does broadcaster on SIGTERM.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ import contextlib
 async def port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
     """True if something accepts TCP connections on ``host:port`` within ``timeout`` s."""
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host, port)
     except (OSError, TimeoutError):
         return False
     writer.close()

@@ -66,7 +66,8 @@ async def run_command(
         env=dict(env) if env is not None else None,
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: see broadcaster.lifecycle
+            out, err = await proc.communicate(stdin)
     except BaseException:
         await _kill_and_reap(proc, argv[0])
         raise
@@ -114,7 +115,8 @@ async def _kill_and_reap(proc: asyncio.subprocess.Process, name: str) -> None:
         if stream is not None
     ]
     try:
-        await asyncio.wait_for(asyncio.shield(proc.wait()), REAP_TIMEOUT)
+        async with asyncio.timeout(REAP_TIMEOUT):
+            await asyncio.shield(proc.wait())
     except TimeoutError:
         _LOGGER.warning("%s was killed but its pipes stay open; not waiting for it", name)
         # Close our ends, or a 24/7 service leaks them (Process has no public close).
@@ -296,7 +298,8 @@ class ChildProcess(Resource):
         if self._stderr_task is not None:
             # Let the last stderr lines land in stderr_tail before reporting.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(self._stderr_task), 1.0)
+                async with asyncio.timeout(1.0):
+                    await asyncio.shield(self._stderr_task)
         return code
 
     async def stop(self) -> None:
@@ -307,7 +310,8 @@ class ChildProcess(Resource):
         if proc.returncode is None:
             _signal(proc, signal.SIGTERM)
             try:
-                await asyncio.wait_for(asyncio.shield(proc.wait()), self._stop_timeout)
+                async with asyncio.timeout(self._stop_timeout):
+                    await asyncio.shield(proc.wait())
             except TimeoutError:
                 _LOGGER.warning("%s did not stop on SIGTERM; killing it", self.name)
                 await _kill_and_reap(proc, self.name)

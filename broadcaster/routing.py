@@ -290,7 +290,11 @@ class Router:
             # unrelated events (clients, sources) must not keep postponing it.
             wait = max(0.0, next_resync - time.monotonic())
             try:
-                line, _ = await asyncio.wait_for(read_line(events, MAX_EVENT_LINE), wait)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a
+                # cancellation that arrives as the read completes (the follower
+                # then never ends, and neither does broadcaster on SIGTERM).
+                async with asyncio.timeout(wait):
+                    line, _ = await read_line(events, MAX_EVENT_LINE)
             except TimeoutError:
                 line = b"resync"
             else:
@@ -391,5 +395,8 @@ async def _drain(events: asyncio.StreamReader, quiet: float, most: float = 0.25)
     """
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(most):
-            while (await asyncio.wait_for(read_line(events, MAX_EVENT_LINE), quiet))[0]:
-                pass
+            while True:
+                async with asyncio.timeout(quiet):
+                    line, _ = await read_line(events, MAX_EVENT_LINE)
+                if not line:
+                    return

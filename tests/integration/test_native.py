@@ -8,6 +8,7 @@ stopped with Ctrl-C, a long time with no reader, the fifo replaced on disk.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -235,3 +236,43 @@ def test_a_killed_sink_client_is_started_again(
     finally:
         code = stop_broadcaster(broadcaster)
     assert code == 0, broadcaster.log_tail()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("python", [False, True], ids=["native", "python"])
+def test_a_signal_after_pipewire_died_still_stops_broadcaster(
+    tmp_path: Path,
+    pw_session: PipeWireSession,
+    one_room: tuple[SnapServer, SnapClient],
+    python: bool,
+    sig: signal.Signals,
+) -> None:
+    """PipeWire killed mid-run (no restart): broadcaster retries, and a signal still ends it."""
+    server, room = one_room
+    pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 48000), "TargetApp")
+    broadcaster, host = start_native(pw_session, server, python=python)
+    wait_for_tone(room, TARGET_HZ)
+    before = broadcaster.log_path.stat().st_size
+    pw_session.procs.pop("pipewire").kill()
+
+    def noticed() -> bool:
+        with broadcaster.log_path.open("rb") as log:
+            log.seek(before)
+            return b"failed" in log.read()
+
+    wait_until(noticed, 20, "broadcaster to find PipeWire gone")
+    broadcaster.signal(sig)
+    try:
+        code = broadcaster.popen.wait(20)
+    except subprocess.TimeoutExpired:
+        broadcaster.signal(signal.SIGUSR1)
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: "end of state dump" in broadcaster.log_path.read_text(), 5, "dump")
+        broadcaster.kill()
+        raise AssertionError(
+            f"broadcaster ignored {sig.name} after PipeWire died:\n{broadcaster.log_tail(200)}"
+        ) from None
+    broadcaster.stop()
+    assert code == 0, broadcaster.log_tail()
+    assert "Traceback" not in broadcaster.log_path.read_text(), broadcaster.log_tail()
+    wait_until(lambda: not alive(host), 5, "the sink's holder to be gone with broadcaster")

@@ -221,3 +221,20 @@ async def test_a_subscribe_line_over_the_reader_limit_does_not_stop_the_follower
     # that follows it consumed #8.
     assert router.checks == 2
     assert events.at_eof()
+
+
+async def test_the_follower_stops_when_cancelled_as_an_event_arrives() -> None:
+    """Python 3.11's asyncio.wait_for returned the result of a read that completed
+    in the same loop turn as the cancellation, and dropped the cancellation: the
+    follower went on forever and broadcaster ignored SIGTERM."""
+    events = asyncio.StreamReader()
+    router = _CountingRouter()
+    task = asyncio.create_task(router._follow_events(events))
+    for _ in range(100):  # past the first check, waiting for a line
+        await asyncio.sleep(0)
+    assert router.checks == 1
+    events.feed_data(b"Event 'new' on client #1\n")  # the read completes on the next turn ...
+    task.cancel()  # ... and so does the cancellation
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(5):
+            await task
