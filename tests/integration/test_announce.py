@@ -26,6 +26,7 @@ from tests.integration.test_pipeline import (
     make_tone,
     start_broadcaster,
     stop_broadcaster,
+    stops_cleanly,
     wait_for_tone,
 )
 from tests.support.pipewire import PipeWireSession
@@ -160,12 +161,10 @@ def music_playing(
         *("run", "MusicApp", *args, "--server", f"127.0.0.1:{server.control_port}"),
         extra_env={"BROADCASTER_CAPTURE_NATIVE": str(path == "native").lower()},
     )
-    try:
+    with stops_cleanly(broadcaster):
         if heard_in is not None:
             wait_for_tone(heard_in, MUSIC_HZ)
         yield broadcaster
-    finally:
-        assert stop_broadcaster(broadcaster) == 0
 
 
 def log_of(broadcaster: Proc) -> str:

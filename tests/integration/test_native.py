@@ -23,7 +23,7 @@ from tests.integration.test_pipeline import (
     TARGET_HZ,
     make_tone,
     start_broadcaster,
-    stop_broadcaster,
+    stops_cleanly,
     wait_for_tone,
 )
 from tests.integration.test_pipeline_faults import (
@@ -33,28 +33,16 @@ from tests.integration.test_pipeline_faults import (
     run_against,
 )
 from tests.support.pipewire import PipeWireSession
-from tests.support.procs import Proc, wait_until
+from tests.support.procs import Proc, children, command_line, wait_until
 from tests.support.snapserver import SnapClient, SnapServer
 
 pytestmark = pytest.mark.integration
 
 
-def sink_hosts(parent: int, program: bytes = b"pipewire") -> list[int]:
+def sink_hosts(parent: int, program: str = "pipewire") -> list[int]:
     """The children of ``parent`` holding its capture sink: ``pipewire -c``
     (native path) or ``pw-cli`` (the Python path's null sink)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
-        if ppid == parent and cmdline[0] == program:
-            found.append(int(entry.name))
-    return found
+    return [pid for pid in children(parent) if command_line(pid)[:1] == [program]]
 
 
 def alive(pid: int) -> bool:
@@ -74,7 +62,7 @@ def start_native(
     wait_until(lambda: session.stream_sinks("TargetApp") == [CAPTURE_SINK], 15, "the move")
     log = broadcaster.log_path.read_text()
     assert ("data path: Python" if python else "data path: native") in log
-    hosts = sink_hosts(broadcaster.pid, b"pw-cli" if python else b"pipewire")
+    hosts = sink_hosts(broadcaster.pid, "pw-cli" if python else "pipewire")
     assert len(hosts) == 1, hosts
     return broadcaster, hosts[0]
 
@@ -156,7 +144,7 @@ def test_no_reader_for_ten_seconds_blocks_nothing_and_leaves_no_backlog(
     pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 48000), "TargetApp")
     pw_session.play(make_tone(tmp_path / "o.wav", OTHER_HZ, 48000), "OtherApp")
     broadcaster, _ = start_native(pw_session, server)
-    try:
+    with stops_cleanly(broadcaster):
         wait_for_tone(room, TARGET_HZ)
         server.kill()  # nobody reads the fifo now
         fifo = server.fifo()
@@ -176,9 +164,6 @@ def test_no_reader_for_ten_seconds_blocks_nothing_and_leaves_no_backlog(
         assert backlog <= SECOND
         server.start()
         wait_for_tone(room, TARGET_HZ, timeout=30)
-    finally:
-        code = stop_broadcaster(broadcaster)
-    assert code == 0, broadcaster.log_tail()
 
 
 def test_a_replaced_fifo_gets_a_new_sink_without_the_app_leaking(
@@ -188,7 +173,7 @@ def test_a_replaced_fifo_gets_a_new_sink_without_the_app_leaking(
     server, room = one_room
     pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 48000), "TargetApp")
     broadcaster, _ = start_native(pw_session, server)
-    try:
+    with stops_cleanly(broadcaster):
         wait_for_tone(room, TARGET_HZ)
         server.kill()
         fifo = server.fifo()
@@ -215,9 +200,6 @@ def test_a_replaced_fifo_gets_a_new_sink_without_the_app_leaking(
             lambda: pw_session.stream_sinks("TargetApp") == [CAPTURE_SINK + ".b"], 10, "moved"
         )
         wait_for_tone(room, TARGET_HZ)
-    finally:
-        code = stop_broadcaster(broadcaster)
-    assert code == 0, broadcaster.log_tail()
     assert pw_session.stream_sinks("TargetApp") == ["speakers"]
 
 
@@ -227,15 +209,12 @@ def test_a_killed_sink_client_is_started_again(
     server, room = one_room
     pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 48000), "TargetApp")
     broadcaster, host = start_native(pw_session, server)
-    try:
+    with stops_cleanly(broadcaster):
         wait_for_tone(room, TARGET_HZ)
         os.kill(host, signal.SIGKILL)
         wait_until(lambda: sink_hosts(broadcaster.pid) not in ([], [host]), 10, "a new client")
         wait_until(lambda: pw_session.stream_sinks("TargetApp") == [CAPTURE_SINK], 10, "moved")
         wait_for_tone(room, TARGET_HZ)
-    finally:
-        code = stop_broadcaster(broadcaster)
-    assert code == 0, broadcaster.log_tail()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

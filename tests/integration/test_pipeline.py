@@ -121,6 +121,16 @@ def stop_broadcaster(broadcaster: Proc, timeout: float = 15) -> int:
     return code
 
 
+@contextlib.contextmanager
+def stops_cleanly(broadcaster: Proc) -> Iterator[Proc]:
+    """On leaving the block, ``broadcaster`` must stop on SIGTERM with status 0."""
+    try:
+        yield broadcaster
+    finally:
+        code = stop_broadcaster(broadcaster)
+    assert code == 0, broadcaster.log_tail()
+
+
 def test_one_app_plays_in_every_room_and_everything_is_restored(
     tmp_path: Path,
     pw_session: PipeWireSession,
@@ -137,7 +147,7 @@ def test_one_app_plays_in_every_room_and_everything_is_restored(
     broadcaster = start_broadcaster(
         pw_session, "run", "TargetApp", "--server", f"127.0.0.1:{server.control_port}"
     )
-    try:
+    with stops_cleanly(broadcaster):
         wait_until(
             lambda: pw_session.stream_sinks("TargetApp") == ["broadcaster.targetapp"],
             15,
@@ -185,9 +195,6 @@ def test_one_app_plays_in_every_room_and_everything_is_restored(
         assert "task pipe-sink" in dump, dump
         assert "thread capture" not in dump, dump
         assert broadcaster.alive()
-    finally:
-        code = stop_broadcaster(broadcaster)
-    assert code == 0, broadcaster.log_tail()
     # Routing restored, virtual sink gone, other app untouched.
     wait_until(
         lambda: pw_session.stream_sinks("TargetApp") == ["speakers"],

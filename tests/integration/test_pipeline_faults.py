@@ -21,11 +21,12 @@ from tests.integration.test_pipeline import (
     make_tone,
     start_broadcaster,
     stop_broadcaster,
+    stops_cleanly,
     tone_in,
     wait_for_tone,
 )
 from tests.support.pipewire import PipeWireSession
-from tests.support.procs import wait_until
+from tests.support.procs import children, command_line, wait_until
 from tests.support.signal import band_energy, rms, s16_stereo_to_float
 from tests.support.snapserver import SnapClient, SnapServer
 
@@ -57,7 +58,7 @@ def test_pipewire_restart_brings_back_the_sink_and_the_routing(
     wav = make_tone(tmp_path / "t.wav", TARGET_HZ, 48000)
     pw_session.play(wav, "TargetApp")
     broadcaster = start_broadcaster(pw_session, *run_against(pw_session, server))
-    try:
+    with stops_cleanly(broadcaster):
         wait_for_tone(room, TARGET_HZ)
         # PipeWire, WirePlumber and pipewire-pulse restart; the app dies with them.
         pw_session.stop_daemons()
@@ -72,9 +73,6 @@ def test_pipewire_restart_brings_back_the_sink_and_the_routing(
         )
         wait_for_tone(room, TARGET_HZ, timeout=30)
         assert broadcaster.alive(), broadcaster.log_tail()
-    finally:
-        code = stop_broadcaster(broadcaster)
-    assert code == 0, broadcaster.log_tail()
     assert CAPTURE_SINK not in pw_session.sinks()
 
 
@@ -84,7 +82,7 @@ def test_several_streams_opened_at_once_all_move_and_stay(
     server, room = one_room
     wav = make_tone(tmp_path / "t.wav", TARGET_HZ, 44100)
     broadcaster = start_broadcaster(pw_session, *run_against(pw_session, server))
-    try:
+    with stops_cleanly(broadcaster):
         wait_until(lambda: CAPTURE_SINK in pw_session.sinks(), 15, "the capture sink")
         for _ in range(3):
             pw_session.play(wav, "TargetApp")
@@ -107,9 +105,6 @@ def test_several_streams_opened_at_once_all_move_and_stay(
                 "the streams to stay on the capture sink",
             )
         wait_for_tone(room, TARGET_HZ)
-    finally:
-        code = stop_broadcaster(broadcaster)
-    assert code == 0, broadcaster.log_tail()
     wait_until(lambda: pw_session.stream_sinks("TargetApp") == ["speakers"] * 3, 10, "all restored")
 
 
@@ -118,7 +113,7 @@ def test_an_app_that_never_plays_sends_nothing_and_stops_cleanly(
 ) -> None:
     server, room = one_room
     broadcaster = start_broadcaster(pw_session, *run_against(pw_session, server))
-    try:
+    with stops_cleanly(broadcaster):
         wait_until(lambda: CAPTURE_SINK in pw_session.sinks(), 15, "the capture sink")
         wait_until(
             lambda: "waiting for 'TargetApp' to play" in broadcaster.log_path.read_text(),
@@ -128,9 +123,6 @@ def test_an_app_that_never_plays_sends_nothing_and_stops_cleanly(
         assert not tone_in(fresh_audio(room, 1.0), TARGET_HZ)
         assert server.stream_status("Main") == "idle"
         assert recorder_pid(broadcaster.pid) == 0  # nothing recorded, nothing woken up
-    finally:
-        code = stop_broadcaster(broadcaster)
-    assert code == 0, broadcaster.log_tail()
     assert CAPTURE_SINK not in pw_session.sinks()
 
 
@@ -161,16 +153,13 @@ def test_a_sink_left_by_a_crashed_run_is_replaced_not_doubled(
     broadcaster = start_broadcaster(
         pw_session, *run_against(pw_session, server), extra_env=PYTHON_PATH
     )
-    try:
+    with stops_cleanly(broadcaster):
         wait_for_tone(room, TARGET_HZ)
         # The stale pulse sink is gone; one sink of that name is left, broadcaster's own.
         assert _null_sink_modules(pw_session, CAPTURE_SINK) == [], broadcaster.log_tail()
         named = [o for o in pw_session.dump() if _node_name(o) == CAPTURE_SINK]
         assert len(named) == 1, named
         assert "removing stale sink" in broadcaster.log_path.read_text()
-    finally:
-        code = stop_broadcaster(broadcaster)
-    assert code == 0, broadcaster.log_tail()
     assert _null_sink_modules(pw_session, CAPTURE_SINK) == []
     wait_until(lambda: pw_session.stream_sinks("TargetApp") == ["speakers"], 10, "restored")
 
@@ -182,7 +171,7 @@ def test_a_hung_snapserver_costs_audio_not_the_capture(
     wav = make_tone(tmp_path / "t.wav", TARGET_HZ, 48000)
     pw_session.play(wav, "TargetApp")
     broadcaster = start_broadcaster(pw_session, *run_against(pw_session, server))
-    try:
+    with stops_cleanly(broadcaster):
         wait_for_tone(room, TARGET_HZ)
         fifo = server.fifo()
         watcher = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # only to look, never reads
@@ -200,9 +189,6 @@ def test_a_hung_snapserver_costs_audio_not_the_capture(
             os.close(watcher)
         wait_for_tone(room, TARGET_HZ, timeout=10)
         assert broadcaster.alive(), broadcaster.log_tail()
-    finally:
-        code = stop_broadcaster(broadcaster)
-    assert code == 0, broadcaster.log_tail()
 
 
 def test_a_killed_recorder_is_restarted(
@@ -213,32 +199,21 @@ def test_a_killed_recorder_is_restarted(
     broadcaster = start_broadcaster(
         pw_session, *run_against(pw_session, server), extra_env=PYTHON_PATH
     )
-    try:
+    with stops_cleanly(broadcaster):
         wait_for_tone(room, TARGET_HZ)
         recorder = recorder_pid(broadcaster.pid)
         os.kill(recorder, signal.SIGKILL)
         wait_until(lambda: recorder_pid(broadcaster.pid) not in (0, recorder), 10, "a new one")
         wait_for_tone(room, TARGET_HZ)
-    finally:
-        code = stop_broadcaster(broadcaster)
-    assert code == 0, broadcaster.log_tail()
     assert "pw-record stopped (status -9)" in broadcaster.log_path.read_text()
 
 
 def recorder_pid(parent: int) -> int:
     """The pw-record child of ``parent`` (0 if none)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
-        if ppid == parent and cmdline[0].endswith(b"pw-record"):
-            return int(entry.name)
-    return 0
+    found = [
+        pid for pid in children(parent) if (command_line(pid) or [""])[0].endswith("pw-record")
+    ]
+    return found[0] if found else 0
 
 
 def test_capture_pauses_while_the_app_is_idle_and_resumes(
@@ -252,16 +227,13 @@ def test_capture_pauses_while_the_app_is_idle_and_resumes(
         *run_against(pw_session, server),
         extra_env={"BROADCASTER_CAPTURE_IDLE_STOP": "0.5", **PYTHON_PATH},
     )
-    try:
+    with stops_cleanly(broadcaster):
         wait_for_tone(room, TARGET_HZ)
         assert recorder_pid(broadcaster.pid) != 0
         app.stop()
         wait_until(lambda: recorder_pid(broadcaster.pid) == 0, 10, "capture to pause")
         pw_session.play(wav, "TargetApp")
         wait_for_tone(room, TARGET_HZ)
-    finally:
-        code = stop_broadcaster(broadcaster)
-    assert code == 0, broadcaster.log_tail()
 
 
 def _seconds_until_tone(room: SnapClient, since: int, start: float, timeout: float = 15) -> float:

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .procs import Proc, wait_until
+from .procs import Daemon, Proc
 
 REPO = Path(__file__).resolve().parents[2]
 OBJECT_PATH = "/org/mpris/MediaPlayer2"
@@ -40,7 +40,7 @@ def missing_tools() -> list[str]:
     return [] if shutil.which("dbus-daemon") else ["dbus-daemon"]
 
 
-class SessionBus:
+class SessionBus(Daemon):
     """``dbus-daemon --session`` on a private socket."""
 
     def __init__(self, base: Path) -> None:
@@ -48,28 +48,26 @@ class SessionBus:
         base.mkdir(parents=True, exist_ok=True)
         self.socket = base / "bus"
         self.address = f"unix:path={self.socket}"
-        self.proc: Proc | None = None
 
     def start(self) -> None:
-        self.proc = Proc(
-            ["dbus-daemon", "--session", "--nofork", "--nopidfile", f"--address={self.address}"],
-            self.base / "dbus-daemon.log",
+        self.launch(
+            Proc(
+                [
+                    "dbus-daemon",
+                    "--session",
+                    "--nofork",
+                    "--nopidfile",
+                    f"--address={self.address}",
+                ],
+                self.base / "dbus-daemon.log",
+            ),
+            self.socket.exists,
+            10,
+            "dbus-daemon",
         )
-        wait_until(lambda: self.socket.exists() or not self.proc_alive(), 10, "dbus-daemon")
-        if not self.proc_alive():
-            assert self.proc is not None
-            raise AssertionError(f"dbus-daemon died:\n{self.proc.log_tail()}")
-
-    def proc_alive(self) -> bool:
-        return self.proc is not None and self.proc.alive()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop()
-            self.proc = None
 
 
-class TestPlayer:
+class TestPlayer(Daemon):
     """The test player as a process; ``calls()`` lists the methods it received."""
 
     __test__ = False  # not a pytest test class
@@ -90,11 +88,10 @@ class TestPlayer:
             self.options += ["--art", art_url]
         self.calls_path = base / f"{name}-calls.log"
         self.log = base / f"{name}.log"
-        self.proc: Proc | None = None
 
     def start(self) -> None:
         self.calls_path.unlink(missing_ok=True)
-        self.proc = Proc(
+        player = Proc(
             [
                 sys.executable,
                 "-m",
@@ -110,18 +107,7 @@ class TestPlayer:
             self.log,
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )
-        wait_until(lambda: self.calls_path.exists() or not self.alive(), 15, "the test player")
-        if not self.alive():
-            assert self.proc is not None
-            raise AssertionError(f"test player died:\n{self.proc.log_tail()}")
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.alive()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop()
-            self.proc = None
+        self.launch(player, self.calls_path.exists, 15, "the test player")
 
     def calls(self) -> list[str]:
         try:
@@ -298,7 +284,7 @@ def mpv_missing() -> list[str]:
     return missing + ([] if MPV_MPRIS.exists() else ["mpv-mpris"])
 
 
-class MpvPlayer:
+class MpvPlayer(Daemon):
     """mpv with the mpv-mpris plugin on the private bus: a real media player.
 
     It plays ``media`` paused, in a loop, to no sound device (``--ao=null``);
@@ -311,7 +297,6 @@ class MpvPlayer:
         self.media = media
         self.name = "mpv"
         self.log = base / "mpv.log"
-        self.proc: Proc | None = None
 
     def start(self) -> None:
         self.proc = Proc(
@@ -329,11 +314,3 @@ class MpvPlayer:
             self.log,
             env={**os.environ, "DBUS_SESSION_BUS_ADDRESS": self.bus.address},
         )
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.alive()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop()
-            self.proc = None

@@ -208,6 +208,27 @@ class Proc:
         return ""
 
 
+class Daemon:
+    """A harness object that runs one process at a time (``proc`` is None while stopped)."""
+
+    proc: Proc | None = None
+
+    def launch(self, proc: Proc, ready: Callable[[], object], timeout: float, what: str) -> None:
+        """Run ``proc``; wait until ``ready()``, or fail with its log's tail if it exits first."""
+        self.proc = proc
+        wait_until(lambda: ready() or not proc.alive(), timeout, what)
+        if not proc.alive():
+            raise AssertionError(f"{what}: the process exited:\n{proc.log_tail()}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.alive()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
+
+
 def cli_env(env: Mapping[str, str], **extra: str) -> dict[str, str]:
     """``env`` without BROADCASTER_* settings (a CLI child is configured by its
     arguments only), plus ``extra``."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .procs import Proc, free_ports, port_open, wait_until
+from .procs import Daemon, Proc, free_ports, port_open, wait_until
 
 
 def missing_tools() -> list[str]:
@@ -44,7 +44,7 @@ class StreamSpec:
         return f"tcp://127.0.0.1:{self.tcp_port}?mode=server&{args}"
 
 
-class SnapServer:
+class SnapServer(Daemon):
     def __init__(self, base: Path, streams: list[StreamSpec], *, buffer_ms: int = 400) -> None:
         self.base = base
         self.base.mkdir(parents=True, exist_ok=True)
@@ -81,7 +81,6 @@ filter = *:info
 """,
             encoding="utf-8",
         )
-        self.proc: Proc | None = None
         self.starts = 0
 
     def fifo(self, stream: str = "Main") -> Path:
@@ -91,26 +90,20 @@ filter = *:info
 
     def start(self) -> None:
         self.starts += 1
-        self.proc = Proc(
-            ["snapserver", "-c", str(self.config)], self.base / f"snapserver-{self.starts}.log"
-        )
-        wait_until(
-            lambda: port_open(self.control_port) or not self._alive(),
+        self.launch(
+            Proc(
+                ["snapserver", "-c", str(self.config)], self.base / f"snapserver-{self.starts}.log"
+            ),
+            lambda: port_open(self.control_port),
             15,
             "snapserver's control port",
         )
-        if not self._alive():
-            raise AssertionError(f"snapserver died at start:\n{self.proc.log_tail()}")
-
-    def _alive(self) -> bool:
-        return self.proc is not None and self.proc.alive()
 
     def stop(self) -> None:
         if self.proc is not None:
             # A test that SIGSTOPped it (pause) may have failed before resuming it.
             self.proc.signal(signal.SIGCONT)
-            self.proc.stop()
-            self.proc = None
+        super().stop()
 
     def kill(self) -> None:
         if self.proc is not None:
@@ -168,13 +161,12 @@ filter = *:info
         raise AssertionError(f"no stream {name}")
 
 
-class SnapClient:
+class SnapClient(Daemon):
     def __init__(self, server: SnapServer | None, host_id: str, out: Path) -> None:
         self.server = server
         self.stream_port = server.stream_port if server is not None else 0
         self.host_id = host_id
         self.out = out
-        self.proc: Proc | None = None
 
     @classmethod
     def for_port(cls, stream_port: int, host_id: str, out: Path) -> SnapClient:
@@ -201,11 +193,6 @@ class SnapClient:
             ],
             self.out.with_suffix(".log"),
         )
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop()
-            self.proc = None
 
     def size(self) -> int:
         with contextlib.suppress(OSError):
