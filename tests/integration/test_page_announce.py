@@ -17,7 +17,7 @@ import pytest
 from tests.integration.test_announce import AMPLITUDE, MUSIC_HZ
 from tests.integration.test_api import house  # noqa: F401 (fixture)
 from tests.integration.test_pipeline import SECOND, make_tone, wait_for_tone
-from tests.integration.test_web_page import TOKEN, _open, page, serving  # noqa: F401 (fixture)
+from tests.integration.test_web_page import TOKEN, _open, serving
 from tests.support.browser import DevTools
 from tests.support.pipewire import PipeWireSession
 from tests.support.procs import wait_until
@@ -31,7 +31,7 @@ async def test_the_announce_box_says_a_text_over_the_ducked_music(
     tmp_path: Path,
     pw_session: PipeWireSession,
     house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
-    page: DevTools,  # noqa: F811
+    page: DevTools,
 ) -> None:
     server, rooms = house
     room = rooms[0]

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.conftest import require_tools
 from tests.integration.test_web_page import TOKEN, serving
-from tests.support import browser
 from tests.support.browser import DevTools
 from tests.support.procs import wait_until
 from tests.support.snapserver import SnapServer, StreamSpec
@@ -41,13 +39,6 @@ def empty_house(tmp_path: Path, snap_tools: None) -> Iterator[SnapServer]:
 def serve_empty(tmp_path: Path, empty_house: SnapServer) -> Iterator[int]:
     with serving(tmp_path, empty_house, os.environ) as port:
         yield port
-
-
-@pytest.fixture
-async def page(tmp_path: Path) -> AsyncIterator[DevTools]:
-    require_tools(browser.missing_tools())
-    async with browser.chromium(tmp_path, window="420,900") as tools:
-        yield tools
 
 
 async def test_no_rooms_yet_play_here_makes_the_first_room(

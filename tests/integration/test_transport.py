@@ -16,7 +16,7 @@ import json
 import os
 import struct
 import zlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from tests.integration.test_control import cli
 from tests.integration.test_controlscript import session_bus, wrapper  # noqa: F401 (fixture)
 from tests.integration.test_pipeline import make_tone
 from tests.integration.test_web_page import TOKEN, serving
-from tests.support import browser, snapserver
+from tests.support import snapserver
 from tests.support.browser import DevTools
 from tests.support.mpris_player import MpvPlayer, SessionBus, TestPlayer, mpv_missing
 from tests.support.pipewire import PipeWireSession
@@ -129,13 +129,6 @@ def cover_file(tmp_path: Path) -> str:
     art = tmp_path / "cover.png"
     art.write_bytes(png(4, 4))
     return art.as_uri()
-
-
-@pytest.fixture
-async def page(tmp_path: Path) -> AsyncIterator[DevTools]:
-    require_tools(browser.missing_tools())
-    async with browser.chromium(tmp_path, window="420,900") as tools:
-        yield tools
 
 
 async def open_page(page: DevTools, port: int, stream: str = "app") -> None:

@@ -21,16 +21,14 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.conftest import require_tools
 from tests.integration.test_api import house  # noqa: F401 (fixture)
 from tests.integration.test_pipeline import make_tone, wait_for_tone
-from tests.support import browser
 from tests.support.browser import DevTools
 from tests.support.pipewire import PipeWireSession
 from tests.support.procs import Proc, await_until, free_port, port_open, wait_until
@@ -89,13 +87,6 @@ def serve(
 ) -> Iterator[int]:
     with serving(tmp_path, house[0], os.environ) as port:
         yield port
-
-
-@pytest.fixture
-async def page(tmp_path: Path) -> AsyncIterator[DevTools]:
-    require_tools(browser.missing_tools())
-    async with browser.chromium(tmp_path, window="420,900") as tools:
-        yield tools
 
 
 async def _open(page: DevTools, port: int) -> None:

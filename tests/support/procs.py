@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -55,6 +55,17 @@ async def await_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def cancelled_on_exit(task: asyncio.Task[T]) -> AsyncIterator[asyncio.Task[T]]:
+    """``task`` for the block; cancelled, and awaited, when the block ends."""
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

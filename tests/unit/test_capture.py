@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import sys
 import threading
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -19,7 +18,7 @@ from broadcaster.audio import SNAPCAST_FORMAT
 from broadcaster.capture import Recorder, record_command
 from broadcaster.errors import CaptureError
 from broadcaster.process import ChildProcess
-from tests.support.procs import await_until
+from tests.support.procs import await_until, cancelled_on_exit
 
 WRITES_THEN_WAITS = [
     sys.executable,
@@ -32,16 +31,6 @@ def recorder() -> Recorder:
     rec = Recorder("sink", SNAPCAST_FORMAT, idle_stop=0.05, restart_first=0.01)
     rec._argv = WRITES_THEN_WAITS  # the stand-in for pw-record
     return rec
-
-
-@contextlib.asynccontextmanager
-async def running(task: asyncio.Task[None]) -> AsyncIterator[None]:
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _true(value: bool) -> bool:
@@ -63,7 +52,7 @@ async def test_a_restart_asked_while_pw_record_starts_is_not_lost(
 
     monkeypatch.setattr(ChildProcess, "start", start_then_restart)
     rec.set_wanted(True)
-    async with running(asyncio.create_task(rec.run(lambda _b: None))):
+    async with cancelled_on_exit(asyncio.create_task(rec.run(lambda _b: None))):
         await await_until(lambda: _true(len(starts) >= 2), 5, "pw-record to be restarted")
 
 
@@ -74,7 +63,7 @@ async def test_a_new_run_starts_a_new_stream() -> None:
     task = asyncio.create_task(
         rec.run(lambda b: events.append(f"block {len(b)}"), on_start=lambda: events.append("start"))
     )
-    async with running(task):
+    async with cancelled_on_exit(task):
         await await_until(lambda: _true("block 4096" in events), 5, "a block")
         rec.restart()
         await await_until(lambda: _true(events.count("block 4096") >= 2), 5, "a second run")

@@ -7,12 +7,14 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from broadcaster.delivery import PipeDelivery, TcpDelivery, pipe_capacity_for
-from tests.support.procs import await_until
+from tests.support.procs import await_until, cancelled_on_exit
 
 CHUNK = 3840  # 20 ms of 48 kHz S16LE stereo
 
@@ -21,15 +23,19 @@ def chunk(n: int) -> bytes:
     return bytes([n % 256]) * CHUNK
 
 
+def running(delivery: PipeDelivery | TcpDelivery) -> AbstractAsyncContextManager[object]:
+    return cancelled_on_exit(asyncio.create_task(delivery.run()))
+
+
 @contextlib.asynccontextmanager
-async def running(delivery: PipeDelivery | TcpDelivery) -> AsyncIterator[None]:
-    task = asyncio.create_task(delivery.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+async def open_fifo(tmp_path: Path, **options: Any) -> AsyncIterator[tuple[Path, PipeDelivery]]:
+    """A running :class:`PipeDelivery` on a new fifo, once it has the pipe open."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    delivery = PipeDelivery(str(fifo), **options)
+    async with running(delivery):
+        await await_until(lambda: _async(delivery.stats.connected), 5, "the pipe to open")
+        yield fifo, delivery
 
 
 def read_available(fd: int) -> bytes:
@@ -46,11 +52,7 @@ def test_pipe_capacity_is_a_power_of_two_pages_within_the_limit() -> None:
 
 
 async def test_writes_reach_a_reader_that_opens_later(tmp_path: Path) -> None:
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    delivery = PipeDelivery(str(fifo))
-    async with running(delivery):
-        await await_until(lambda: _async(delivery.stats.connected), 5, "the pipe to open")
+    async with open_fifo(tmp_path) as (fifo, delivery):
         delivery.write(chunk(1))  # nobody reads yet: held by the pipe, not lost
         reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
         try:
@@ -62,11 +64,7 @@ async def test_writes_reach_a_reader_that_opens_later(tmp_path: Path) -> None:
 
 
 async def test_a_stalled_reader_costs_drops_not_memory_or_blocking(tmp_path: Path) -> None:
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    delivery = PipeDelivery(str(fifo), buffer_ms=100)
-    async with running(delivery):
-        await await_until(lambda: _async(delivery.stats.connected), 5, "the pipe to open")
+    async with open_fifo(tmp_path, buffer_ms=100) as (fifo, delivery):
         for n in range(500):  # 10 s of audio with nobody reading
             delivery.write(chunk(n))
         reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
@@ -82,11 +80,7 @@ async def test_a_stalled_reader_costs_drops_not_memory_or_blocking(tmp_path: Pat
 
 async def test_queued_audio_goes_out_as_soon_as_there_is_room(tmp_path: Path) -> None:
     """No waiting for the next block: the loop writes the queue out once the reader catches up."""
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    delivery = PipeDelivery(str(fifo), buffer_ms=100)
-    async with running(delivery):
-        await await_until(lambda: _async(delivery.stats.connected), 5, "the pipe to open")
+    async with open_fifo(tmp_path, buffer_ms=100) as (fifo, delivery):
         sent = b""
         n = 0
         while delivery.queued_bytes == 0:  # fill the 16 KiB pipe, then some
@@ -164,11 +158,7 @@ async def test_unwritable_fifo_is_reported_and_retried(
 
 
 async def test_a_replaced_fifo_is_reopened(tmp_path: Path) -> None:
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    delivery = PipeDelivery(str(fifo), check_interval=0.05, retry_cap=0.05)
-    async with running(delivery):
-        await await_until(lambda: _async(delivery.stats.connected), 5, "the pipe to open")
+    async with open_fifo(tmp_path, check_interval=0.05, retry_cap=0.05) as (fifo, delivery):
         fifo.unlink()
         os.mkfifo(fifo)  # a restarted snapserver made a new one
         await await_until(lambda: _async(delivery.stats.reconnects == 1), 5, "a reopen")
