@@ -187,6 +187,7 @@ class WebConfig:
     bind: str = "127.0.0.1"
     """Address the API and page listen on; anything but loopback needs ``token``."""
     port: int = 1788
+    """0: any free port (serve prints the one it got); not with ``publish``."""
     token: str = ""
     """Shared secret for every API request (Bearer or ?token=); the page and its
     files load without it."""
@@ -210,7 +211,13 @@ class WebConfig:
         return [name.strip().lower() for name in self.hosts.split(",") if name.strip()]
 
     def validate(self) -> None:
-        _check_port(self.port, "web.port")
+        if self.port != 0:  # 0: any free port, which serve prints once it listens
+            _check_port(self.port, "web.port")
+        elif self.publish:
+            raise ConfigError(
+                "web.port = 0 (any free port) cannot be announced with zeroconf: "
+                "set web.publish = false (or --no-publish), or a port"
+            )
         if not 1 <= self.slots <= 32:
             raise ConfigError(f"web.slots = {self.slots} is out of range (1-32)")
         for name in self.host_names():

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import signals
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -21,7 +24,9 @@ def register(subparsers: Any) -> None:
         "snapserver on this machine is used, or one is started with a pipe stream per slot.",
     )
     parser.add_argument("--bind", metavar="ADDRESS", help="listen address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="listen port (default 1788)")
+    parser.add_argument(
+        "--port", type=int, help="listen port (default 1788; 0: any free one, with --no-publish)"
+    )
     parser.add_argument(
         "--token",
         help="token required for changes when listening beyond loopback "
@@ -90,11 +95,18 @@ async def _serve(args: argparse.Namespace) -> int:
                     f"cannot listen on {config.web.bind}:{config.web.port}: {err.strerror}; "
                     "set web.port (or --port) to a free port"
                 ) from None
-            print(
-                f"broadcaster: serving on http://{config.web.bind}:{config.web.port}/", flush=True
-            )
+            port = _bound_port(runner) or config.web.port  # web.port 0: the one the OS chose
+            print(f"broadcaster: serving on http://{config.web.bind}:{port}/", flush=True)
             await stop.wait()
         finally:
             await runner.cleanup()
     _LOGGER.info("stopped")
+    return 0
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    """The TCP port the app's first site listens on (0 if none)."""
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
     return 0

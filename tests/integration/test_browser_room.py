@@ -34,7 +34,7 @@ from tests.conftest import require_tools
 from tests.integration.test_web_page import TOKEN, serving
 from tests.support import browser
 from tests.support.browser import DevTools
-from tests.support.procs import await_until, free_port, wait_until
+from tests.support.procs import await_until, wait_until
 from tests.support.snapserver import SnapClient, SnapServer, StreamSpec
 
 pytestmark = pytest.mark.integration
@@ -103,11 +103,10 @@ async def page_server(server: SnapServer) -> AsyncIterator[int]:
     )
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
+    site = web.TCPSite(runner, "127.0.0.1", 0)  # the port the OS gives: nobody else's
     await site.start()
     try:
-        yield port
+        yield int(runner.addresses[0][1])
     finally:
         await runner.cleanup()
 

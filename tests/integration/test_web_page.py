@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from tests.integration.test_api import house  # noqa: F401 (fixture)
 from tests.integration.test_pipeline import make_tone, wait_for_tone
 from tests.support.browser import DevTools
 from tests.support.pipewire import PipeWireSession
-from tests.support.procs import Proc, await_until, free_port, port_open, wait_until
+from tests.support.procs import Proc, await_until, port_open, wait_until
 from tests.support.snapserver import SnapClient, SnapServer
 
 pytestmark = pytest.mark.integration
@@ -42,8 +43,8 @@ TOKEN = "page-test-token"
 
 @contextlib.contextmanager
 def serving(tmp_path: Path, server: SnapServer, base_env: Mapping[str, str]) -> Iterator[int]:
-    """``broadcaster serve`` on a free loopback port, talking to the test's snapserver."""
-    port = free_port()
+    """``broadcaster serve`` on a loopback port it picks itself (``--port 0``: no other
+    test can take it between picking and listening), talking to the test's snapserver."""
     env = {k: v for k, v in base_env.items() if not k.startswith("BROADCASTER_")}
     env.update(
         PYTHONUNBUFFERED="1",
@@ -65,15 +66,25 @@ def serving(tmp_path: Path, server: SnapServer, base_env: Mapping[str, str]) -> 
             "--embedded",
             "never",
             "--port",
-            str(port),
+            "0",
             "--no-publish",
         ],
         tmp_path / "serve.log",
         env,
     )
+
+    def listening() -> str:
+        """The port serve says it listens on, "exited", or "" (not yet)."""
+        if not proc.alive():
+            return "exited"
+        found = re.search(r"serving on http://127\.0\.0\.1:(\d+)/", proc.log_path.read_text())
+        return found.group(1) if found else ""
+
     try:
-        wait_until(lambda: port_open(port) or not proc.alive(), 30, "broadcaster serve to listen")
-        assert proc.alive(), proc.log_tail()
+        answer = wait_until(listening, 30, "broadcaster serve to listen")
+        assert answer != "exited", proc.log_tail()
+        port = int(answer)
+        assert port_open(port)
         yield port
     finally:
         code = proc.stop(timeout=15)

@@ -10,6 +10,7 @@ file the test reads.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import shutil
 import signal
@@ -44,25 +45,38 @@ class StreamSpec:
         return f"tcp://127.0.0.1:{self.tcp_port}?mode=server&{args}"
 
 
+def _settled(proc: Proc) -> bool:
+    """snapserver has made (or failed to make) its acceptors."""
+    return "Number of threads" in proc.log_path.read_text(errors="replace")
+
+
 class SnapServer(Daemon):
     def __init__(self, base: Path, streams: list[StreamSpec], *, buffer_ms: int = 400) -> None:
         self.base = base
         self.base.mkdir(parents=True, exist_ok=True)
         self.streams = streams
-        self.stream_port, self.control_port, self.http_port = free_ports(3)
+        self.buffer_ms = buffer_ms
         self.config = base / "snapserver.conf"
-        sources = "\n".join(f"source = {s.source()}" for s in streams)
         (base / "data").mkdir(exist_ok=True)
+        self._pick_ports()
+        self.starts = 0
+        self._started = False
+
+    def _pick_ports(self) -> None:
+        """Free ports (free when picked: another test may take one before snapserver
+        binds it, which :meth:`start` notices) and the config file naming them."""
+        self.stream_port, self.control_port, self.http_port = free_ports(3)
+        sources = "\n".join(f"source = {s.source()}" for s in self.streams)
         self.config.write_text(
             f"""[server]
-datadir = {base / "data"}
+datadir = {self.base / "data"}
 threads = 2
 
 [stream]
 bind_to_address = 127.0.0.1
 port = {self.stream_port}
 {sources}
-buffer = {buffer_ms}
+buffer = {self.buffer_ms}
 chunk_ms = 20
 
 [tcp]
@@ -81,7 +95,6 @@ filter = *:info
 """,
             encoding="utf-8",
         )
-        self.starts = 0
 
     def fifo(self, stream: str = "Main") -> Path:
         """The pipe of stream ``stream``."""
@@ -89,15 +102,29 @@ filter = *:info
         return path
 
     def start(self) -> None:
-        self.starts += 1
-        self.launch(
-            Proc(
+        """Start snapserver and wait until it listens on its three ports.
+
+        On the first start a port taken by someone else in the meantime (other
+        suites run concurrently) means new ports and another try; snapserver
+        itself only logs such a failure and runs on.  A restart keeps its ports.
+        """
+        for _ in range(5):
+            self.starts += 1
+            proc = Proc(
                 ["snapserver", "-c", str(self.config)], self.base / f"snapserver-{self.starts}.log"
-            ),
-            lambda: port_open(self.control_port),
-            15,
-            "snapserver's control port",
-        )
+            )
+            # Its acceptors are made (or failed) once it logs its thread count.
+            self.launch(proc, functools.partial(_settled, proc), 15, "snapserver to start")
+            if "Address already in use" not in proc.log_path.read_text(errors="replace"):
+                break
+            if self._started:
+                raise AssertionError(f"snapserver lost its ports:\n{proc.log_tail()}")
+            self.stop()
+            self._pick_ports()
+        else:
+            raise AssertionError("snapserver found no free ports in five tries")
+        self._started = True
+        wait_until(lambda: port_open(self.control_port), 15, "snapserver's control port")
 
     def stop(self) -> None:
         if self.proc is not None:
