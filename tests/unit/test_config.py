@@ -104,3 +104,13 @@ def test_snapserver_values_that_break_its_config_file_are_refused(
     setting = key.removeprefix("BROADCASTER_").lower().replace("_", ".", 1)
     with pytest.raises(ConfigError, match=re.escape(setting)):
         config.load(env={"XDG_CONFIG_HOME": str(tmp_path), key: value})
+
+
+def test_web_port_zero_is_any_free_port_but_not_announced() -> None:
+    from broadcaster.config import WebConfig
+
+    WebConfig(port=0, publish=False).validate()
+    with pytest.raises(ConfigError, match="publish"):
+        WebConfig(port=0).validate()
+    with pytest.raises(ConfigError, match="not a TCP port"):
+        WebConfig(port=70000, publish=False).validate()
