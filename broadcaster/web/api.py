@@ -9,6 +9,7 @@ docs/api.md describes each route.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from aiohttp import web
 from .. import transport
 from ..rooms import LATENCY_MAX_MS, LATENCY_MIN_MS, Group, Room, StreamInfo
 from ..service import Service
+from ..snapstate import SnapState
 from . import metrics
 from .auth import BadRequest
 from .events import EventHub
@@ -54,6 +56,14 @@ def get_int(body: dict[str, Any], key: str, low: int, high: int) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise BadRequest(f"{key} must be an integer from {low} to {high}, not {value!r}")
+    return value
+
+
+def need_int(body: dict[str, Any], key: str, low: int, high: int) -> int:
+    """:func:`get_int` of a key the body must hold."""
+    value = get_int(body, key, low, high)
+    if value is None:
+        raise BadRequest(f"the body needs {key}")
     return value
 
 
@@ -150,6 +160,22 @@ def snapshot(service: Service, topic: str) -> dict[str, Any]:
     return {"type": "state", **server_view(service), **captures_view(service)}
 
 
+async def room_changed(
+    request: web.Request, change: Callable[[SnapState, str], Awaitable[Room]]
+) -> web.Response:
+    """Apply ``change`` to the room the path names; reply with the room as it is now."""
+    room = await change(request.app[SERVICE].snap, request.match_info["room"])
+    return web.json_response(room_json(room))
+
+
+async def group_changed(
+    request: web.Request, change: Callable[[SnapState, str], Awaitable[Group]]
+) -> web.Response:
+    """Apply ``change`` to the group the path names; reply with the group as it is now."""
+    group = await change(request.app[SERVICE].snap, request.match_info["group"])
+    return web.json_response(group_json(group))
+
+
 # --- routes ----------------------------------------------------------------------
 
 
@@ -196,8 +222,7 @@ async def set_volume(request: web.Request) -> web.Response:
     require(body, "percent", "muted")
     percent = get_int(body, "percent", 0, 100)
     muted = get_bool(body, "muted")
-    room = await request.app[SERVICE].snap.set_volume(request.match_info["room"], percent, muted)
-    return web.json_response(room_json(room))
+    return await room_changed(request, lambda snap, room: snap.set_volume(room, percent, muted))
 
 
 @routes.put("/api/rooms/{room}/mute")
@@ -205,26 +230,21 @@ async def set_room_mute(request: web.Request) -> web.Response:
     body = await json_body(request)
     require(body, "muted")
     muted = get_bool(body, "muted")
-    room = await request.app[SERVICE].snap.set_volume(request.match_info["room"], None, muted)
-    return web.json_response(room_json(room))
+    return await room_changed(request, lambda snap, room: snap.set_volume(room, None, muted))
 
 
 @routes.put("/api/rooms/{room}/latency")
 async def set_room_latency(request: web.Request) -> web.Response:
     body = await json_body(request)
-    require(body, "latency_ms")
-    latency = get_int(body, "latency_ms", LATENCY_MIN_MS, LATENCY_MAX_MS)
-    assert latency is not None
-    room = await request.app[SERVICE].snap.set_room_latency(request.match_info["room"], latency)
-    return web.json_response(room_json(room))
+    latency = need_int(body, "latency_ms", LATENCY_MIN_MS, LATENCY_MAX_MS)
+    return await room_changed(request, lambda snap, room: snap.set_room_latency(room, latency))
 
 
 @routes.put("/api/rooms/{room}/name")
 async def set_room_name(request: web.Request) -> web.Response:
     body = await json_body(request)
     name = get_str(body, "name")
-    room = await request.app[SERVICE].snap.set_room_name(request.match_info["room"], name)
-    return web.json_response(room_json(room))
+    return await room_changed(request, lambda snap, room: snap.set_room_name(room, name))
 
 
 # groups
@@ -239,18 +259,14 @@ async def list_groups(request: web.Request) -> web.Response:
 async def set_group_stream(request: web.Request) -> web.Response:
     body = await json_body(request)
     stream = get_str(body, "stream")
-    group = await request.app[SERVICE].snap.set_group_stream(request.match_info["group"], stream)
-    return web.json_response(group_json(group))
+    return await group_changed(request, lambda snap, group: snap.set_group_stream(group, stream))
 
 
 @routes.put("/api/groups/{group}/volume")
 async def set_group_volume(request: web.Request) -> web.Response:
     body = await json_body(request)
-    require(body, "percent")
-    percent = get_int(body, "percent", 0, 100)
-    assert percent is not None
-    group = await request.app[SERVICE].snap.set_group_volume(request.match_info["group"], percent)
-    return web.json_response(group_json(group))
+    percent = need_int(body, "percent", 0, 100)
+    return await group_changed(request, lambda snap, group: snap.set_group_volume(group, percent))
 
 
 @routes.post("/api/party")
@@ -265,8 +281,7 @@ async def set_group_mute(request: web.Request) -> web.Response:
     body = await json_body(request)
     require(body, "muted")
     muted = bool(get_bool(body, "muted"))
-    group = await request.app[SERVICE].snap.set_group_mute(request.match_info["group"], muted)
-    return web.json_response(group_json(group))
+    return await group_changed(request, lambda snap, group: snap.set_group_mute(group, muted))
 
 
 @routes.put("/api/groups/{group}/rooms")
@@ -275,8 +290,7 @@ async def set_group_rooms(request: web.Request) -> web.Response:
     rooms = body.get("rooms")
     if not isinstance(rooms, list) or not all(isinstance(r, str) for r in rooms):
         raise BadRequest("rooms must be a list of room ids or names")
-    group = await request.app[SERVICE].snap.set_group_rooms(request.match_info["group"], rooms)
-    return web.json_response(group_json(group))
+    return await group_changed(request, lambda snap, group: snap.set_group_rooms(group, rooms))
 
 
 # streams

@@ -153,6 +153,9 @@ async def test_latency_group_volume_and_party_reach_snapserver(
     assert reply.status == 400
     assert "-10000 to 10000" in (await reply.json())["error"]
     assert server.clients()["room1"]["config"]["latency"] == 400
+    reply = await client.put("/api/rooms/room1/latency", json={"latency_ms": None}, headers=AUTH)
+    assert reply.status == 400
+    assert (await reply.json())["error"] == "the body needs latency_ms"
 
     # Party: both rooms in one group on "Second".
     reply = await client.post("/api/party", json={"stream": "Second"}, headers=AUTH)
