@@ -231,10 +231,7 @@ class Broadcast:
             on_playing=lambda playing: self._playing("app", playing, None),
             on_graph=on_graph,
         )
-        self._router = router
-        if cfg.capture.restore:
-            stack.push_async_callback(router.restore)
-        self._own_announcements(stack, ducker, announcer)
+        self._own_routing(stack, router, ducker, announcer)
 
         async def renamed(name: str) -> None:
             self.status.sink = name
@@ -289,13 +286,24 @@ class Broadcast:
             )
         return ducker, on_graph, announcer
 
-    def _own_announcements(
-        self, stack: contextlib.AsyncExitStack, ducker: Ducker, announcer: Router | None
+    def _own_routing(
+        self,
+        stack: contextlib.AsyncExitStack,
+        router: Router,
+        ducker: Ducker,
+        announcer: Router | None,
     ) -> None:
-        # LIFO: the music's own volume is back, and the announcer app back where
-        # it played, before the music moves back.
-        if announcer is not None and self.config.capture.restore:
-            stack.push_async_callback(announcer.restore)
+        """``router`` is this run's; ``stack`` puts back what the routing changed.
+
+        The stack is LIFO: the music's own volume is back, and the announcer app
+        back where it played, before the music moves back; and all of it before
+        the sink (pushed earlier) is removed.
+        """
+        self._router = router
+        if self.config.capture.restore:
+            stack.push_async_callback(router.restore)
+            if announcer is not None:
+                stack.push_async_callback(announcer.restore)
         stack.push_async_callback(ducker.release)
 
     def _announcement_tasks(
@@ -375,11 +383,7 @@ class Broadcast:
             on_playing=lambda playing: self._playing("app", playing, recorder),
             on_graph=on_graph,
         )
-        self._router = router
-        if cfg.capture.restore:
-            # Runs before the virtual sink is removed (the exit stack is LIFO).
-            stack.push_async_callback(router.restore)
-        self._own_announcements(stack, ducker, announcer)
+        self._own_routing(stack, router, ducker, announcer)
 
         converter = Converter(capture_format, SNAPCAST_FORMAT, processor=processor)
 
