@@ -79,21 +79,25 @@ class ConversionResult:
         return self.cpu_s / self.audio_s if self.audio_s else 0.0
 
 
-def _feed(stdin: IO[bytes] | None, data: bytes, pace: float) -> None:
-    """Write ``data`` in 20 ms chunks, ``pace`` x faster than real time (0: unpaced)."""
+def feed(stdin: IO[bytes] | None, data: bytes, block_bytes: int, period: float) -> None:
+    """Write ``data`` in ``block_bytes`` writes, one every ``period`` seconds (0: as
+    fast as the reader takes them); close ``stdin`` at the end."""
     assert stdin is not None
-    period = 0.02 / pace if pace > 0 else 0.0
     start = time.monotonic()
     try:
-        for index, offset in enumerate(range(0, len(data), CHUNK_BYTES)):
-            if period:
-                delay = start + index * period - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            stdin.write(data[offset : offset + CHUNK_BYTES])
+        for index, offset in enumerate(range(0, len(data), block_bytes)):
+            delay = start + index * period - time.monotonic()
+            if period and delay > 0:
+                time.sleep(delay)
+            stdin.write(data[offset : offset + block_bytes])
             stdin.flush()
     finally:
         stdin.close()
+
+
+def _feed(stdin: IO[bytes] | None, data: bytes, pace: float) -> None:
+    """Write ``data`` in 20 ms chunks, ``pace`` x faster than real time (0: unpaced)."""
+    feed(stdin, data, CHUNK_BYTES, 0.02 / pace if pace > 0 else 0.0)
 
 
 def run_tool(
