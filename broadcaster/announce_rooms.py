@@ -29,12 +29,13 @@ from pathlib import Path
 
 from . import house
 from .announce import AnnounceQueue, AnnounceResult, prepare_pcm, speak
-from .config import Config, is_local_host, parse_address
+from .config import Config, is_local_host
 from .control import SnapControl
 from .errors import AnnounceError, BroadcasterError, ControlError, ServerReplyError
 from .paths import runtime_dir, scenes_file
 from .rooms import Room, ServerStatus, StreamInfo
 from .scenes import Scene, SceneStore, restore
+from .settings import parse_address
 from .snapserver import ANNOUNCE_FIFO, ANNOUNCE_STREAM
 from .sndfile import read_sound
 

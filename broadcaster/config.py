@@ -30,15 +30,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import ConfigError
+from .jsonrpc import DEFAULT_TIMEOUT
 from .paths import config_file
-
-ENV_PREFIX = "BROADCASTER_"
-DEFAULT_CONTROL_PORT = 1705
-
-
-def _check_port(value: int, key: str) -> None:
-    if not 0 < value < 65536:
-        raise ConfigError(f"{key} = {value} is not a TCP port (1-65535)")
+from .settings import DEFAULT_CONTROL_PORT, ENV_PREFIX, check_port, parse_address
 
 
 def conf_value_problem(value: str, *, in_uri: bool = False) -> str | None:
@@ -168,7 +162,7 @@ class SnapserverConfig:
         if self.mode not in ("auto", "always", "never"):
             raise ConfigError(f"snapserver.mode = {self.mode!r} is not auto, always or never")
         for key in ("stream_port", "control_port", "http_port"):
-            _check_port(getattr(self, key), f"snapserver.{key}")
+            check_port(getattr(self, key), f"snapserver.{key}")
         _check_bind(self.bind, "snapserver.bind")
         _check_conf_value(self.fifo, "snapserver.fifo", in_uri=True)
         _check_conf_value(self.datadir, "snapserver.datadir")
@@ -212,7 +206,7 @@ class WebConfig:
 
     def validate(self) -> None:
         if self.port != 0:  # 0: any free port, which serve prints once it listens
-            _check_port(self.port, "web.port")
+            check_port(self.port, "web.port")
         elif self.publish:
             raise ConfigError(
                 "web.port = 0 (any free port) cannot be announced with zeroconf: "
@@ -318,7 +312,7 @@ class Config:
 
     server: str = ""
     """snapserver control address HOST[:PORT]; empty: localhost, else discovery."""
-    timeout: float = 5.0
+    timeout: float = DEFAULT_TIMEOUT
     """Deadline in seconds for every request to snapserver."""
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
@@ -341,17 +335,6 @@ class Config:
             self.announce,
         ):
             section.validate()
-
-
-def parse_address(text: str, default_port: int) -> tuple[str, int]:
-    """Split ``HOST[:PORT]`` (``[v6]:PORT`` for IPv6) into host and port."""
-    match = re.fullmatch(r"\s*(?:\[([^\]]+)\]|([^:\s]+))(?::(\d+))?\s*", text)
-    if not match:
-        raise ConfigError(f"{text!r} is not HOST or HOST:PORT")
-    host = match.group(1) or match.group(2)
-    port = int(match.group(3)) if match.group(3) else default_port
-    _check_port(port, text)
-    return host, port
 
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")

@@ -41,8 +41,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from . import jsonrpc
 from .backoff import CONTROL_RECONNECT, Backoff, Policy, Sleep
-from .errors import ControlConnectionError, ControlError, ControlTimeoutError
+from .errors import ControlError, ControlTimeoutError
 from .lifecycle import Resource, cancel_and_wait
 from .rooms import ServerStatus, StreamInfo, check_latency
 from .snaprpc import Connection
@@ -226,7 +227,7 @@ class SnapControl(Resource):
         host: str,
         port: int = 1705,
         *,
-        timeout: float = 5.0,
+        timeout: float = jsonrpc.DEFAULT_TIMEOUT,
         reconnect: bool = False,
         backoff: Policy = CONTROL_RECONNECT,
         watch: Watch | None = None,
@@ -288,17 +289,13 @@ class SnapControl(Resource):
             result = await server.request("Server.GetStatus", None, self.timeout)
         except ControlTimeoutError:
             server.close()
-            raise ControlTimeoutError(
-                f"snapserver at {self.address} did not answer within {self.timeout:g} s"
-            ) from None
+            raise jsonrpc.no_answer(self.address, self.timeout) from None
         except ControlError:
             server.close()
             raise
-        if not isinstance(result, dict) or "server" not in result:
+        if not jsonrpc.is_status(result):
             server.close()
-            raise ControlConnectionError(
-                f"cannot reach snapserver at {self.address}: it sent no valid status"
-            )
+            raise jsonrpc.no_valid_status(self.address)
         old, self._server = self._server, server
         if old is not None:  # connect() while connected: one connection only
             old.close()
@@ -390,13 +387,13 @@ class SnapControl(Resource):
         """One JSON-RPC request with the deadline; the ``result`` or a ControlError."""
         server = self._server
         if server is None:
-            raise ControlConnectionError(f"not connected to snapserver at {self.address}")
+            raise jsonrpc.not_connected(self.address)
         return await server.request(method, params, self.timeout)
 
     async def status(self) -> ServerStatus:
         """Read the status now (also kept as :attr:`last_status`)."""
         result = await self.call("Server.GetStatus")
-        if not isinstance(result, dict) or "server" not in result:
+        if not jsonrpc.is_status(result):
             raise ControlError(f"snapserver at {self.address} sent a malformed status")
         self.last_status = ServerStatus.from_json(result)
         return self.last_status

@@ -19,8 +19,6 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
-from .files import private_dir
-
 
 def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if env is None else env
@@ -45,6 +43,8 @@ def private_runtime_dir(env: Mapping[str, str] | None = None) -> Path:
     is refused (:class:`~broadcaster.errors.UnsafePathError`): whoever made it
     could replace snapserver.conf, whose ``process://`` sources run programs.
     """
+    from .files import private_dir  # tempfile and more: not for config_file's quick callers
+
     path = runtime_dir(env)
     if _env(env).get("XDG_RUNTIME_DIR"):
         path.parent.mkdir(parents=True, exist_ok=True)

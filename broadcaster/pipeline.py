@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from .announce import Ducker, announcements_on
 from .audio import SNAPCAST_FORMAT, AudioFormat, Converter
 from .capture import CaptureStats, Recorder
-from .config import Config, is_local_host, parse_address, parse_tcp_url
+from .config import Config, is_local_host, parse_tcp_url
 from .control import StreamInfo, fetch_streams
 from .delivery import Delivery, DeliveryStats, PipeDelivery, TcpDelivery, pipe_capacity_for
 from .errors import BroadcasterError, ControlError, DeliveryError, PipeWireError, UnsafePathError
@@ -36,6 +36,7 @@ from .nowplaying import PlayerMatch, write_target
 from .pipewire import Graph, PipeWire, TargetApp
 from .processing import Chain, ProcessingStats, build_processor
 from .routing import Router, VirtualSink, sink_name_for
+from .settings import parse_address
 from .snapserver import ANNOUNCE_STREAM, EmbeddedSnapserver
 
 _LOGGER = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .backoff import CONTROL_RECONNECT, Policy
-from .config import Config, is_local_host, parse_address
+from .config import Config, is_local_host
 from .delivery import Delivery, DeliveryStats
 from .errors import BusyError, ConfigError, ControlError, NotFoundError, ServerReplyError
 from .lifecycle import cancel_and_wait
@@ -45,6 +45,7 @@ from .net import port_answers
 from .pipeline import Broadcast, BroadcastStatus
 from .pipewire import TargetApp, refuse_broad_pid
 from .process import ChildProcess
+from .settings import parse_address
 from .snapserver import ANNOUNCE_STREAM, EmbeddedSnapserver, Slot
 from .snapstate import SnapState
 

@@ -16,8 +16,11 @@ connection drops.  What it lacks lives here:
   UTF-8 character split across reads raises and drops the connection), only
   parses when a read happens to end in CRLF (a busy server can starve it), and
   lets one bad message kill the connection.  :class:`SnapserverProtocol`
-  decodes incrementally, splits lines itself, isolates each message and skips
-  one longer than :data:`MAX_MESSAGE_CHARS`.
+  frames with :class:`~broadcaster.jsonrpc.LineDecoder` and isolates each
+  message.
+
+The messages and error classes are :mod:`broadcaster.jsonrpc`'s, shared with
+the blocking one-shot client (:mod:`broadcaster.oneshot`).
 
 python-snapcast's ``Snapserver`` (its model, its hidden ``Server.GetStatus``
 at connect, its own reconnect) is not used: state is read as
@@ -28,23 +31,16 @@ at connect, its own reconnect) is not used: state is read as
 from __future__ import annotations
 
 import asyncio
-import codecs
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from snapcast.control.protocol import SERVER_ONDISCONNECT, SnapcastProtocol
 
-from .errors import ControlConnectionError, ControlTimeoutError, ServerReplyError
+from . import jsonrpc
+from .jsonrpc import Message
 
 _LOGGER = logging.getLogger(__name__)
-
-MAX_MESSAGE_CHARS = 16 << 20
-"""The longest message taken from snapserver (a status of hundreds of rooms is
-well under 1 MiB); anything longer is skipped, so memory stays bounded."""
-
-Message = dict[str, Any]
 
 
 class SnapserverProtocol(SnapcastProtocol):  # type: ignore[misc]
@@ -61,41 +57,10 @@ class SnapserverProtocol(SnapcastProtocol):  # type: ignore[misc]
     ) -> None:
         super().__init__({SERVER_ONDISCONNECT: on_lost})
         self._on_message = on_message
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._text = ""
-        self._skipping = False
-        """Inside a message over MAX_MESSAGE_CHARS: drop until its line ends."""
+        self._decoder = jsonrpc.LineDecoder(lambda text: _LOGGER.warning("%s", text))
 
     def data_received(self, data: bytes) -> None:
-        text = self._decoder.decode(data)
-        if self._skipping:
-            end = text.find("\n")
-            if end < 0:
-                return
-            text, self._skipping = text[end + 1 :], False
-        if "\n" not in text:  # a long message arriving: no rescan of what came before
-            self._text += text
-        else:
-            *lines, self._text = (self._text + text).split("\n")
-            for line in lines:
-                if line.strip():
-                    self._line(line)
-        if len(self._text) > MAX_MESSAGE_CHARS:
-            _LOGGER.warning(
-                "snapserver sent a message of more than %d MiB; skipping it",
-                MAX_MESSAGE_CHARS >> 20,
-            )
-            self._text, self._skipping = "", True
-
-    def _line(self, line: str) -> None:
-        try:
-            message = json.loads(line)
-        except (ValueError, RecursionError):  # RecursionError: nested too deeply
-            _LOGGER.warning("snapserver sent a line that is not JSON: %.80r", line)
-            return
-        for item in message if isinstance(message, list) else [message]:
-            if not isinstance(item, dict):
-                continue
+        for item in self._decoder.feed(data):
             try:
                 if "id" in item:
                     self.handle_response(item)
@@ -140,14 +105,9 @@ class Connection:
                     lambda: SnapserverProtocol(on_message, lost), host, port
                 )
         except TimeoutError:
-            raise ControlTimeoutError(
-                f"snapserver at {address} did not answer within {timeout:g} s"
-            ) from None
+            raise jsonrpc.no_answer(address, timeout) from None
         except OSError as err:
-            reason = err.strerror or str(err) or type(err).__name__
-            raise ControlConnectionError(
-                f"cannot reach snapserver at {address}: {reason}"
-            ) from None
+            raise jsonrpc.unreachable(address, err) from None
         connection = cls(address, transport, protocol)
         return connection
 
@@ -161,27 +121,14 @@ class Connection:
     async def request(self, method: str, params: Message | None, timeout: float) -> Any:
         """One JSON-RPC request within ``timeout`` s: its ``result``, or a ControlError."""
         if self.closed:
-            raise ControlConnectionError(f"not connected to snapserver at {self.address}")
+            raise jsonrpc.not_connected(self.address)
         try:
             async with asyncio.timeout(timeout):
                 result, error = await self._protocol.request(method, params or {})
         except TimeoutError:
-            raise ControlTimeoutError(
-                f"snapserver at {self.address} did not answer {method} within "
-                f"{timeout:g} s (is it hung?)"
-            ) from None
+            raise jsonrpc.no_reply(self.address, method, timeout) from None
         if error is not None:
             if self.closed or (isinstance(error, dict) and error.get("code") == -1):
-                raise ControlConnectionError(
-                    f"lost the connection to snapserver at {self.address} during {method}"
-                )
-            text = error.get("message", error) if isinstance(error, dict) else error
-            code = error.get("code") if isinstance(error, dict) else None
-            detail = error.get("data") if isinstance(error, dict) else None
-            if isinstance(detail, str) and detail and detail != text:
-                text = f"{text} ({detail})"  # 0.31 says why there ("Adding ... not allowed")
-            raise ServerReplyError(
-                f"snapserver refused {method}: {text}",
-                code=code if isinstance(code, int) else None,
-            )
+                raise jsonrpc.hung_up(self.address, method)
+            raise jsonrpc.refused(method, error)
         return result

@@ -1,10 +1,14 @@
 """The ``broadcaster`` command line: a thin layer over the library.
 
 Each command group lives in its own module with a ``register(subparsers)``
-function that adds its sub-commands; a sub-command stores an ``async`` handler
-in ``args.handler`` taking the parsed namespace and returning an exit status.
-Handlers import heavy modules (numpy, soxr, aiohttp, zeroconf) inside their
-body, so ``broadcaster --help`` and ``broadcaster status`` start fast.
+function that adds its sub-commands; a sub-command stores a handler in
+``args.handler`` taking the parsed namespace and returning an exit status.
+Most handlers are ``async`` and run in ``asyncio.run``; the quick ones
+(``status``, ``scene save``: one read) are plain functions over the blocking
+client, so they never import asyncio.  Building the parser imports no
+handler's modules: those (asyncio, numpy, soxr, aiohttp, zeroconf, config.py)
+are imported inside the handlers, so ``broadcaster --help`` and ``broadcaster
+status`` start fast (docs/performance.md).
 
 Every :class:`~broadcaster.errors.BroadcasterError` is turned into one line on
 stderr and exit status 1 here, in one place; ``--debug`` shows the traceback.
@@ -13,11 +17,9 @@ stderr and exit status 1 here, in one place; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
-import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 
 from ..errors import BroadcasterError
 from .parsing import Parser
@@ -62,7 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbose: int, debug: bool) -> None:
+def setup_logging(args: argparse.Namespace) -> None:
+    """Log to stderr at the level ``-v``/``--debug`` ask for (WARNING without them).
+
+    A quick command without them logs nothing of its own and skips this (and
+    the import of logging) unless it has to ask mDNS (:mod:`.lookup`).
+    """
+    import logging
+
+    verbose, debug = getattr(args, "verbose", 0), getattr(args, "debug", False)
     level = logging.DEBUG if debug or verbose >= 2 else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(
         level=level,
@@ -76,17 +86,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the chosen command, and return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose, args.debug)
+    if args.verbose or args.debug or not _quick(args.handler):
+        setup_logging(args)
     try:
-        result: int = asyncio.run(args.handler(args))
+        result = args.handler(args)
+        if isinstance(result, Coroutine):  # an async handler
+            import asyncio
+
+            result = asyncio.run(result)
     except BroadcasterError as err:
         if args.debug:
+            import logging
+
             logging.getLogger("broadcaster").exception("command failed")
         print_error(err)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    return result
+    return int(result)
+
+
+def _quick(handler: Callable[[argparse.Namespace], object]) -> bool:
+    """A plain function, not ``async``: a one-read command that must start fast."""
+    import inspect  # already imported (by dataclasses) when a command module is
+
+    return not inspect.iscoroutinefunction(handler)
 
 
 def print_error(err: BroadcasterError) -> None:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from typing import Any
-
-_LOGGER = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
@@ -39,6 +36,8 @@ def register(subparsers: Any) -> None:
 
 
 async def _announce(args: argparse.Namespace) -> int:
+    import logging
+
     from ..announce import announce
     from ..config import load
 
@@ -67,5 +66,7 @@ async def _announce(args: argparse.Namespace) -> int:
             voice=cfg.voice,
         )
     where = ", ".join(result.rooms) if result.rooms else ", ".join(result.sinks)
-    _LOGGER.info("announced %.1f s in %s (waited %.1f s)", result.seconds, where, result.waited)
+    logging.getLogger(__name__).info(
+        "announced %.1f s in %s (waited %.1f s)", result.seconds, where, result.waited
+    )
     return 0

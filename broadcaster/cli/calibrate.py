@@ -10,7 +10,6 @@ the page) and prints its results.  ``--apply`` then sets the latencies,
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
@@ -53,6 +52,8 @@ class _Api:
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        import asyncio
+
         import aiohttp
 
         try:
@@ -113,6 +114,8 @@ async def _calibrate(args: argparse.Namespace) -> int:
 
 
 async def _wait(api: _Api, wanted: int, timeout: float) -> dict[str, Any]:
+    import asyncio
+
     deadline = time.monotonic() + timeout
     shown = ""
     while True:

@@ -9,13 +9,15 @@ server: :mod:`.lookup`; output: :mod:`.formatting`.  Every command takes
 
 A command connects once (which reads the status once) and makes its calls; a
 room change prints the room as the accepted call left it, without reading the
-status again.
+status again.  ``status`` and ``scene save`` make one read: they are plain
+functions over the blocking client (:func:`.lookup.read_status`), the others
+``async``.  This module's own imports stay light (the library's modules are
+imported inside the handlers), so that building the parser costs little.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import sys
 import time
@@ -162,9 +164,8 @@ async def _discover(args: argparse.Namespace) -> int:
     return 0 if servers else 1
 
 
-async def _status(args: argparse.Namespace) -> int:
-    async with lookup.connected(args) as (_snap, status):
-        pass
+def _status(args: argparse.Namespace) -> int:
+    status = lookup.read_status(args)
     emit(args, status.to_json(), format_status(status))
     return 0
 
@@ -293,11 +294,10 @@ async def _party(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _scene_save(args: argparse.Namespace) -> int:
+def _scene_save(args: argparse.Namespace) -> int:
     from ..scenes import Scene, SceneStore
 
-    async with lookup.connected(args) as (_snap, status):
-        pass
+    status = lookup.read_status(args)
     store = SceneStore()
     scene = Scene.capture(args.name, status)
     store.save(scene)
@@ -340,6 +340,8 @@ async def _scene_delete(args: argparse.Namespace) -> int:
 
 
 async def _watch(args: argparse.Namespace) -> int:
+    import asyncio
+
     snap = await lookup.control(args, reconnect=True)
     queue: asyncio.Queue[Event] = asyncio.Queue()
     snap.subscribe(queue.put_nowait)  # before connecting: the connect event is the first line

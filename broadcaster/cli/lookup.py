@@ -1,52 +1,117 @@
-"""Which snapserver a control command talks to, and the connection to it."""
+"""Which snapserver a control command talks to, and the connection to it.
+
+The server: ``--server``, else ``$BROADCASTER_SERVER`` or the config file's
+``server``, else the first one mDNS finds that answers, else 127.0.0.1:1705.
+
+Commands that make several calls connect with :func:`connected` (asyncio,
+:class:`~broadcaster.control.SnapControl`); those that make one read
+(``status``, ``scene save``) call :func:`read_status`, which is blocking and
+imports neither asyncio (unless it has to ask mDNS) nor, when there is nothing
+for it to read, config.py (:func:`control_settings`): they start in a
+fraction of the time (docs/performance.md).
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+from ..jsonrpc import DEFAULT_TIMEOUT
+from ..settings import DEFAULT_CONTROL_PORT, ENV_PREFIX, parse_address
 
 if TYPE_CHECKING:
     from ..control import SnapControl
     from ..rooms import ServerStatus
 
-_LOGGER = logging.getLogger(__name__)
-
 DEFAULT_SERVER = "127.0.0.1"
 DISCOVERY_TIMEOUT = 1.5
 
 
-async def resolve_server(args: argparse.Namespace) -> tuple[str, int, float]:
-    """Host, port and timeout: --server, $BROADCASTER_SERVER, config, mDNS, localhost."""
-    from ..config import DEFAULT_CONTROL_PORT, load, parse_address
-    from ..errors import ConfigError
+def control_settings(config: str | None, env: Mapping[str, str] | None = None) -> tuple[str, float]:
+    """The configured server (``""``: none) and request timeout: those of
+    ``config.load(config)``.  config.py (TOML, every section's checks) is
+    loaded only when it has something to read: a config file, or a
+    ``BROADCASTER_*`` variable other than ``$BROADCASTER_SERVER``; without
+    them its result is the defaults and that variable, checked as it checks it.
+    """
+    from ..paths import config_file
 
-    cfg = load(getattr(args, "config", None))
-    timeout = args.timeout if args.timeout is not None else cfg.timeout
-    if args.timeout is not None and not 0 < timeout <= 300:
-        raise ConfigError(f"--timeout {timeout:g} is out of range (0-300 s)")
-    if args.server:
-        host, port = parse_address(args.server, DEFAULT_CONTROL_PORT)
-        return host, port, timeout
-    if cfg.server:
-        host, port = parse_address(cfg.server, DEFAULT_CONTROL_PORT)
-        return host, port, timeout
+    env = os.environ if env is None else env
+    only_server = all(not k.startswith(ENV_PREFIX) or k == ENV_PREFIX + "SERVER" for k in env)
+    if config is None and only_server and not config_file(env).exists():
+        server = env.get(ENV_PREFIX + "SERVER", "")
+        if server:
+            parse_address(server, DEFAULT_CONTROL_PORT)
+        return server, DEFAULT_TIMEOUT
+    from ..config import load
+
+    cfg = load(config, env=env)
+    return cfg.server, cfg.timeout
+
+
+def _named_server(args: argparse.Namespace) -> tuple[tuple[str, int] | None, float]:
+    """The server ``args`` or the configuration name (None: none), and the timeout."""
+    server, timeout = control_settings(getattr(args, "config", None))
+    if args.timeout is not None:
+        timeout = args.timeout
+        if not 0 < timeout <= 300:
+            raise ConfigError(f"--timeout {timeout:g} is out of range (0-300 s)")
+    named = args.server or server
+    return (parse_address(named, DEFAULT_CONTROL_PORT) if named else None), timeout
+
+
+async def _discovered(timeout: float) -> tuple[str, int, float]:
+    """The first server mDNS finds that answers, else the default one."""
+    import logging
+
     from .. import discovery
     from ..errors import DiscoveryError
 
+    log = logging.getLogger(__name__)
     try:
         found = await discovery.discover(min(DISCOVERY_TIMEOUT, timeout))
     except DiscoveryError as err:
-        _LOGGER.info("%s", err)
+        log.info("%s", err)
         found = []
     if found:
         server = await discovery.first_answering(found)
-        _LOGGER.info("using snapserver %s found with mDNS", server.control_address)
+        log.info("using snapserver %s found with mDNS", server.control_address)
         host, port = parse_address(server.control_address, DEFAULT_CONTROL_PORT)
         return host, port, timeout
     return DEFAULT_SERVER, DEFAULT_CONTROL_PORT, timeout
+
+
+async def resolve_server(args: argparse.Namespace) -> tuple[str, int, float]:
+    """Host, port and timeout: --server, $BROADCASTER_SERVER, config, mDNS, localhost."""
+    named, timeout = _named_server(args)
+    if named is not None:
+        return *named, timeout
+    return await _discovered(timeout)
+
+
+def resolve_server_now(args: argparse.Namespace) -> tuple[str, int, float]:
+    """:func:`resolve_server` outside an event loop (one runs only to ask mDNS)."""
+    named, timeout = _named_server(args)
+    if named is not None:
+        return *named, timeout
+    import asyncio
+
+    from . import setup_logging
+
+    setup_logging(args)  # zeroconf may warn: as the other commands show it
+    return asyncio.run(_discovered(timeout))
+
+
+def read_status(args: argparse.Namespace) -> ServerStatus:
+    """The status of the server for ``args``: one blocking request."""
+    from ..oneshot import read_status
+
+    host, port, timeout = resolve_server_now(args)
+    return read_status(host, port, timeout=timeout)
 
 
 async def control(args: argparse.Namespace, *, reconnect: bool = False) -> SnapControl:

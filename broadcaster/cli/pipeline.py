@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 from typing import Any
-
-from . import signals
-
-_LOGGER = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
@@ -99,10 +93,14 @@ def _add_processing(parser: argparse.ArgumentParser) -> None:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
     from ..config import load
     from ..errors import ConfigError
     from ..pipeline import Broadcast
     from ..pipewire import TargetApp, refuse_broad_pid
+    from . import signals
 
     if (args.app is None) == (args.pid is None):
         raise ConfigError("name the application to broadcast, or give --pid (not both)")
@@ -136,5 +134,5 @@ async def _run(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     with signals.handled(stop):
         await broadcast.run(stop)
-    _LOGGER.info("stopped")
+    logging.getLogger(__name__).info("stopped")
     return 0

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 from typing import TYPE_CHECKING, Any
-
-from . import signals
 
 if TYPE_CHECKING:
     from aiohttp import web
-
-_LOGGER = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
@@ -54,9 +48,13 @@ def register(subparsers: Any) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
     from ..config import load
     from ..service import check_serving
     from ..snapserver import EmbeddedSnapserver
+    from . import signals
 
     config = load(
         args.config,
@@ -100,7 +98,7 @@ async def _serve(args: argparse.Namespace) -> int:
             await stop.wait()
         finally:
             await runner.cleanup()
-    _LOGGER.info("stopped")
+    logging.getLogger(__name__).info("stopped")
     return 0
 
 

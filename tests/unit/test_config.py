@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster import config
+from broadcaster import config, settings
 from broadcaster.errors import ConfigError
 
 
@@ -86,7 +86,7 @@ def test_bad_environment_value(tmp_path: Path) -> None:
     [("nas", ("nas", 1705)), ("nas:1800", ("nas", 1800)), ("[::1]:17", ("::1", 17))],
 )
 def test_parse_address(text: str, expected: tuple[str, int]) -> None:
-    assert config.parse_address(text, 1705) == expected
+    assert settings.parse_address(text, 1705) == expected
 
 
 @pytest.mark.parametrize(

@@ -73,13 +73,13 @@ def test_garbage_and_unknown_ids_do_not_break_the_protocol() -> None:
 
 
 def test_a_huge_message_is_skipped_with_bounded_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("broadcaster.snaprpc.MAX_MESSAGE_CHARS", 1 << 16)
+    monkeypatch.setattr("broadcaster.jsonrpc.MAX_MESSAGE_CHARS", 1 << 16)
     seen: list[dict[str, Any]] = []
     protocol = SnapserverProtocol(seen.append)
     protocol.data_received(_notification("before"))
     for _ in range(100):  # 6.4 MB of one line, a hundred times the bound
         protocol.data_received(b"x" * 65536)
-        assert len(protocol._text) <= 1 << 16
+        assert protocol._decoder.pending_chars <= 1 << 16
     protocol.data_received(b"tail of the huge line\r\n" + _notification("after"))
     assert [m["params"]["name"] for m in seen] == ["before", "after"]
 

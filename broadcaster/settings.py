@@ -1,0 +1,35 @@
+"""The few settings facts that need neither TOML nor dataclasses.
+
+:mod:`broadcaster.config` builds on them; the command line's quick commands
+(``broadcaster status``) read them without loading config.py, when there is
+no config file and no ``BROADCASTER_*`` variable but ``$BROADCASTER_SERVER``
+(see :func:`broadcaster.cli.lookup.control_settings`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import ConfigError
+
+ENV_PREFIX = "BROADCASTER_"
+"""Environment variables ``BROADCASTER_<KEY>`` / ``BROADCASTER_<SECTION>_<KEY>``."""
+
+DEFAULT_CONTROL_PORT = 1705
+"""snapserver's JSON-RPC control port."""
+
+
+def check_port(value: int, key: str) -> None:
+    if not 0 < value < 65536:
+        raise ConfigError(f"{key} = {value} is not a TCP port (1-65535)")
+
+
+def parse_address(text: str, default_port: int) -> tuple[str, int]:
+    """Split ``HOST[:PORT]`` (``[v6]:PORT`` for IPv6) into host and port."""
+    match = re.fullmatch(r"\s*(?:\[([^\]]+)\]|([^:\s]+))(?::(\d+))?\s*", text)
+    if not match:
+        raise ConfigError(f"{text!r} is not HOST or HOST:PORT")
+    host = match.group(1) or match.group(2)
+    port = int(match.group(3)) if match.group(3) else default_port
+    check_port(port, text)
+    return host, port
