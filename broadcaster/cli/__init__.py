@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 
 from ..errors import BroadcasterError
-from .parsing import Parser
+from .parsing import Deferred, Parser
 
 # Modules that contribute sub-commands, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -39,7 +39,30 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv``, one for that command line: only the command
+    it names, with its arguments.
+
+    Building every sub-command's arguments costs more than a quick command's
+    whole run, so the commands' ``register`` functions record their calls
+    (:class:`~.parsing.Deferred`); a first parse with argparse's own rules
+    finds the command (or prints the top-level help, or the error), and the
+    parser is then built with that command alone: errors and help past that
+    point name only it.
+    """
+    commands = Deferred()
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(commands)
+    if argv is None:
+        return _assemble(commands, None)
+    found, _rest = _assemble(commands, ()).parse_known_args(argv)
+    return _assemble(commands, (found.command,))
+
+
+def _assemble(commands: Deferred, whole: Sequence[str] | None) -> argparse.ArgumentParser:
+    """The top-level parser with every command and its arguments (``whole`` None),
+    every command listed without its arguments (``whole`` empty), or only the
+    commands in ``whole``, whole."""
     parser = Parser(
         prog="broadcaster",
         description="Play one application's audio in every Snapcast room, and manage the rooms.",
@@ -59,8 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers)
+    for call, args, kwargs, deferred in commands.calls:
+        assert call == "add_parser", call  # all a register() does with the sub-parsers
+        if whole is None or args[0] in whole:
+            deferred.replay(subparsers.add_parser(*args, **kwargs))
+        elif not whole:  # the first parse: names and help, to check and to list them
+            listed = {"help": kwargs["help"]} if "help" in kwargs else {}
+            subparsers.add_parser(args[0], add_help=False, **listed)
     return parser
 
 
@@ -84,8 +112,8 @@ def setup_logging(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the chosen command, and return the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     if args.verbose or args.debug or not _quick(args.handler):
         setup_logging(args)
     try:

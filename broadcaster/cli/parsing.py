@@ -42,3 +42,32 @@ class Parser(argparse.ArgumentParser):
     ) -> tuple[Any, list[str]]:
         argv = sys.argv[1:] if args is None else args
         return super().parse_known_args(join_negative_values(argv), namespace)
+
+
+class Deferred:
+    """Calls on a parser, group or sub-parsers object, recorded to be made later.
+
+    :func:`broadcaster.cli.build_parser` hands the commands' ``register``
+    functions one of these in place of argparse's sub-parsers: every call
+    (``add_parser``, ``add_argument``, ``set_defaults``, ...) is recorded, and
+    what it returns is another Deferred.  :meth:`replay` makes the same calls
+    on a real object, so the parser is built only for the command given.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any], Deferred]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def record(*args: Any, **kwargs: Any) -> Deferred:
+            result = Deferred()
+            self.calls.append((name, args, kwargs, result))
+            return result
+
+        return record
+
+    def replay(self, target: Any) -> None:
+        for name, args, kwargs, result in self.calls:
+            result.replay(getattr(target, name)(*args, **kwargs))

@@ -201,3 +201,38 @@ async def test_room_volume_is_one_status_read_and_one_call(
     assert [r["method"] for r in fake.requests] == ["Server.GetStatus", "Client.SetVolume"]
     assert fake.requests[1]["params"] == {"id": "room1", "volume": {"percent": 40}}
     assert capsys.readouterr().out.strip() == "host1: volume 40, latency 0 ms"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["-h"],
+        ["bogus"],
+        ["status"],
+        ["status", "-h"],
+        ["status", "--debug"],
+        ["-v", "--debug", "-c", "x.toml", "status", "--json", "--server", "h:1", "--timeout", "2"],
+        ["--conf", "x.toml", "status"],
+        ["-vc", "x.toml", "room", "volume", "kitchen", "+5"],
+        ["room"],
+        ["room", "bogus"],
+        ["room", "volume", "x", "101"],
+        ["group", "join", "g", "a", "b"],
+        ["run", "app", "--gain", "-3dB", "--mono"],
+        ["run", "--pipe", "p", "--tcp", "tcp://h:1"],
+        ["play", "-h"],
+    ],
+)
+def test_the_parser_built_for_one_command_line_parses_it_as_the_whole_one(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    def parse(whole: bool) -> tuple[object, str, str]:
+        try:  # the first parse, of build_parser(argv), may print and exit
+            result: object = vars(build_parser(None if whole else argv).parse_args(argv))
+        except SystemExit as exit_:
+            result = exit_.code
+        out, err = capsys.readouterr()
+        return result, out, err
+
+    assert parse(whole=False) == parse(whole=True)
