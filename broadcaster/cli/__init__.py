@@ -45,16 +45,20 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     Building every sub-command's arguments costs more than a quick command's
     whole run, so the commands' ``register`` functions record their calls
-    (:class:`~.parsing.Deferred`); a first parse with argparse's own rules
-    finds the command (or prints the top-level help, or the error), and the
-    parser is then built with that command alone: errors and help past that
-    point name only it.
+    (:class:`~.parsing.Deferred`).  The command is the first word when that
+    is a command's name; else a first parse with argparse's own rules finds
+    it (or prints the top-level help, or the error).  The parser is then
+    built with that command alone: errors and help past that point name only
+    it.
     """
     commands = Deferred()
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(commands)
     if argv is None:
         return _assemble(commands, None)
+    names = {args[0] for _call, args, _kwargs, _deferred in commands.calls}
+    if argv and argv[0] in names:  # the command first, as argparse would read it
+        return _assemble(commands, (argv[0],))
     found, _rest = _assemble(commands, ()).parse_known_args(argv)
     return _assemble(commands, (found.command,))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING
@@ -134,8 +135,10 @@ async def connected(
         yield snap, status
 
 
+@functools.cache
 def common_options() -> argparse.ArgumentParser:
-    """``--server``, ``--json`` and ``--timeout``, shared by every control command."""
+    """``--server``, ``--json`` and ``--timeout``, shared by every control command
+    (a parent parser: argparse copies its arguments, so one serves them all)."""
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument(
         "--server",
