@@ -34,6 +34,16 @@ apt_install() {
         "${missing[@]}"
 }
 
+# broadcaster itself is installed editable as a plain path entry (a .pth line
+# naming this checkout): setuptools' default editable mode, for a package_dir
+# mapping like ours (snapcast/ -> broadcaster._snapcast_conf), installs an
+# import finder instead, which site imports at every start of the venv's
+# Python (~11 ms, with pathlib and more, before `broadcaster status` even
+# begins).  In a checkout the templates are read from snapcast/ itself.
+# setuptools calls this mode transitional: should a setuptools taken into the
+# locks drop it, the install below fails loudly (and "lenient" is the fallback).
+EDITABLE_MODE=compat
+
 # Python packages come from the committed locks (requirements.lock,
 # requirements-test.lock), hash-checked, never resolved afresh: a fresh clone
 # installs what CI tested, whatever was released since.  `ci/refresh-lock`
@@ -46,7 +56,7 @@ venv() {
         python3 -m venv .venv
     fi
     local want
-    want="$1 $(cat "$lock" pyproject.toml | sha256sum | cut -d' ' -f1)"
+    want="$1 $EDITABLE_MODE $(cat "$lock" pyproject.toml | sha256sum | cut -d' ' -f1)"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         say "installing $lock and broadcaster into .venv"
         local log=.venv/pip-install.log pip=(.venv/bin/python -m pip install -q --no-deps)
@@ -57,7 +67,8 @@ venv() {
         if ! { "${pip[@]}" --require-hashes --only-binary :all: \
                    -r <(awk '/^setuptools==/ {p = 1} p {print} p && !/\\$/ {exit}' "$lock") \
                && "${pip[@]}" --require-hashes --no-build-isolation -r "$lock" \
-               && "${pip[@]}" --no-build-isolation -e .; } >"$log" 2>&1; then
+               && "${pip[@]}" --no-build-isolation -e . --config-settings editable_mode="$EDITABLE_MODE"
+             } >"$log" 2>&1; then
             cat "$log" >&2
             say "installing Python packages failed (log: $log)"
             exit 1
