@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import conversion, latency, live, native, relay, startup
+from tests.support.snapserver import SnapServer, StreamSpec
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -114,6 +115,33 @@ def run_latency(args: argparse.Namespace, work: Path, summary: dict[str, Any]) -
         summary["latency"][name] = {k: round(v, 2) for k, v in asdict(result).items()}
 
 
+def run_startup(args: argparse.Namespace, work: Path, summary: dict[str, Any]) -> None:
+    server = SnapServer(work / "startup", [StreamSpec("Bench", path=work / "startup" / "fifo")])
+    server.start()
+    try:
+        print(
+            f"\n== CLI start-up against snapserver {server.version()} on 127.0.0.1:"
+            f"{server.control_port}, {args.startup_runs} rounds, median "
+            f"(load average {os.getloadavg()[0]:.2f})"
+        )
+        results = startup.measure(server.control_port, args.startup_runs)
+    finally:
+        server.stop()
+    bare = next(s for s in results if s.name == startup.BARE)
+    print(f"{'command':<48}{'wall ms':>9}{'CPU ms':>9}{'vs bare (wall)':>16}")
+    summary["startup"] = {}
+    for s in results:
+        versus = _ratio(s.wall_ms, bare.wall_ms)
+        print(f"{s.name:<48}{s.wall_ms:>9.1f}{s.cpu_ms:>9.1f}{versus!s:>15}x")
+        summary["startup"][s.name] = {
+            "wall_ms": round(s.wall_ms, 1),
+            "cpu_ms": round(s.cpu_ms, 1),
+            "vs_bare_wall": versus,
+            "vs_bare_cpu": _ratio(s.cpu_ms, bare.cpu_ms),
+            "wall_each_ms": s.wall_each,
+        }
+
+
 def run_live(args: argparse.Namespace, work: Path, summary: dict[str, Any]) -> None:
     phases = tuple(args.phases.split(","))
     print(
@@ -122,17 +150,6 @@ def run_live(args: argparse.Namespace, work: Path, summary: dict[str, Any]) -> N
     )
     count = len(phases) * args.rounds
     with live.Bench(work / "live", args.live_seconds, args.settle, count) as bench:
-        control_port = bench.server.control_port
-        print(f"\n== CLI start-up against snapserver on 127.0.0.1:{control_port}", end="")
-        print(f", median of {args.startup_runs}")
-        summary["startup"] = {}
-        for s in startup.measure(control_port, args.startup_runs):
-            print(f"{s.name:<55}{s.wall_ms:>8.0f} ms wall{s.cpu_ms:>8.0f} ms CPU")
-            summary["startup"][s.name] = {
-                "wall_ms": round(s.wall_ms, 1),
-                "cpu_ms": round(s.cpu_ms, 1),
-            }
-        print()
         rounds = [bench.run(phases) for _ in range(args.rounds)]
         run_native(args, bench, work, summary)
     # Other load on the machine comes and goes: phases run in turn, round after
@@ -241,6 +258,7 @@ PARTS = {
     "conversion": run_conversion,
     "relay": run_relay,
     "latency": run_latency,
+    "startup": run_startup,
     "live": run_live,
 }
 
@@ -257,10 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="live phases, round after round")
     parser.add_argument("--settle", type=float, default=3, help="seconds before each window")
     parser.add_argument("--phases", default=",".join(live.PHASES))
-    parser.add_argument("--startup-runs", type=int, default=7)
+    parser.add_argument("--startup-runs", type=int, default=15, help="start-up rounds")
     parser.add_argument("--skip-live", action="store_true", help="no PipeWire/snapserver parts")
     parser.add_argument(
-        "--only", default="", help="comma-separated parts: conversion, relay, latency, live"
+        "--only",
+        default="",
+        help="comma-separated parts: conversion, relay, latency, startup, live",
     )
     args = parser.parse_args(argv)
     only = set(filter(None, args.only.split(",")))
@@ -271,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="broadcaster-bench-") as tmp:
         work = Path(tmp)
         for part, run in PARTS.items():
-            if (not only or part in only) and not (part == "live" and args.skip_live):
+            needs_servers = part in ("live", "startup")
+            if (not only or part in only) and not (needs_servers and args.skip_live):
                 run(args, work, summary)
     print("summary " + json.dumps(summary), flush=True)
     return 0

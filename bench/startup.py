@@ -1,10 +1,21 @@
-"""CLI start-up: ``broadcaster status`` against a bare Python JSON-RPC call to snapserver.
+"""CLI start-up: ``broadcaster status`` as a user runs it, against a bare Python JSON-RPC call.
 
-Both are fresh ``python`` processes asking the same real snapserver for its
-status; wall time and CPU (utime+stime from wait4) are the median of
-``runs``.  Until ``broadcaster status`` exists (broadcaster/cli/control.py),
-``broadcaster --help`` is measured in its place and the result says so
-(:func:`status_command`).
+Every command is a fresh process asking the same real snapserver (one of its
+own, loopback) for its status, or a reference that asks nothing:
+
+* ``broadcaster status``: the venv's console script, the server in
+  ``$BROADCASTER_SERVER`` and no config file (config.py is not loaded);
+* the same with the server in a config file instead (config.py loaded);
+* the bare call: the venv's Python, a socket, one ``Server.GetStatus``, exit;
+* ``python -c pass`` and ``python -c "import asyncio"``: the interpreter's own
+  start, and what a CLI built on asyncio could not start below.
+
+The commands run in turn, round after round (load that comes and goes hits them
+all alike); wall time and CPU (utime+stime from wait4) are the median of the
+rounds.  A first round, not counted, warms the page cache and writes the
+bytecode caches a user's installation has (``PYTHONDONTWRITEBYTECODE`` is
+dropped from the environment: without cached bytecode every module is compiled
+at each start, which measures the compiler).
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,27 +41,25 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5) as s:
 print(len(json.loads(data)["result"]["server"]["groups"]), "groups")
 """
 
+STATUS = "broadcaster status"
+WITH_CONFIG = "broadcaster status (server in a config file)"
+BARE = "bare python JSON-RPC call"
+PASS = "python -c pass"
+ASYNCIO = 'python -c "import asyncio"'
+
 
 @dataclass
 class Startup:
     name: str
-    command: str
     wall_ms: float
     cpu_ms: float
+    wall_each: list[float]
 
 
-def status_command() -> tuple[str, list[str]]:
-    """``broadcaster status`` once the command exists, else the placeholder ``--help``."""
-    probe = subprocess.run(
-        [sys.executable, "-m", "broadcaster", "status", "--help"],
-        capture_output=True,
-        cwd=ROOT,
-        timeout=30,
-        check=False,
-    )
-    if probe.returncode == 0:
-        return "broadcaster status", ["status"]
-    return "broadcaster --help (placeholder: no status command yet)", ["--help"]
+def console_script() -> list[str]:
+    """``broadcaster`` beside this Python (the venv's), as a user runs it."""
+    script = Path(sys.executable).parent / "broadcaster"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "broadcaster"]
 
 
 def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -69,23 +79,38 @@ def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 def measure(control_port: int, runs: int) -> list[Startup]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BROADCASTER_")}
-    env["BROADCASTER_SERVER"] = f"127.0.0.1:{control_port}"
-    label, args = status_command()
-    commands = {
-        label: [sys.executable, "-m", "broadcaster", *args],
-        "bare python JSON-RPC call": [sys.executable, "-c", BARE_CALL, str(control_port)],
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BROADCASTER_") and k != "PYTHONDONTWRITEBYTECODE"
     }
-    results = []
-    for name, argv in commands.items():
-        _timed(argv, env)  # warm the page cache
-        samples = [_timed(argv, env) for _ in range(runs)]
-        results.append(
-            Startup(
-                name,
-                " ".join(["python", *argv[1:3]]),
-                statistics.median(s[0] for s in samples),
-                statistics.median(s[1] for s in samples),
-            )
+    with tempfile.TemporaryDirectory(prefix="broadcaster-startup-") as tmp:
+        no_config = {**base, "XDG_CONFIG_HOME": str(Path(tmp) / "none")}
+        no_config["BROADCASTER_SERVER"] = f"127.0.0.1:{control_port}"
+        config = Path(tmp) / "with" / "broadcaster" / "config.toml"
+        config.parent.mkdir(parents=True)
+        config.write_text(f'server = "127.0.0.1:{control_port}"\n', encoding="utf-8")
+        with_config = {**base, "XDG_CONFIG_HOME": str(config.parent.parent)}
+        python = sys.executable
+        commands = {
+            STATUS: ([*console_script(), "status"], no_config),
+            WITH_CONFIG: ([*console_script(), "status"], with_config),
+            BARE: ([python, "-c", BARE_CALL, str(control_port)], no_config),
+            PASS: ([python, "-c", "pass"], no_config),
+            ASYNCIO: ([python, "-c", "import asyncio"], no_config),
+        }
+        for argv, env in commands.values():
+            _timed(argv, env)  # page cache, bytecode caches
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+        for _ in range(runs):
+            for name, (argv, env) in commands.items():
+                samples[name].append(_timed(argv, env))
+    return [
+        Startup(
+            name,
+            statistics.median(s[0] for s in each),
+            statistics.median(s[1] for s in each),
+            [round(s[0], 1) for s in each],
         )
-    return results
+        for name, each in samples.items()
+    ]
