@@ -309,6 +309,22 @@ def test_watch_prints_one_line_per_event(house: SnapServer, tmp_path: Path) -> N
     assert "Client.OnLatencyChanged room3 latency=30" in lines[3]
 
 
+def test_status_without_a_config_file_reads_the_same(house: SnapServer, tmp_path: Path) -> None:
+    """No config file, the server in $BROADCASTER_SERVER: config.py is not loaded
+    (the quick path a user without a config file takes); the same status."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROADCASTER_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "no-config")
+    env["BROADCASTER_SERVER"] = address(house)
+    result = subprocess.run(
+        [sys.executable, "-m", "broadcaster", "status", "--json"],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    quick = json.loads(ok(result))
+    configured = json.loads(ok(cli(house, "status", "--json")))
+    assert quick == configured
+    assert {r["id"] for r in quick["rooms"]} == {"room1", "room2", "room3"}
+
+
 async def test_hung_server_times_out_within_the_deadline(house: SnapServer) -> None:
     version = house.version()
     async with SnapControl("127.0.0.1", house.control_port, timeout=1.5) as snap:
