@@ -10,8 +10,6 @@ for the Snapcast apps, and withdraw them when it stops.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -88,13 +86,7 @@ print(json.dumps(result))
 
 def test_serve_announces_itself_and_its_snapserver(tmp_path: Path, snap_tools: None) -> None:
     require_tools(netns.missing_tools())
-    script = tmp_path / "inner.py"
-    script.write_text(INNER, encoding="utf-8")
-    done = netns.run([sys.executable, str(script), str(tmp_path)], cwd=REPO, timeout=120)
-    log_file = tmp_path / "serve.log"
-    log = log_file.read_text(errors="replace") if log_file.exists() else ""
-    assert done.returncode == 0, done.stderr.decode() + log
-    result = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    result, log = netns.run_script(INNER, tmp_path, cwd=REPO, timeout=120, log="serve.log")
     found = result["found"]
     ours = found.get("_broadcaster._tcp.local.")
     assert ours is not None, (result, log)

@@ -14,7 +14,6 @@ snapserver.  ``broadcaster discover`` must list both with the right ports;
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -33,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, os.getcwd())
 from zeroconf import IPVersion, ServiceInfo
 from zeroconf.asyncio import AsyncZeroconf
-from tests.support.snapserver import SnapServer, StreamSpec
+from tests.support.netns import report_with_snapserver
 
 tmp = Path(sys.argv[1])
 env = {k: v for k, v in os.environ.items() if not k.startswith("BROADCASTER_")}
@@ -72,12 +71,7 @@ async def main(server):
         await azc.async_close()
     return result
 
-server = SnapServer(tmp / "snap", [StreamSpec("Main", path=tmp / "snap" / "fifo")])
-server.start()
-try:
-    print(json.dumps(asyncio.run(main(server))))
-finally:
-    server.stop()
+report_with_snapserver(tmp, main)
 """
 
 
@@ -85,11 +79,7 @@ def test_discover_finds_both_generations_and_status_uses_it(
     tmp_path: Path, snap_tools: None
 ) -> None:
     require_tools(netns.missing_tools())
-    script = tmp_path / "inner.py"
-    script.write_text(INNER, encoding="utf-8")
-    done = netns.run([sys.executable, str(script), str(tmp_path)], cwd=REPO, timeout=180)
-    assert done.returncode == 0, done.stderr.decode()
-    result = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    result, _ = netns.run_script(INNER, tmp_path, cwd=REPO, timeout=180)
     control, stream, http = result["ports"]
 
     assert result["discover"]["rc"] == 0, result["discover"]["err"]

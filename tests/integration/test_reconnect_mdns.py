@@ -12,8 +12,6 @@ announcement can bring the connection back within the test's deadline.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -36,7 +34,7 @@ from broadcaster.backoff import Policy
 from broadcaster.config import Config, SnapserverConfig, WebConfig
 from broadcaster.control import ReconnectState
 from broadcaster.service import Service
-from tests.support.snapserver import SnapServer, StreamSpec
+from tests.support.netns import report_with_snapserver
 
 tmp = Path(sys.argv[1])
 logging.basicConfig(filename=tmp / "service.log", level=logging.DEBUG,
@@ -89,12 +87,7 @@ async def main(server):
             await azc.async_close()
     return result
 
-server = SnapServer(tmp / "snap", [StreamSpec("Main", path=tmp / "snap" / "fifo")])
-server.start()
-try:
-    print(json.dumps(asyncio.run(main(server))))
-finally:
-    server.stop()
+report_with_snapserver(tmp, main)
 """
 
 
@@ -102,13 +95,7 @@ def test_an_announcement_of_the_lost_snapserver_reconnects_at_once(
     tmp_path: Path, snap_tools: None
 ) -> None:
     require_tools(netns.missing_tools())
-    script = tmp_path / "inner.py"
-    script.write_text(INNER, encoding="utf-8")
-    done = netns.run([sys.executable, str(script), str(tmp_path)], cwd=REPO, timeout=180)
-    log_file = tmp_path / "service.log"
-    log = log_file.read_text(errors="replace") if log_file.exists() else ""
-    assert done.returncode == 0, done.stderr.decode()[-3000:] + log[-5000:]
-    result = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    result, log = netns.run_script(INNER, tmp_path, cwd=REPO, timeout=180, log="service.log")
     assert result["watching_while_connected"] is False
     # One wait (of an hour) begun when the server went, cut short by its announcement.
     assert result["attempts_before"] == 1, log

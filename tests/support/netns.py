@@ -10,10 +10,14 @@ leaves the machine.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import subprocess
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 SETUP = "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo"
 
@@ -38,3 +42,32 @@ def run(argv: Sequence[str], *, cwd: Path, timeout: float) -> subprocess.Complet
         timeout=timeout,
         check=False,
     )
+
+
+def run_script(
+    source: str, tmp_path: Path, *, cwd: Path, timeout: float, log: str = ""
+) -> tuple[Any, str]:
+    """Run the Python script ``source`` (given ``tmp_path`` as its argument) in a new
+    network namespace; return what its last line of output says, as JSON, and the
+    text of ``tmp_path / log`` (a log the script wrote; "" without one).  A script
+    that fails fails the test with its stderr's tail and the log's."""
+    script = tmp_path / "inner.py"
+    script.write_text(source, encoding="utf-8")
+    done = run([sys.executable, str(script), str(tmp_path)], cwd=cwd, timeout=timeout)
+    log_file = tmp_path / log
+    text = log_file.read_text(errors="replace") if log and log_file.exists() else ""
+    assert done.returncode == 0, done.stderr.decode()[-3000:] + text[-5000:]
+    return json.loads(done.stdout.decode().strip().splitlines()[-1]), text
+
+
+def report_with_snapserver(tmp: Path, main: Callable[[Any], Coroutine[Any, Any, Any]]) -> None:
+    """The end of a script for :func:`run_script`: ``main(server)`` with a snapserver
+    (one pipe stream, ``Main``) running, what it returns printed as JSON."""
+    from .snapserver import SnapServer, StreamSpec
+
+    server = SnapServer(tmp / "snap", [StreamSpec("Main", path=tmp / "snap" / "fifo")])
+    server.start()
+    try:
+        print(json.dumps(asyncio.run(main(server))))  # noqa: T201 - the script's report
+    finally:
+        server.stop()
