@@ -8,7 +8,6 @@ stopped with Ctrl-C, a long time with no reader, the fifo replaced on disk.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -23,6 +22,7 @@ from tests.integration.test_pipeline import (
     TARGET_HZ,
     make_tone,
     start_broadcaster,
+    stop_broadcaster,
     stops_cleanly,
     wait_for_tone,
 )
@@ -54,9 +54,17 @@ def alive(pid: int) -> bool:
 
 
 def start_native(
-    session: PipeWireSession, server: SnapServer, *, python: bool = False
+    tmp_path: Path,
+    session: PipeWireSession,
+    one_room: tuple[SnapServer, SnapClient],
+    *,
+    python: bool = False,
+    rate: int = 48000,
 ) -> tuple[Proc, int]:
-    """broadcaster on the native (or Python) path, the app moved; it and its sink's holder."""
+    """TargetApp playing a tone (at ``rate``) and broadcaster on the native (or Python)
+    path, once the app is moved and the room plays it: broadcaster and its sink's holder."""
+    server, room = one_room
+    session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, rate), "TargetApp")
     env = PYTHON_PATH if python else {}
     broadcaster = start_broadcaster(session, *run_against(session, server), extra_env=env)
     wait_until(lambda: session.stream_sinks("TargetApp") == [CAPTURE_SINK], 15, "the move")
@@ -64,6 +72,7 @@ def start_native(
     assert ("data path: Python" if python else "data path: native") in log
     hosts = sink_hosts(broadcaster.pid, "pw-cli" if python else "pipewire")
     assert len(hosts) == 1, hosts
+    wait_for_tone(room, TARGET_HZ)
     return broadcaster, hosts[0]
 
 
@@ -74,10 +83,7 @@ def test_a_killed_broadcaster_gives_the_app_back_within_a_second(
     one_room: tuple[SnapServer, SnapClient],
     python: bool,
 ) -> None:
-    server, room = one_room
-    pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 44100), "TargetApp")
-    broadcaster, host = start_native(pw_session, server, python=python)
-    wait_for_tone(room, TARGET_HZ)
+    broadcaster, host = start_native(tmp_path, pw_session, one_room, python=python, rate=44100)
     killed = time.monotonic()
     broadcaster.kill()  # SIGKILL: no chance to restore anything
     wait_until(
@@ -96,10 +102,7 @@ def test_a_killed_broadcaster_gives_the_app_back_within_a_second(
 def test_ctrl_c_puts_the_app_back_and_leaves_nothing(
     tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
 ) -> None:
-    server, room = one_room
-    pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 48000), "TargetApp")
-    broadcaster, host = start_native(pw_session, server)
-    wait_for_tone(room, TARGET_HZ)
+    broadcaster, host = start_native(tmp_path, pw_session, one_room)
     broadcaster.signal(signal.SIGINT)
     assert broadcaster.popen.wait(15) == 0, broadcaster.log_tail()
     broadcaster.stop()
@@ -141,11 +144,9 @@ def test_no_reader_for_ten_seconds_blocks_nothing_and_leaves_no_backlog(
     tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
 ) -> None:
     server, room = one_room
-    pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 48000), "TargetApp")
     pw_session.play(make_tone(tmp_path / "o.wav", OTHER_HZ, 48000), "OtherApp")
-    broadcaster, _ = start_native(pw_session, server)
+    broadcaster, _ = start_native(tmp_path, pw_session, one_room)
     with stops_cleanly(broadcaster):
-        wait_for_tone(room, TARGET_HZ)
         server.kill()  # nobody reads the fifo now
         fifo = server.fifo()
         started = time.monotonic()
@@ -171,10 +172,8 @@ def test_a_replaced_fifo_gets_a_new_sink_without_the_app_leaking(
 ) -> None:
     """What a restarted snapserver in ``mode=create`` may do: a new fifo at the path."""
     server, room = one_room
-    pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 48000), "TargetApp")
-    broadcaster, _ = start_native(pw_session, server)
+    broadcaster, _ = start_native(tmp_path, pw_session, one_room)
     with stops_cleanly(broadcaster):
-        wait_for_tone(room, TARGET_HZ)
         server.kill()
         fifo = server.fifo()
         fifo.unlink()
@@ -206,11 +205,9 @@ def test_a_replaced_fifo_gets_a_new_sink_without_the_app_leaking(
 def test_a_killed_sink_client_is_started_again(
     tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
 ) -> None:
-    server, room = one_room
-    pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 48000), "TargetApp")
-    broadcaster, host = start_native(pw_session, server)
+    _, room = one_room
+    broadcaster, host = start_native(tmp_path, pw_session, one_room)
     with stops_cleanly(broadcaster):
-        wait_for_tone(room, TARGET_HZ)
         os.kill(host, signal.SIGKILL)
         wait_until(lambda: sink_hosts(broadcaster.pid) not in ([], [host]), 10, "a new client")
         wait_until(lambda: pw_session.stream_sinks("TargetApp") == [CAPTURE_SINK], 10, "moved")
@@ -227,10 +224,7 @@ def test_a_signal_after_pipewire_died_still_stops_broadcaster(
     sig: signal.Signals,
 ) -> None:
     """PipeWire killed mid-run (no restart): broadcaster retries, and a signal still ends it."""
-    server, room = one_room
-    pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 48000), "TargetApp")
-    broadcaster, host = start_native(pw_session, server, python=python)
-    wait_for_tone(room, TARGET_HZ)
+    broadcaster, host = start_native(tmp_path, pw_session, one_room, python=python)
     before = broadcaster.log_path.stat().st_size
     pw_session.procs.pop("pipewire").kill()
 
@@ -240,18 +234,7 @@ def test_a_signal_after_pipewire_died_still_stops_broadcaster(
             return b"failed" in log.read()
 
     wait_until(noticed, 20, "broadcaster to find PipeWire gone")
-    broadcaster.signal(sig)
-    try:
-        code = broadcaster.popen.wait(20)
-    except subprocess.TimeoutExpired:
-        broadcaster.signal(signal.SIGUSR1)
-        with contextlib.suppress(AssertionError):
-            wait_until(lambda: "end of state dump" in broadcaster.log_path.read_text(), 5, "dump")
-        broadcaster.kill()
-        raise AssertionError(
-            f"broadcaster ignored {sig.name} after PipeWire died:\n{broadcaster.log_tail(200)}"
-        ) from None
-    broadcaster.stop()
+    code = stop_broadcaster(broadcaster, 20, sig, lines=200)  # fails if it ignores sig
     assert code == 0, broadcaster.log_tail()
     assert "Traceback" not in broadcaster.log_path.read_text(), broadcaster.log_tail()
     wait_until(lambda: not alive(host), 5, "the sink's holder to be gone with broadcaster")

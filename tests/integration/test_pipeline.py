@@ -103,9 +103,11 @@ def start_broadcaster(
     )
 
 
-def stop_broadcaster(broadcaster: Proc, timeout: float = 15) -> int:
-    """SIGTERM, as systemd or Ctrl-C would; return the exit status."""
-    broadcaster.signal(signal.SIGTERM)
+def stop_broadcaster(
+    broadcaster: Proc, timeout: float = 15, sig: signal.Signals = signal.SIGTERM, lines: int = 150
+) -> int:
+    """SIGTERM (or ``sig``), as systemd or Ctrl-C would; return the exit status."""
+    broadcaster.signal(sig)
     try:
         code = broadcaster.popen.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -115,7 +117,7 @@ def stop_broadcaster(broadcaster: Proc, timeout: float = 15) -> int:
             wait_until(lambda: "end of state dump" in broadcaster.log_path.read_text(), 5, "dump")
         broadcaster.kill()
         raise AssertionError(
-            f"broadcaster did not stop on SIGTERM:\n{broadcaster.log_tail(150)}"
+            f"broadcaster did not stop on {sig.name}:\n{broadcaster.log_tail(lines)}"
         ) from None
     broadcaster.stop()
     return code

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import array
+import contextlib
 import fcntl
 import json
 import os
 import signal
 import termios
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from tests.integration.test_pipeline import (
     wait_for_tone,
 )
 from tests.support.pipewire import PipeWireSession
-from tests.support.procs import children, command_line, wait_until
+from tests.support.procs import Proc, children, command_line, wait_until
 from tests.support.signal import band_energy, rms, s16_stereo_to_float
 from tests.support.snapserver import SnapClient, SnapServer
 
@@ -51,21 +53,34 @@ PYTHON_PATH = {"BROADCASTER_CAPTURE_NATIVE": "false"}
 """The Python data path (pw-record, the capture thread), which these tests are about."""
 
 
+@contextlib.contextmanager
+def target_broadcast(
+    tmp_path: Path,
+    session: PipeWireSession,
+    one_room: tuple[SnapServer, SnapClient],
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Proc]:
+    """TargetApp playing ``tmp_path/t.wav`` (a tone) and ``broadcaster run`` capturing it
+    into the room's snapserver, once the room plays it; it must stop cleanly after."""
+    server, room = one_room
+    session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 48000), "TargetApp")
+    broadcaster = start_broadcaster(session, *run_against(session, server), extra_env=extra_env)
+    with stops_cleanly(broadcaster):
+        wait_for_tone(room, TARGET_HZ)
+        yield broadcaster
+
+
 def test_pipewire_restart_brings_back_the_sink_and_the_routing(
     tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
 ) -> None:
-    server, room = one_room
-    wav = make_tone(tmp_path / "t.wav", TARGET_HZ, 48000)
-    pw_session.play(wav, "TargetApp")
-    broadcaster = start_broadcaster(pw_session, *run_against(pw_session, server))
-    with stops_cleanly(broadcaster):
-        wait_for_tone(room, TARGET_HZ)
+    _, room = one_room
+    with target_broadcast(tmp_path, pw_session, one_room) as broadcaster:
         # PipeWire, WirePlumber and pipewire-pulse restart; the app dies with them.
         pw_session.stop_daemons()
         pw_session.start_daemons()
         pw_session.add_speakers()
         wait_until(lambda: CAPTURE_SINK in pw_session.sinks(), 30, "the capture sink again")
-        pw_session.play(wav, "TargetApp")
+        pw_session.play(tmp_path / "t.wav", "TargetApp")
         wait_until(
             lambda: pw_session.stream_sinks("TargetApp")[-1:] == [CAPTURE_SINK],
             20,
@@ -145,16 +160,9 @@ def _node_name(obj: dict[str, Any]) -> str:
 def test_a_sink_left_by_a_crashed_run_is_replaced_not_doubled(
     tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
 ) -> None:
-    server, room = one_room
-    pw_session.load_null_sink(CAPTURE_SINK)  # what a SIGKILLed run leaves behind
-    wav = make_tone(tmp_path / "t.wav", TARGET_HZ, 48000)
-    pw_session.play(wav, "TargetApp")
     # What an older version's crash left: a pulse null sink (ours die with broadcaster).
-    broadcaster = start_broadcaster(
-        pw_session, *run_against(pw_session, server), extra_env=PYTHON_PATH
-    )
-    with stops_cleanly(broadcaster):
-        wait_for_tone(room, TARGET_HZ)
+    pw_session.load_null_sink(CAPTURE_SINK)
+    with target_broadcast(tmp_path, pw_session, one_room, PYTHON_PATH) as broadcaster:
         # The stale pulse sink is gone; one sink of that name is left, broadcaster's own.
         assert _null_sink_modules(pw_session, CAPTURE_SINK) == [], broadcaster.log_tail()
         named = [o for o in pw_session.dump() if _node_name(o) == CAPTURE_SINK]
@@ -168,11 +176,7 @@ def test_a_hung_snapserver_costs_audio_not_the_capture(
     tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
 ) -> None:
     server, room = one_room
-    wav = make_tone(tmp_path / "t.wav", TARGET_HZ, 48000)
-    pw_session.play(wav, "TargetApp")
-    broadcaster = start_broadcaster(pw_session, *run_against(pw_session, server))
-    with stops_cleanly(broadcaster):
-        wait_for_tone(room, TARGET_HZ)
+    with target_broadcast(tmp_path, pw_session, one_room) as broadcaster:
         fifo = server.fifo()
         watcher = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # only to look, never reads
         server.pause()  # SIGSTOP: the pipe stops draining
@@ -194,13 +198,8 @@ def test_a_hung_snapserver_costs_audio_not_the_capture(
 def test_a_killed_recorder_is_restarted(
     tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
 ) -> None:
-    server, room = one_room
-    pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 48000), "TargetApp")
-    broadcaster = start_broadcaster(
-        pw_session, *run_against(pw_session, server), extra_env=PYTHON_PATH
-    )
-    with stops_cleanly(broadcaster):
-        wait_for_tone(room, TARGET_HZ)
+    _, room = one_room
+    with target_broadcast(tmp_path, pw_session, one_room, PYTHON_PATH) as broadcaster:
         recorder = recorder_pid(broadcaster.pid)
         os.kill(recorder, signal.SIGKILL)
         wait_until(lambda: recorder_pid(broadcaster.pid) not in (0, recorder), 10, "a new one")
