@@ -19,6 +19,8 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
+from .settings import config_file_name
+
 
 def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if env is None else env
@@ -63,10 +65,8 @@ def state_dir(env: Mapping[str, str] | None = None) -> Path:
 
 
 def config_file(env: Mapping[str, str] | None = None) -> Path:
-    """The default configuration file."""
-    values = _env(env)
-    base = values.get("XDG_CONFIG_HOME") or os.path.join(values.get("HOME", "~"), ".config")
-    return Path(base).expanduser() / "broadcaster" / "config.toml"
+    """The default configuration file (the rule is :func:`settings.config_file_name`'s)."""
+    return Path(config_file_name(env))
 
 
 def scenes_file(env: Mapping[str, str] | None = None) -> Path:

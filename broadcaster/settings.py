@@ -1,4 +1,4 @@
-"""The few settings facts that need neither TOML nor dataclasses.
+"""The few settings facts that need neither TOML, nor dataclasses, nor pathlib.
 
 :mod:`broadcaster.config` builds on them; the command line's quick commands
 (``broadcaster status``) read them without loading config.py, when there is
@@ -8,7 +8,9 @@ no config file and no ``BROADCASTER_*`` variable but ``$BROADCASTER_SERVER``
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 
 from .errors import ConfigError
 
@@ -17,6 +19,15 @@ ENV_PREFIX = "BROADCASTER_"
 
 DEFAULT_CONTROL_PORT = 1705
 """snapserver's JSON-RPC control port."""
+
+
+def config_file_name(env: Mapping[str, str] | None = None) -> str:
+    """The default configuration file: ``$XDG_CONFIG_HOME/broadcaster/config.toml``,
+    else ``~/.config/broadcaster/config.toml`` (:func:`broadcaster.paths.config_file`
+    as a Path)."""
+    values = os.environ if env is None else env
+    base = values.get("XDG_CONFIG_HOME") or os.path.join(values.get("HOME", "~"), ".config")
+    return os.path.join(os.path.expanduser(base), "broadcaster", "config.toml")
 
 
 def check_port(value: int, key: str) -> None:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..jsonrpc import DEFAULT_TIMEOUT
-from ..settings import DEFAULT_CONTROL_PORT, ENV_PREFIX, parse_address
+from ..settings import DEFAULT_CONTROL_PORT, ENV_PREFIX, config_file_name, parse_address
+from .parsing import Parser
 
 if TYPE_CHECKING:
     from ..control import SnapControl
@@ -39,11 +40,9 @@ def control_settings(config: str | None, env: Mapping[str, str] | None = None) -
     ``BROADCASTER_*`` variable other than ``$BROADCASTER_SERVER``; without
     them its result is the defaults and that variable, checked as it checks it.
     """
-    from ..paths import config_file
-
     env = os.environ if env is None else env
     only_server = all(not k.startswith(ENV_PREFIX) or k == ENV_PREFIX + "SERVER" for k in env)
-    if config is None and only_server and not config_file(env).exists():
+    if config is None and only_server and not os.path.exists(config_file_name(env)):
         server = env.get(ENV_PREFIX + "SERVER", "")
         if server:
             parse_address(server, DEFAULT_CONTROL_PORT)
@@ -139,7 +138,7 @@ async def connected(
 def common_options() -> argparse.ArgumentParser:
     """``--server``, ``--json`` and ``--timeout``, shared by every control command
     (a parent parser: argparse copies its arguments, so one serves them all)."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = Parser(add_help=False)
     parent.add_argument(
         "--server",
         metavar="HOST[:PORT]",

@@ -236,3 +236,18 @@ def test_the_parser_built_for_one_command_line_parses_it_as_the_whole_one(
         return result, out, err
 
     assert parse(whole=False) == parse(whole=True)
+
+
+@pytest.mark.parametrize("columns", [None, "100", "7", "0", "-3", "wide"])
+def test_help_is_as_wide_as_shutil_would_make_it(
+    columns: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from broadcaster.cli.parsing import terminal_columns
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert terminal_columns() == shutil.get_terminal_size().columns
