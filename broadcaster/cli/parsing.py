@@ -61,9 +61,10 @@ class HelpFormatter(argparse.HelpFormatter):
         indent_increment: int = 2,
         max_help_position: int = 24,
         width: int | None = None,
+        **kwargs: Any,  # what later Pythons add (3.14: color)
     ) -> None:
         width = terminal_columns() - 2 if width is None else width
-        super().__init__(prog, indent_increment, max_help_position, width)
+        super().__init__(prog, indent_increment, max_help_position, width, **kwargs)
 
 
 class Parser(argparse.ArgumentParser):
