@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .announce import Ducker, announcements_on
 from .audio import SNAPCAST_FORMAT, AudioFormat, Converter
 from .capture import CaptureStats, Recorder
+from .claims import claim
 from .config import Config, is_local_host, parse_tcp_url
 from .control import StreamInfo, fetch_streams
 from .delivery import Delivery, DeliveryStats, PipeDelivery, TcpDelivery, pipe_capacity_for
@@ -67,6 +69,13 @@ class Destination:
 
     pipe: str = ""
     tcp: str = ""
+
+    def __str__(self) -> str:
+        return self.tcp or self.pipe
+
+    def key(self) -> str:
+        """What two broadcasts must not share (:mod:`broadcaster.claims`)."""
+        return f"to {self.tcp or os.path.realpath(self.pipe)}"
 
 
 def pick_stream(streams: list[StreamInfo], wanted: str) -> StreamInfo:
@@ -187,7 +196,13 @@ class Broadcast:
         processor = build_processor(cfg.processing, SNAPCAST_FORMAT.rate)
         self.status.processing = processor.stats if processor is not None else None
         await self._pw.check()
+        # Another broadcaster of this app (or into this pipe) would fight over it.
+        app = self.target.describe()
+        stack.enter_context(
+            claim(f"app {sink_name_for(self.target)}", f"{app} is already captured", self._env)
+        )
         where = await self._destination(stack)
+        stack.enter_context(claim(where.key(), f"{where} is already fed", self._env))
         stream_id = self._stream_id or cfg.delivery.stream
         if stream_id:
             # The stream's controlscript (now playing, remote control) follows our app.

@@ -8,6 +8,8 @@ import fcntl
 import json
 import os
 import signal
+import subprocess
+import sys
 import termios
 import time
 from collections.abc import Iterator
@@ -309,3 +311,46 @@ def test_audio_is_back_soon_after_snapserver_returns(
         print("recovery " + json.dumps(figures))  # noqa: T201 - the figures are the point
         (tmp_path / "recovery.json").write_text(json.dumps(figures, indent=2))
     assert code == 0, broadcaster.log_tail()
+
+
+def test_a_second_broadcaster_of_the_same_app_or_pipe_is_refused(
+    tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
+) -> None:
+    """Two `broadcaster run` of one app fought over it (each moved it to its own
+    sink of the same name every second) and wrote one pipe; the second one now
+    says who has it and exits, and the first plays on undisturbed."""
+    server, room = one_room
+    wav = make_tone(tmp_path / "t.wav", TARGET_HZ, 48000)
+    pw_session.play(wav, "TargetApp")
+    first = start_broadcaster(pw_session, *run_against(pw_session, server))
+    try:
+        wait_for_tone(room, TARGET_HZ)
+        fifo = str(server.fifo())
+        moves = first.log_path.read_text().count(f"to {CAPTURE_SINK}")
+        for argv, refusal in [
+            (
+                run_against(pw_session, server),
+                f"'TargetApp' is already captured by pid {first.pid}",
+            ),
+            (["run", "OtherApp", "--pipe", fifo], f"{fifo} is already fed by pid {first.pid}"),
+        ]:
+            second = subprocess.run(
+                [sys.executable, "-m", "broadcaster", *argv],
+                env={k: v for k, v in pw_session.env.items() if not k.startswith("BROADCASTER_")},
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            assert second.returncode == 1, second
+            lines = second.stderr.strip().splitlines()
+            assert len(lines) == 1, second.stderr
+            assert lines[0].startswith("broadcaster: error: "), second.stderr
+            assert refusal in lines[0]
+        assert pw_session.stream_sinks("TargetApp") == [CAPTURE_SINK]
+        assert first.log_path.read_text().count(f"to {CAPTURE_SINK}") == moves  # never taken away
+        wait_for_tone(room, TARGET_HZ)
+        assert first.alive(), first.log_tail()
+    finally:
+        code = stop_broadcaster(first)
+    assert code == 0, first.log_tail()
