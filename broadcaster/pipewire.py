@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError, PipeWireError
+from .errors import ConfigError, NotFoundError, PipeWireError
 from .proc import process_lineage
 from .process import ChildProcess, CommandResult, run_command
 
@@ -319,13 +319,19 @@ def refuse_broad_pid(pid: int, procfs: str = "/proc") -> None:
     A pid target also matches the streams of its descendants (a browser plays
     from a child process), so init (pid 1) would match every app, and any
     ancestor of broadcaster (the login session, the terminal, the service
-    manager) every app started next to it.
+    manager) every app started next to it.  A pid no process has is refused
+    too: it cannot start playing later.
     """
     if pid <= 0:
         raise ConfigError(f"pid {pid} is not a process id")
     if pid == 1:
         raise ConfigError(
             "pid 1 is init, the ancestor of every app; give the app's own pid or name"
+        )
+    if not os.path.exists(f"{procfs}/{pid}"):
+        # Not one that is yet to play: it can never play (it used to be waited for forever).
+        raise NotFoundError(
+            f"there is no process {pid}; give a running app's pid, or its name to wait for it"
         )
     lineage = process_lineage(os.getpid(), procfs)
     if pid in lineage:

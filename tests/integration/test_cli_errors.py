@@ -61,6 +61,14 @@ def test_pid_1_and_own_ancestors_are_refused(tmp_path: Path) -> None:
     assert_one_line_error(result, "an ancestor of broadcaster")
 
 
+def test_a_pid_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    """It cannot start playing later (it used to wait for it forever)."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    result = broadcaster("run", "--pid", str(gone.pid), env=clean_env(tmp_path))
+    assert_one_line_error(result, f"there is no process {gone.pid}")
+
+
 @pytest.mark.integration
 def test_no_pipewire_session(tmp_path: Path) -> None:
     runtime = tmp_path / "run"

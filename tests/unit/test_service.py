@@ -122,7 +122,12 @@ def test_multi_config_has_a_source_per_slot_and_the_embedded_fields(tmp_path: Pa
 async def test_captures_take_free_streams_and_refuse_when_busy() -> None:
     service, made = make_service()
     first = await service.start_capture("spotify")
-    second = await service.start_capture(pid=42)
+    app = await asyncio.create_subprocess_exec("sleep", "60")
+    try:
+        second = await service.start_capture(pid=app.pid)
+    finally:
+        app.kill()
+        await app.wait()
     assert (first.slot.stream, second.slot.stream) == ("Main", "Second")
     assert made[0].config.delivery.pipe == "/tmp/Main"
     assert made[0].config.snapserver.mode == "never"
@@ -230,6 +235,10 @@ async def test_init_and_broadcasters_own_ancestors_are_not_capture_targets() -> 
         await service.start_capture(pid=os.getpid())
     with pytest.raises(ConfigError, match="an ancestor of broadcaster"):
         await service.start_capture(pid=os.getppid())
+    gone = await asyncio.create_subprocess_exec("true")
+    await gone.wait()
+    with pytest.raises(NotFoundError, match=f"there is no process {gone.pid}"):
+        await service.start_capture(pid=gone.pid)
     assert made == []
     assert service.captures == {}
 
