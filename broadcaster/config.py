@@ -221,11 +221,21 @@ class WebConfig:
                 )
         if self.token and not re.fullmatch(r"[\x21-\x7e]{8,256}", self.token):
             raise ConfigError("web.token must be 8-256 printable characters without spaces")
-        if not self.token and self.bind not in ("127.0.0.1", "localhost", "::1"):
+        if not self.token and not _is_loopback(self.bind):
             raise ConfigError(
                 f"web.bind = {self.bind!r} is not loopback, so a token is required: "
                 "set web.token (or $BROADCASTER_WEB_TOKEN, or --token)"
             )
+
+
+def _is_loopback(address: str) -> bool:
+    """``localhost`` or an address of 127.0.0.0/8 or ::1 (no name lookup)."""
+    import ipaddress
+
+    try:
+        return address == "localhost" or ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)

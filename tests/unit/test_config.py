@@ -114,3 +114,15 @@ def test_web_port_zero_is_any_free_port_but_not_announced() -> None:
         WebConfig(port=0).validate()
     with pytest.raises(ConfigError, match="not a TCP port"):
         WebConfig(port=70000, publish=False).validate()
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1", "127.0.0.2", "127.1.2.3", "localhost", "::1"])
+def test_any_loopback_address_needs_no_token(bind: str) -> None:
+    config.WebConfig(bind=bind).validate()  # 127.0.0.2 was refused as "not loopback"
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0", "::", "192.168.1.5", "myhost"])
+def test_other_addresses_need_a_token(bind: str) -> None:
+    with pytest.raises(ConfigError, match="is not loopback, so a token is required"):
+        config.WebConfig(bind=bind).validate()
+    config.WebConfig(bind=bind, token="long-enough-token").validate()
