@@ -16,13 +16,17 @@ stderr and exit status 1 here, in one place; ``--debug`` shows the traceback.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import BroadcasterError
-from .parsing import Deferred, Parser
+
+if TYPE_CHECKING:
+    import argparse
+
+    from .parsing import Deferred
 
 # Modules that contribute sub-commands, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -51,6 +55,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     built with that command alone: errors and help past that point name only
     it.
     """
+    from .parsing import Deferred
+
     commands = Deferred()
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(commands)
@@ -67,6 +73,8 @@ def _assemble(commands: Deferred, whole: Sequence[str] | None) -> argparse.Argum
     """The top-level parser with every command and its arguments (``whole`` None),
     every command listed without its arguments (``whole`` empty), or only the
     commands in ``whole``, whole."""
+    from .parsing import Parser
+
     parser = Parser(
         prog="broadcaster",
         description="Play one application's audio in every Snapcast room, and manage the rooms.",
@@ -115,9 +123,16 @@ def setup_logging(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv``, run the chosen command, and return the exit status."""
+    """Parse ``argv``, run the chosen command, and return the exit status.
+
+    A Ctrl-C before the command's own handling (while its modules load) exits
+    130 like one during it, without a traceback.
+    """
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
+    try:
+        args = build_parser(argv).parse_args(argv)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     if args.verbose or args.debug or not _quick(args.handler):
         setup_logging(args)
     try:
@@ -154,4 +169,7 @@ def print_error(err: BroadcasterError) -> None:
 
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # between the import of this module and main()
+        sys.exit(EXIT_INTERRUPTED)
