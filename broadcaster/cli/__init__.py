@@ -17,6 +17,7 @@ stderr and exit status 1 here, in one place; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING
@@ -41,6 +42,8 @@ COMMAND_MODULES: tuple[str, ...] = (
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_READER_GONE = 141
+"""stdout's reader left (``| head``): the status of a program SIGPIPE ends."""
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -170,6 +173,28 @@ def print_error(err: BroadcasterError) -> None:
 def run() -> None:
     """Console-script entry point."""
     try:
-        sys.exit(main())
+        try:
+            status = main()
+        finally:
+            sys.stdout.flush()  # a reader that left shows here, not at interpreter exit
     except KeyboardInterrupt:  # between the import of this module and main()
-        sys.exit(EXIT_INTERRUPTED)
+        status = EXIT_INTERRUPTED
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise
+        # `broadcaster status | head -3`: stop quietly, as a program SIGPIPE ends.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = EXIT_READER_GONE
+    sys.exit(status)
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end is closed (poll says POLLERR)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _fd, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False

@@ -90,3 +90,23 @@ def test_ctrl_c_while_starting_exits_130_without_a_traceback(tmp_path: Path, mod
     )
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == 130, result
+
+
+def test_output_into_a_closed_pipe_is_no_traceback(tmp_path: Path) -> None:
+    """`broadcaster status | head -3`: head exits first; that printed a BrokenPipeError."""
+    read, write = os.pipe()
+    os.close(read)  # the reader (head) has gone
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "broadcaster", "scene", "list"],
+            env={**os.environ, "PYTHONPATH": str(REPO), "XDG_STATE_HOME": str(tmp_path)},
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert result.stderr == ""
+    assert result.returncode == 141  # as a program killed by SIGPIPE
