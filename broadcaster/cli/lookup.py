@@ -59,7 +59,7 @@ def _named_server(args: argparse.Namespace) -> tuple[tuple[str, int] | None, flo
     if args.timeout is not None:
         timeout = args.timeout
         if not 0 < timeout <= 300:
-            raise ConfigError(f"--timeout {timeout:g} is out of range (0-300 s)")
+            raise ConfigError(f"--timeout {timeout:g}: it must be more than 0 and at most 300 s")
     named = args.server or server
     return (parse_address(named, DEFAULT_CONTROL_PORT) if named else None), timeout
 

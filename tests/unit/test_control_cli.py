@@ -53,6 +53,13 @@ def _args(tmp_path: Path, **kw: object) -> argparse.Namespace:
     return argparse.Namespace(**values)
 
 
+@pytest.mark.parametrize("timeout", [0.0, -1.0, 301.0, float("nan")])
+async def test_a_timeout_out_of_range_says_the_range(tmp_path: Path, timeout: float) -> None:
+    """`--timeout 0` said "is out of range (0-300 s)", as if 0 were in it."""
+    with pytest.raises(BroadcasterError, match=r"must be more than 0 and at most 300 s"):
+        await lookup.resolve_server(_args(tmp_path, timeout=timeout, server="127.0.0.1"))
+
+
 async def test_server_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     found: list[DiscoveredServer] = []
     calls: list[float] = []
