@@ -29,7 +29,7 @@ from ..calibration import (
     State,
     UploadedRecording,
 )
-from ..errors import BroadcasterError, NotFoundError
+from ..errors import BroadcasterError, BusyError, NotFoundError
 from ..service import MeteredDelivery, Service
 from .api import SERVICE, get_str, json_body
 from .auth import BadRequest
@@ -119,7 +119,7 @@ async def start_calibration(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     calibration = request.app[CALIBRATION]
     if calibration.busy:
-        raise BadRequest("a calibration is already running")
+        raise BusyError("a calibration is already running")
     stream, fifo = _pick_stream(service, get_str(body, "stream", required=False))
     source = get_str(body, "source", required=False)
     recording: Recording

@@ -396,6 +396,10 @@ async def test_calibration_page_flow_apply_undo(loop: Loop, tmp_path: Path) -> N
     before = loop.settings()
     async with page(loop, tmp_path) as tools:
         await tap(tools, "#calibrate-start")
+        await calibration_state(loop, ("playing", "waiting"), 30)
+        # One at a time: a second start is busy (409, as api.md says), not a bad request.
+        status, body = await asyncio.to_thread(loop.api, "POST", "/api/calibration", {})
+        assert (status, body) == (409, {"error": "a calibration is already running"})
         try:
             result = await calibration_state(loop, ("done", "failed"), 90)
         except AssertionError as err:
