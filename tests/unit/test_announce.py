@@ -6,6 +6,7 @@ import asyncio
 import wave
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -51,12 +52,20 @@ def music(node: int, volume: float = 1.0) -> AppStream:
     return AppStream(node, node + 100, "spotify", app_name="spotify", volumes=(volume, volume))
 
 
+async def ducked(
+    volumes: Volumes, streams: list[AppStream], reason: str = "announcement", **options: Any
+) -> Ducker:
+    """A ducker over ``streams`` (its ramps not sleeping) once it has ducked them for ``reason``."""
+    ducker = Ducker(volumes, sleep=no_sleep, **options)
+    ducker.set_music(streams)
+    ducker.set_reason(reason, True)
+    await ducker.apply()
+    return ducker
+
+
 async def test_ducking_ramps_down_in_small_steps_and_restores_exactly() -> None:
     volumes = Volumes()
-    ducker = Ducker(volumes, duck_db=12, ramp_ms=250, sleep=no_sleep)
-    ducker.set_music([music(1, 0.8)])
-    ducker.set_reason("announcement", True)
-    await ducker.apply()
+    ducker = await ducked(volumes, [music(1, 0.8)], duck_db=12, ramp_ms=250)
     down = volumes.of(1)
     assert len(down) == ramp_steps(250) == MAX_STEPS
     assert down == sorted(down, reverse=True)
@@ -73,10 +82,7 @@ async def test_ducking_ramps_down_in_small_steps_and_restores_exactly() -> None:
 
 async def test_a_volume_the_user_sets_meanwhile_is_kept() -> None:
     volumes = Volumes()
-    ducker = Ducker(volumes, duck_db=12, ramp_ms=0, sleep=no_sleep)
-    ducker.set_music([music(1, 1.0)])
-    ducker.set_reason("announcement", True)
-    await ducker.apply()
+    ducker = await ducked(volumes, [music(1, 1.0)], duck_db=12, ramp_ms=0)
     assert volumes.of(1)[-1] == pytest.approx(gain_of(12))
     # The user turns the app down to 0.5 while the announcement plays: PipeWire
     # plays 0.5 in full, and the ducker ducks from there.
@@ -90,10 +96,7 @@ async def test_a_volume_the_user_sets_meanwhile_is_kept() -> None:
 
 async def test_a_stream_that_starts_during_an_announcement_is_ducked_too() -> None:
     volumes = Volumes()
-    ducker = Ducker(volumes, duck_db=6, ramp_ms=60, sleep=no_sleep)
-    ducker.set_music([music(1)])
-    ducker.set_reason("announcer", True)
-    await ducker.apply()
+    ducker = await ducked(volumes, [music(1)], "announcer", duck_db=6, ramp_ms=60)
     ducker.set_music([music(1), music(2)])
     await ducker.apply()
     assert volumes.of(2)[-1] == pytest.approx(gain_of(6))
@@ -103,19 +106,13 @@ async def test_a_stream_that_starts_during_an_announcement_is_ducked_too() -> No
 async def test_a_stream_that_vanished_does_not_stop_the_others() -> None:
     volumes = Volumes()
     volumes.gone.add(1)
-    ducker = Ducker(volumes, ramp_ms=0, sleep=no_sleep)
-    ducker.set_music([music(1), music(2)])
-    ducker.set_reason("announcement", True)
-    await ducker.apply()
+    await ducked(volumes, [music(1), music(2)], ramp_ms=0)
     assert volumes.of(2) == [pytest.approx(gain_of(12))]
 
 
 async def test_release_brings_the_music_back_whatever_the_reasons() -> None:
     volumes = Volumes()
-    ducker = Ducker(volumes, ramp_ms=0, sleep=no_sleep)
-    ducker.set_music([music(1)])
-    ducker.set_reason("announcer", True)
-    await ducker.apply()
+    ducker = await ducked(volumes, [music(1)], "announcer", ramp_ms=0)
     await ducker.release()
     assert volumes.of(1)[-1] == 1.0
 
