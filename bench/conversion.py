@@ -15,6 +15,7 @@ figures: a 997 Hz sine at -6 dBFS against the ideal one.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shlex
 import statistics
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -100,6 +101,26 @@ def _feed(stdin: IO[bytes] | None, data: bytes, pace: float) -> None:
     feed(stdin, data, CHUNK_BYTES, 0.02 / pace if pace > 0 else 0.0)
 
 
+def all_at_once(jobs: Sequence[Callable[[], None]]) -> None:
+    """Run each job in a thread of its own, all at once; wait for all, then raise the
+    first failure (same conditions for every tool, in the same run)."""
+    failures: list[BaseException] = []
+
+    def guarded(job: Callable[[], None]) -> None:
+        try:
+            job()
+        except BaseException as err:  # raised below, in the caller's thread
+            failures.append(err)
+
+    threads = [threading.Thread(target=guarded, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+
+
 def run_tool(
     argv: list[str],
     data: bytes,
@@ -142,21 +163,11 @@ def measure(
     }
     outputs = {name: workdir / f"{name.split()[0]}-{len(name)}.raw" for name in commands}
     cpu: dict[str, float] = {}
-    failures: list[BaseException] = []
 
     def one(name: str) -> None:
-        try:
-            cpu[name] = run_tool(commands[name], data, outputs[name], pace)
-        except BaseException as err:  # reported by the caller
-            failures.append(err)
+        cpu[name] = run_tool(commands[name], data, outputs[name], pace)
 
-    threads = [threading.Thread(target=one, args=(name,)) for name in commands]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise failures[0]
+    all_at_once([functools.partial(one, name) for name in commands])
     results = [ConversionResult(n, seconds, cpu[n], startup[n]) for n in commands]
     return results, outputs
 

@@ -14,9 +14,9 @@ data path moved into a thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import IO
 
@@ -46,27 +46,16 @@ def measure(seconds: float, workdir: Path) -> dict[str, float]:
     """CPU ms per audio second of each relay, start-up subtracted."""
     data = bytes(int(seconds * 48000) * 4)
     result: dict[str, float] = {}
-    failures: list[BaseException] = []
 
     def one(index: int, name: str, argv: list[str]) -> None:
-        try:
-            out = workdir / f"relay-{index}.raw"
-            startup = conversion.run_tool(argv, b"", out, 0)
-            cpu = conversion.run_tool(argv, data, out, 1.0, feed=_feed)
-            result[name] = 1000 * max(0.0, cpu - startup) / seconds
-        except BaseException as err:  # reported by the caller
-            failures.append(err)
+        out = workdir / f"relay-{index}.raw"
+        startup = conversion.run_tool(argv, b"", out, 0)
+        cpu = conversion.run_tool(argv, data, out, 1.0, feed=_feed)
+        result[name] = 1000 * max(0.0, cpu - startup) / seconds
 
-    threads = [
-        threading.Thread(target=one, args=(i, name, argv))
-        for i, (name, argv) in enumerate(tools().items())
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise failures[0]
+    conversion.all_at_once(
+        [functools.partial(one, i, name, argv) for i, (name, argv) in enumerate(tools().items())]
+    )
     return {name: result[name] for name in tools()}
 
 
