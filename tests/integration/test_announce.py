@@ -182,6 +182,18 @@ def ducked_by(
         yield command
 
 
+@pytest.fixture
+def music_in_room1(
+    tmp_path: Path,
+    pw_session: PipeWireSession,
+    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+) -> Iterator[tuple[Proc, SnapClient]]:
+    """The music playing in room1 (``broadcaster run`` on the native path): broadcaster, room1."""
+    server, rooms = house
+    with music_playing(tmp_path, pw_session, server, heard_in=rooms[0]) as broadcaster:
+        yield broadcaster, rooms[0]
+
+
 def audio_since(room: SnapClient, offset: int, seconds_after: float, before: int) -> bytes:
     """The room's output from ``offset``, once ``seconds_after`` more has been written."""
     wait_until(
@@ -381,52 +393,47 @@ def test_a_snapserver_that_vanishes_mid_announcement_is_told_in_one_line(
 
 
 def test_spoken_text_is_said_over_the_ducked_music(
-    tmp_path: Path,
     pw_session: PipeWireSession,
-    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+    music_in_room1: tuple[Proc, SnapClient],
 ) -> None:
-    server, rooms = house
-    room = rooms[0]
-    with music_playing(tmp_path, pw_session, server, heard_in=room):
-        offset = room.size()
-        result = run_cli(pw_session, "announce", "--say", "Dinner is ready in the kitchen")
-        assert result.returncode == 0, result.stderr
-        audio = audio_since(room, offset, 1.5, room.size())
-        left = s16_stereo_to_float(audio)[:, 0]
-        music_level = tone_amplitudes(left, 48000, (MUSIC_HZ,))[:, 0]
-        windows = left[: len(music_level) * 960].reshape(-1, 960)
-        ducked = music_level < AMPLITUDE * 10 ** (-11 / 20)
-        # The music went 12 dB down for a while, and something was said meanwhile.
-        assert ducked.sum() * WINDOW_S > 0.5
-        speech = np.sqrt(np.mean(np.square(windows[ducked]), axis=1))
-        assert db(float(speech.max())) > db(AMPLITUDE) - 20
-        assert db(float(np.median(music_level[-20:]))) == pytest.approx(db(AMPLITUDE), abs=1)
+    _, room = music_in_room1
+    offset = room.size()
+    result = run_cli(pw_session, "announce", "--say", "Dinner is ready in the kitchen")
+    assert result.returncode == 0, result.stderr
+    audio = audio_since(room, offset, 1.5, room.size())
+    left = s16_stereo_to_float(audio)[:, 0]
+    music_level = tone_amplitudes(left, 48000, (MUSIC_HZ,))[:, 0]
+    windows = left[: len(music_level) * 960].reshape(-1, 960)
+    ducked = music_level < AMPLITUDE * 10 ** (-11 / 20)
+    # The music went 12 dB down for a while, and something was said meanwhile.
+    assert ducked.sum() * WINDOW_S > 0.5
+    speech = np.sqrt(np.mean(np.square(windows[ducked]), axis=1))
+    assert db(float(speech.max())) > db(AMPLITUDE) - 20
+    assert db(float(np.median(music_level[-20:]))) == pytest.approx(db(AMPLITUDE), abs=1)
 
 
 def test_a_volume_the_user_sets_during_an_announcement_is_kept(
     tmp_path: Path,
     pw_session: PipeWireSession,
-    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+    music_in_room1: tuple[Proc, SnapClient],
 ) -> None:
-    server, rooms = house
-    room = rooms[0]
+    broadcaster, room = music_in_room1
     bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 48000, seconds=3)
-    with music_playing(tmp_path, pw_session, server, heard_in=room) as broadcaster:
-        with ducked_by(pw_session, broadcaster, "announce", str(bell)) as command:
-            # The user turns the music app down to half (-6 dB) meanwhile.
-            (index,) = [
-                line.split()[0]
-                for line in pw_session.pactl("list", "short", "sink-inputs").splitlines()
-                if line.split()[0] in _music_inputs(pw_session)
-            ]
-            pw_session.pactl("set-sink-input-volume", index, "0.5")
-            assert command.wait(30) == 0, command.stderr.read() if command.stderr else ""
-        wait_until(lambda: "restoring the music" in log_of(broadcaster), 20, "the restore")
-        fresh_audio(room, 1.0)  # past the ramp
-        audio = fresh_audio(room, 1.0)
-        level = tone_amplitudes(s16_stereo_to_float(audio)[:, 0], 48000, (MUSIC_HZ,))[:, 0]
-        # Kept: half the music's level, not what it was before the announcement.
-        assert db(float(np.median(level))) == pytest.approx(db(AMPLITUDE) - 6, abs=1)
+    with ducked_by(pw_session, broadcaster, "announce", str(bell)) as command:
+        # The user turns the music app down to half (-6 dB) meanwhile.
+        (index,) = [
+            line.split()[0]
+            for line in pw_session.pactl("list", "short", "sink-inputs").splitlines()
+            if line.split()[0] in _music_inputs(pw_session)
+        ]
+        pw_session.pactl("set-sink-input-volume", index, "0.5")
+        assert command.wait(30) == 0, command.stderr.read() if command.stderr else ""
+    wait_until(lambda: "restoring the music" in log_of(broadcaster), 20, "the restore")
+    fresh_audio(room, 1.0)  # past the ramp
+    audio = fresh_audio(room, 1.0)
+    level = tone_amplitudes(s16_stereo_to_float(audio)[:, 0], 48000, (MUSIC_HZ,))[:, 0]
+    # Kept: half the music's level, not what it was before the announcement.
+    assert db(float(np.median(level))) == pytest.approx(db(AMPLITUDE) - 6, abs=1)
 
 
 def _music_inputs(session: PipeWireSession) -> set[str]:
@@ -443,22 +450,19 @@ def _music_inputs(session: PipeWireSession) -> set[str]:
 def test_a_killed_announce_command_brings_the_music_back(
     tmp_path: Path,
     pw_session: PipeWireSession,
-    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+    music_in_room1: tuple[Proc, SnapClient],
 ) -> None:
-    server, rooms = house
-    room = rooms[0]
+    broadcaster, room = music_in_room1
     bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 48000, seconds=20)
-    with music_playing(tmp_path, pw_session, server, heard_in=room) as broadcaster:
-        with ducked_by(pw_session, broadcaster, "announce", str(bell)) as command:
-            command.kill()
-        # Its pw-play dies with it: the announcement stops and the music comes back.
-        wait_until(lambda: "restoring the music" in log_of(broadcaster), 5, "the restore")
-        wait_until(lambda: pw_session.stream_sinks("broadcaster-announce") == [], 5, "no pw-play")
-        wait_for_tone(room, MUSIC_HZ)
-        level = tone_amplitudes(
-            s16_stereo_to_float(fresh_audio(room, 0.5))[:, 0], 48000, (MUSIC_HZ,)
-        )[:, 0]
-        assert db(float(np.median(level))) == pytest.approx(db(AMPLITUDE), abs=1)
+    with ducked_by(pw_session, broadcaster, "announce", str(bell)) as command:
+        command.kill()
+    # Its pw-play dies with it: the announcement stops and the music comes back.
+    wait_until(lambda: "restoring the music" in log_of(broadcaster), 5, "the restore")
+    wait_until(lambda: pw_session.stream_sinks("broadcaster-announce") == [], 5, "no pw-play")
+    wait_for_tone(room, MUSIC_HZ)
+    audio = fresh_audio(room, 0.5)
+    level = tone_amplitudes(s16_stereo_to_float(audio)[:, 0], 48000, (MUSIC_HZ,))[:, 0]
+    assert db(float(np.median(level))) == pytest.approx(db(AMPLITUDE), abs=1)
 
 
 def test_a_newcomers_run_announces_in_one_room_on_its_own_snapserver(
