@@ -295,6 +295,20 @@ def two_streams(
         yield both
 
 
+def heard_only_in_the_chosen_room(chosen: bytes, other: bytes) -> np.ndarray:
+    """Assert that the chosen room's audio holds the announcement, and that the other
+    room's never does and its music never dips (gaps of a loaded machine aside);
+    return the other room's left channel."""
+    amps = tone_amplitudes(s16_stereo_to_float(chosen)[:, 0], 48000, (MUSIC_HZ, ANNOUNCE_HZ))
+    assert amps[:, 1].max() > AMPLITUDE / 10
+    left = s16_stereo_to_float(other)[:, 0]
+    amps = tone_amplitudes(left, 48000, (MUSIC_HZ, ANNOUNCE_HZ))
+    gaps = _near_gaps(left, 960, len(amps))
+    assert amps[~gaps, 1].max() < AMPLITUDE / 100
+    assert db(float(amps[~gaps, 0].min())) > db(AMPLITUDE) - 1
+    return left
+
+
 def _grouping(server: SnapServer) -> list[tuple[str, str, bool, tuple[tuple[str, int, bool], ...]]]:
     """Each group's name, stream, mute and rooms (id, volume, mute), in a stable order."""
     return sorted(
@@ -351,19 +365,10 @@ def test_an_announcement_in_one_room_leaves_the_other_undisturbed(
         (tmp_path / "heard-room1.raw").write_bytes(chosen)
         (tmp_path / "heard-room2.raw").write_bytes(other)
         # room1 heard the announcement (its volume 40 % is applied by snapclient).
-        left = s16_stereo_to_float(chosen)[:, 0]
-        amps = tone_amplitudes(left, 48000, (MUSIC_HZ, ANNOUNCE_HZ))
-        assert amps[:, 1].max() > AMPLITUDE / 10
-        # room2 never heard it, and its music never dipped (gaps of a loaded machine aside).
-        left = s16_stereo_to_float(other)[:, 0]
-        amps = tone_amplitudes(left, 48000, (MUSIC_HZ, ANNOUNCE_HZ))
-        gaps = _near_gaps(left, 960, len(amps))
-        assert amps[~gaps, 1].max() < AMPLITUDE / 100
-        # A group change around it would silence it for a few hundred ms: no
+        left = heard_only_in_the_chosen_room(chosen, other)
+        # A group change around it would silence room2 for a few hundred ms: no
         # silence longer than the short gaps a loaded machine makes.
         assert _longest_silence(left) < 0.1
-        steady = amps[~gaps, 0]
-        assert db(float(steady.min())) > db(AMPLITUDE) - 1
         assert broadcaster.alive(), broadcaster.log_tail()
 
 
@@ -512,14 +517,7 @@ def test_a_newcomers_run_announces_in_one_room_on_its_own_snapserver(
         ends = [room.size() for room in rooms]
         chosen = audio_since(rooms[0], offsets[0], 1.0, ends[0])
         other = audio_since(rooms[1], offsets[1], 1.0, ends[1])
-        left = s16_stereo_to_float(chosen)[:, 0]
-        amps = tone_amplitudes(left, 48000, (MUSIC_HZ, ANNOUNCE_HZ))
-        assert amps[:, 1].max() > AMPLITUDE / 10
-        left = s16_stereo_to_float(other)[:, 0]
-        amps = tone_amplitudes(left, 48000, (MUSIC_HZ, ANNOUNCE_HZ))
-        gaps = _near_gaps(left, 960, len(amps))
-        assert amps[~gaps, 1].max() < AMPLITUDE / 100
-        assert db(float(amps[~gaps, 0].min())) > db(AMPLITUDE) - 1
+        heard_only_in_the_chosen_room(chosen, other)
         # room1 plays the music again.
         wait_for_tone(rooms[0], MUSIC_HZ)
         assert broadcaster.alive(), broadcaster.log_tail()
