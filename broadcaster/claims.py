@@ -18,7 +18,27 @@ import os
 from collections.abc import Iterator, Mapping
 
 from .errors import BusyError
-from .paths import private_runtime_dir
+from .paths import private_runtime_dir, runtime_dir
+
+
+def held(key: str, env: Mapping[str, str] | None = None) -> bool:
+    """Whether a claim on ``key`` is held now (by any process, this one included)."""
+    path = runtime_dir(env) / "claims" / _file_name(key)  # only looked at: made by claim()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases our probe
+    return False
+
+
+def _file_name(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:24] + ".lock"
 
 
 @contextlib.contextmanager
@@ -30,8 +50,7 @@ def claim(key: str, taken: str, env: Mapping[str, str] | None = None) -> Iterato
     """
     folder = private_runtime_dir(env) / "claims"
     folder.mkdir(mode=0o700, exist_ok=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-    fd = os.open(folder / f"{digest}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(folder / _file_name(key), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

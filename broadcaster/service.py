@@ -37,12 +37,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .backoff import CONTROL_RECONNECT, Policy
+from .claims import held
 from .config import Config, is_local_host
 from .delivery import Delivery, DeliveryStats
 from .errors import BusyError, ConfigError, ControlError, NotFoundError, ServerReplyError
 from .lifecycle import cancel_and_wait
 from .net import port_answers
-from .pipeline import Broadcast, BroadcastStatus
+from .pipeline import Broadcast, BroadcastStatus, Destination
 from .pipewire import TargetApp, refuse_broad_pid
 from .process import ChildProcess
 from .settings import parse_address
@@ -451,15 +452,22 @@ class Service:
                 + ("" if self.snap.connected else " (it is not connected yet)")
             )
         used = {c.slot.stream for c in self.captures.values() if c.state not in _ENDED}
+
+        def elsewhere(slot: Slot) -> bool:
+            """Fed by another broadcaster process (`broadcaster run`, a second serve)."""
+            return held(Destination(pipe=str(slot.fifo)).key(), self.env)
+
         if wanted:
             for slot in slots:
                 if slot.stream == wanted:
                     if slot.stream in used:
                         raise BusyError(f"stream {wanted!r} is already fed by another capture")
+                    if elsewhere(slot):
+                        raise BusyError(f"stream {wanted!r} is already fed by another broadcaster")
                     return slot
             raise NotFoundError(f"there is no pipe stream {wanted!r} to capture into")
         for slot in slots:
-            if slot.stream not in used:
+            if slot.stream not in used and not elsewhere(slot):
                 return slot
         raise BusyError(
             f"all {len(slots)} capture streams are in use; stop a capture "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.claims import claim
+from broadcaster.claims import claim, held
 from broadcaster.errors import BusyError
 
 
@@ -20,4 +20,6 @@ def test_a_held_claim_is_refused_with_the_holders_pid_and_freed_after(tmp_path: 
         with claim("app broadcaster.y", "'y' is already captured", env):
             pass  # another key is free
     with claim("app broadcaster.x", "'x' is already captured", env):
-        pass  # released on exit
+        assert held("app broadcaster.x", env)
+        assert not held("app broadcaster.y", env)
+    assert not held("app broadcaster.x", env)  # released on exit

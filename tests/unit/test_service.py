@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from broadcaster.claims import claim
 from broadcaster.config import CaptureConfig, Config, DeliveryConfig, SnapserverConfig, WebConfig
 from broadcaster.delivery import DeliveryStats
 from broadcaster.errors import BusyError, ConfigError, NotFoundError
-from broadcaster.pipeline import BroadcastStatus
+from broadcaster.pipeline import BroadcastStatus, Destination
 from broadcaster.pipewire import TargetApp
 from broadcaster.service import (
     ENDED_KEPT,
@@ -117,6 +118,23 @@ def test_multi_config_has_a_source_per_slot_and_the_embedded_fields(tmp_path: Pa
     assert "port = 4705" in text
     assert "$XDG_RUNTIME_DIR" in text  # the escaped comment survives
     assert "${" not in text
+
+
+async def test_a_stream_another_broadcaster_feeds_is_not_a_free_slot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`broadcaster run` feeding the first stream: the capture takes the next one
+    (it took the first and failed, 'already fed by pid N')."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    service, _made = make_service()
+    with claim(Destination(pipe="/tmp/Main").key(), "fed"):
+        capture = await service.start_capture("spotify")
+        assert capture.slot.stream == "Second"
+        with pytest.raises(BusyError, match="already fed by another broadcaster"):
+            await service.start_capture("firefox", stream="Main")
+        with pytest.raises(BusyError, match="all 2 capture streams are in use"):
+            await service.start_capture("firefox")
+    await service.stop_capture(capture.id)
 
 
 async def test_captures_take_free_streams_and_refuse_when_busy() -> None:
