@@ -41,7 +41,7 @@ from typing import Any
 from .backoff import SESSION_BUS, Backoff
 from .errors import MprisError
 from .lifecycle import cancel_and_wait
-from .mpris import NowPlaying, PlayerFollower
+from .mpris import CAPABILITIES, NowPlaying, PlayerFollower, capability_key
 from .nowplaying import PlayerMatch, read_target
 from .proc import die_with_parent
 from .process import read_lines
@@ -68,12 +68,7 @@ def snapcast_properties(playing: NowPlaying | None) -> dict[str, Any]:
     if playing is None:
         return {
             "playbackStatus": "stopped",
-            "canGoNext": False,
-            "canGoPrevious": False,
-            "canPlay": False,
-            "canPause": False,
-            "canSeek": False,
-            "canControl": False,
+            **{capability_key(c, "can"): False for c in CAPABILITIES},
             "metadata": {},
         }
     meta: dict[str, Any] = {}
@@ -93,12 +88,7 @@ def snapcast_properties(playing: NowPlaying | None) -> dict[str, Any]:
         meta["albumArtist"] = list(playing.album_artist)
     props: dict[str, Any] = {
         "playbackStatus": playing.status,
-        "canGoNext": playing.can_go_next,
-        "canGoPrevious": playing.can_go_previous,
-        "canPlay": playing.can_play,
-        "canPause": playing.can_pause,
-        "canSeek": playing.can_seek,
-        "canControl": playing.can_control,
+        **{capability_key(c, "can"): getattr(playing, f"can_{c}") for c in CAPABILITIES},
         "metadata": meta,
     }
     if playing.position is not None:

@@ -72,6 +72,23 @@ class NowPlaying:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
+CAPABILITIES = ("play", "pause", "go_next", "go_previous", "seek", "control")
+"""What a player may let a remote do: :class:`NowPlaying`'s ``can_*`` flags, MPRIS's
+``CanPlay`` ... properties, snapcast's ``canPlay`` ... stream properties."""
+
+
+def capability_key(capability: str, prefix: str) -> str:
+    """A capability's property name: ``go_next`` -> ``CanGoNext`` (prefix ``Can``, MPRIS)
+    or ``canGoNext`` (prefix ``can``, snapcast)."""
+    return prefix + "".join(part.title() for part in capability.split("_"))
+
+
+def capabilities(props: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """:class:`NowPlaying`'s ``can_*`` arguments from a player's properties named with
+    ``prefix`` (:func:`capability_key`); a flag is on only if it is exactly true."""
+    return {f"can_{c}": props.get(capability_key(c, prefix)) is True for c in CAPABILITIES}
+
+
 def _plain(value: Any) -> Any:
     """Unwrap dbus-fast Variants (recursively)."""
     from dbus_fast import Variant
@@ -145,13 +162,8 @@ def parse_player(player: str, identity: str, props: dict[str, Any]) -> NowPlayin
         shuffle=props["Shuffle"] if isinstance(props.get("Shuffle"), bool) else None,
         loop=loop.lower() if loop in ("None", "Track", "Playlist") else None,
         rate=_num(props.get("Rate")),
-        can_play=props.get("CanPlay") is True,
-        can_pause=props.get("CanPause") is True,
-        can_go_next=props.get("CanGoNext") is True,
-        can_go_previous=props.get("CanGoPrevious") is True,
-        can_seek=props.get("CanSeek") is True,
-        can_control=props.get("CanControl") is True,
         extra=meta,
+        **capabilities(props, "Can"),
     )
 
 

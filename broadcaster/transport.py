@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .errors import ConfigError, PlayerCannotError
-from .mpris import MAX_MICROSECONDS, NowPlaying, _num
+from .mpris import MAX_MICROSECONDS, NowPlaying, _num, capabilities
 
 if TYPE_CHECKING:
     from .control import SnapControl
@@ -94,12 +94,7 @@ def from_properties(props: dict[str, Any], elapsed: float = 0.0, player: str = "
         duration=duration if duration else None,
         position=round(position, 3) if position is not None else None,
         rate=rate,
-        can_play=props.get("canPlay") is True,
-        can_pause=props.get("canPause") is True,
-        can_go_next=props.get("canGoNext") is True,
-        can_go_previous=props.get("canGoPrevious") is True,
-        can_seek=props.get("canSeek") is True,
-        can_control=props.get("canControl") is True,
+        **capabilities(props, "can"),
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.mpris import parse_player
+from broadcaster.mpris import CAPABILITIES, capability_key, parse_player
 from broadcaster.nowplaying import PlayerMatch, read_target, target_path, write_target
 
 
@@ -105,3 +105,12 @@ def test_target_file_round_trip(tmp_path: Path) -> None:
 def test_target_path_stays_in_its_directory(tmp_path: Path) -> None:
     path = target_path("../../etc/passwd", tmp_path)
     assert path.parent == tmp_path / "now-playing"
+
+
+def test_capabilities_go_by_mpris_and_snapcast_names() -> None:
+    assert [capability_key(c, "Can") for c in CAPABILITIES] == [
+        "CanPlay", "CanPause", "CanGoNext", "CanGoPrevious", "CanSeek", "CanControl",
+    ]  # fmt: skip
+    assert capability_key("go_previous", "can") == "canGoPrevious"
+    player = parse_player("p", "", {"CanGoPrevious": True, "CanSeek": 1, "CanPlay": "true"})
+    assert (player.can_go_previous, player.can_seek, player.can_play) == (True, False, False)
