@@ -244,11 +244,14 @@ class Router:
         self.moves += done
         return done
 
-    async def retarget(self, sink_name: str, *, settle: float = 3.0) -> None:
+    async def retarget(self, sink_name: str, *, settle: float = 10.0) -> None:
         """Move the app's streams onto ``sink_name``, the capture sink's replacement.
 
         Returns once every stream of the app plays there (or after ``settle``
         seconds); the old sink is still up meanwhile, so nothing plays elsewhere.
+        The caller removes the old sink then: a stream still on it falls back
+        to the speakers, so ``settle`` is generous (a loaded machine's
+        WirePlumber can take seconds to carry out a move).
         """
         self.sink_name = sink_name
         deadline = time.monotonic() + settle
