@@ -226,6 +226,12 @@ class SnapClient(Daemon):
             return self.out.stat().st_size
         return 0
 
+    def crash(self) -> int:
+        """The signal snapclient died of (SIGSEGV: 0.31 on Debian 13 now and then when
+        its server is killed and restarted), or 0 while it runs or after a clean exit."""
+        code = self.proc.popen.poll() if self.proc is not None else None
+        return -code if code is not None and code < 0 else 0
+
     def state(self) -> str:
         """Why a room may be silent, for a failure message: its process, its server's view."""
         if self.proc is None:
