@@ -38,6 +38,26 @@ def minimal_status(rooms: int = 1) -> dict[str, Any]:
     }
 
 
+NON_ASCII_NAME = "Küche 🎵"
+"""A room name whose last character is four bytes of UTF-8."""
+
+
+def status_cut_mid_character(
+    fake: FakeSnapserver, request_id: int, before: list[bytes]
+) -> dict[str, Any]:
+    """Have ``fake`` answer ``Server.GetStatus`` (request ``request_id``) with a status
+    whose room1 is :data:`NON_ASCII_NAME`, written after ``before`` and cut in two in
+    the middle of that name's last character; return the status."""
+    status = minimal_status()
+    status["server"]["groups"][0]["clients"][0]["config"]["name"] = NON_ASCII_NAME
+    reply = json.dumps({"id": request_id, "jsonrpc": "2.0", "result": status}, ensure_ascii=False)
+    cut = reply.encode().index("🎵".encode()) + 1
+    fake.handlers["Server.GetStatus"] = lambda _p: Answer(
+        result=status, before=before, split_at=cut
+    )
+    return status
+
+
 @dataclass
 class Answer:
     """What to send back: a result, an error, raw bytes (in pieces), nothing, or hang up."""

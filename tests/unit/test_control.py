@@ -32,10 +32,16 @@ from broadcaster.errors import (
     ServerReplyError,
 )
 from broadcaster.snaprpc import SnapserverProtocol
-from tests.support.fake_snapserver import Answer, FakeSnapserver, minimal_status
+from tests.support.fake_snapserver import (
+    NON_ASCII_NAME,
+    Answer,
+    FakeSnapserver,
+    minimal_status,
+    status_cut_mid_character,
+)
 from tests.support.procs import await_until
 
-KITCHEN = "Küche 🎵"
+KITCHEN = NON_ASCII_NAME
 
 
 def _notification(name: str) -> bytes:
@@ -86,13 +92,7 @@ def test_a_huge_message_is_skipped_with_bounded_memory(monkeypatch: pytest.Monke
 
 async def test_split_reply_and_garbage_from_a_server() -> None:
     async with FakeSnapserver() as fake:
-        status = minimal_status()
-        status["server"]["groups"][0]["clients"][0]["config"]["name"] = KITCHEN
-        reply = json.dumps({"id": 2, "jsonrpc": "2.0", "result": status}, ensure_ascii=False)
-        cut = reply.encode().index("🎵".encode()) + 1
-        fake.handlers["Server.GetStatus"] = lambda _p: Answer(
-            result=status, before=[b"}{ garbage\r\n"], split_at=cut
-        )
+        status_cut_mid_character(fake, 2, [b"}{ garbage\r\n"])
         async with SnapControl("127.0.0.1", fake.port, timeout=3) as snap:
             assert (await snap.status()).room(KITCHEN).id == "room1"
 

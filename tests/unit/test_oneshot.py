@@ -26,10 +26,15 @@ from broadcaster.errors import (
     ControlTimeoutError,
     ServerReplyError,
 )
-from tests.support.fake_snapserver import Answer, FakeSnapserver, minimal_status
+from tests.support.fake_snapserver import (
+    NON_ASCII_NAME,
+    Answer,
+    FakeSnapserver,
+    status_cut_mid_character,
+)
 from tests.support.procs import free_port
 
-KITCHEN = "Küche 🎵"
+KITCHEN = NON_ASCII_NAME
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -44,13 +49,7 @@ def _notification() -> bytes:
 
 async def test_reply_split_mid_character_after_notifications_and_garbage() -> None:
     async with FakeSnapserver() as fake:
-        status = minimal_status()
-        status["server"]["groups"][0]["clients"][0]["config"]["name"] = KITCHEN
-        reply = json.dumps({"id": 1, "jsonrpc": "2.0", "result": status}, ensure_ascii=False)
-        cut = reply.encode().index("🎵".encode()) + 1
-        fake.handlers["Server.GetStatus"] = lambda _p: Answer(
-            result=status, before=[_notification(), b"}{ garbage\r\n", b"[1, 2]\r\n"], split_at=cut
-        )
+        status_cut_mid_character(fake, 1, [_notification(), b"}{ garbage\r\n", b"[1, 2]\r\n"])
         result = await _status(fake.port)
     assert result.room(KITCHEN).id == "room1"  # type: ignore[attr-defined]
     assert [r["method"] for r in fake.requests] == ["Server.GetStatus"]
