@@ -31,7 +31,6 @@ import fcntl
 import logging
 import math
 import os
-import tempfile
 import time
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -42,6 +41,7 @@ from typing import Protocol
 import numpy as np
 
 from .errors import AnnounceError, PipeWireError
+from .files import scratch_dir
 from .pipewire import AppStream, Graph, PipeWire
 from .process import run_command
 from .routing import SINK_PREFIX
@@ -453,14 +453,14 @@ async def announce(
     The broadcasts duck their music while it plays (see :class:`Ducker`).
     """
     pw = pipewire or PipeWire(env=env)
-    with tempfile.TemporaryDirectory(prefix="broadcaster-announce-") as tmp:
-        source = Path(tmp) / "speech.wav"
+    with scratch_dir("broadcaster-announce") as tmp:
+        source = tmp / "speech.wav"
         if sound_file is None:
             await speak(text, source, voice=voice)
         else:
             source = Path(sound_file)
         sound = read_sound(source, max_seconds=max_seconds)
-        playable = Path(tmp) / "announcement.wav"
+        playable = tmp / "announcement.wav"
         seconds = prepare(sound, playable, lead_ms=lead_ms)
         targets = list(sinks) or capture_sinks(await pw.graph())
         if not targets:

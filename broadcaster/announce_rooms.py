@@ -22,7 +22,6 @@ import dataclasses
 import logging
 import os
 import stat
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from .announce import AnnounceQueue, AnnounceResult, prepare_pcm, speak
 from .config import Config, is_local_host
 from .control import SnapControl
 from .errors import AnnounceError, BroadcasterError, ControlError, ServerReplyError
+from .files import scratch_dir
 from .paths import runtime_dir, scenes_file
 from .rooms import Room, ServerStatus, StreamInfo
 from .scenes import Scene, SceneStore, restore
@@ -179,8 +179,8 @@ async def announce_in_rooms(
     """Play the announcement in the rooms ``names`` only; put them back after."""
     env = os.environ if env is None else env
     cfg = config.announce
-    with tempfile.TemporaryDirectory(prefix="broadcaster-announce-") as tmp:
-        source = Path(tmp) / "speech.wav"
+    with scratch_dir("broadcaster-announce") as tmp:
+        source = tmp / "speech.wav"
         if sound_file is None:
             await speak(text, source, voice=cfg.voice)
         else:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import UnsafePathError
@@ -69,3 +71,40 @@ def private_dir(path: Path) -> Path:
         os.mkdir(path, 0o700)
     check_private(path)
     return path
+
+
+@contextlib.contextmanager
+def scratch_dir(name: str, parent: Path | None = None) -> Iterator[Path]:
+    """A private (0700) directory for one job's temporary files, removed afterwards.
+
+    It is made in ``parent`` (default: the system's temporary directory) as
+    ``NAME-PID-XXXX``, so that one left by a process killed before it could
+    clean up (SIGKILL, a power cut) is recognised and removed by the next job
+    of the same ``name``: it is ours and its process no longer exists.
+    """
+    parent = Path(tempfile.gettempdir()) if parent is None else parent
+    _sweep(parent, name)
+    with tempfile.TemporaryDirectory(prefix=f"{name}-{os.getpid()}-", dir=parent) as tmp:
+        yield Path(tmp)
+
+
+def _sweep(parent: Path, name: str) -> None:
+    """Remove ``parent``'s ``NAME-PID-*`` directories of this user whose process is gone."""
+    for entry in parent.glob(f"{name}-*-*"):
+        pid = entry.name.removeprefix(f"{name}-").split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            info = os.lstat(entry)
+            if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

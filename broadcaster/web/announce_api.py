@@ -9,13 +9,13 @@ back up).  See docs/api.md.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from ..announce import AnnounceResult, announce
+from ..files import scratch_dir
 from .api import SERVICE, json_body
 from .auth import BadRequest
 
@@ -63,7 +63,7 @@ async def post_announce(request: web.Request) -> web.Response:
     config = service.config
     cfg = config.announce
     kind = request.content_type
-    with tempfile.TemporaryDirectory(prefix="broadcaster-upload-") as tmp:
+    with scratch_dir("broadcaster-upload") as tmp:
         sound: Path | None = None
         text = ""
         if kind == "application/json":
@@ -74,7 +74,7 @@ async def post_announce(request: web.Request) -> web.Response:
             text = said
             rooms = _rooms(body.get("rooms"))
         elif kind.startswith(SOUND_TYPES):
-            sound = Path(tmp) / "upload"
+            sound = tmp / "upload"
             try:
                 await _save_upload(request, sound, int(cfg.max_upload_mb * 1024 * 1024))
             except TooLarge as err:
