@@ -274,6 +274,13 @@ class EmbeddedSnapserver(Resource):
                 f"port {port} is already in use, but not by a snapserver that answers; "
                 "set snapserver.control_port to a free port"
             )
+        # snapserver starts even when it cannot bind the rooms' port; no room could connect.
+        stream_port, bind = self.settings.stream_port, self.settings.bind
+        if await port_answers("127.0.0.1" if bind in ("0.0.0.0", "::") else bind, stream_port):
+            raise SnapserverError(
+                f"port {stream_port} (snapserver.stream_port, where rooms connect) is already "
+                "in use; set snapserver.stream_port to a free port"
+            )
         self._write_config()
         child = ChildProcess(
             [self._executable, "-c", str(self.paths.config_file)], name="snapserver"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.pipewire import PipeWireSession
+from tests.support.procs import free_ports
 
 
 def broadcaster(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -98,3 +100,23 @@ def test_named_server_that_does_not_answer(tmp_path: Path, pw_session: PipeWireS
     env = {k: v for k, v in pw_session.env.items() if not k.startswith("BROADCASTER_")}
     result = broadcaster("run", "x", "--server", "127.0.0.1:9", env=env)
     assert_one_line_error(result, "cannot reach snapserver at 127.0.0.1:9")
+
+
+@pytest.mark.integration
+def test_the_rooms_port_taken_is_one_line_not_a_server_no_room_can_reach(
+    tmp_path: Path, pw_session: PipeWireSession, snap_tools: None
+) -> None:
+    """Something else listening on snapserver's stream port: broadcaster started its
+    snapserver anyway (which could not bind it) and said "rooms connect to port N"."""
+    stream_port, control_port = free_ports(2)
+    env = {k: v for k, v in pw_session.env.items() if not k.startswith("BROADCASTER_")}
+    env.update(
+        BROADCASTER_SNAPSERVER_BIND="127.0.0.1",
+        BROADCASTER_SNAPSERVER_STREAM_PORT=str(stream_port),
+        BROADCASTER_SNAPSERVER_CONTROL_PORT=str(control_port),
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", stream_port))
+        taken.listen()
+        result = broadcaster("run", "x", env=env)
+    assert_one_line_error(result, f"port {stream_port} (snapserver.stream_port")
