@@ -40,7 +40,14 @@ from .backoff import CONTROL_RECONNECT, Policy
 from .claims import held
 from .config import Config, is_local_host
 from .delivery import Delivery, DeliveryStats
-from .errors import BusyError, ConfigError, ControlError, NotFoundError, ServerReplyError
+from .errors import (
+    BusyError,
+    ConfigError,
+    ControlConnectionError,
+    ControlError,
+    NotFoundError,
+    ServerReplyError,
+)
 from .lifecycle import cancel_and_wait
 from .net import port_answers
 from .pipeline import Broadcast, BroadcastStatus, Destination
@@ -446,11 +453,13 @@ class Service:
 
     def _free_slot(self, wanted: str | None) -> Slot:
         slots = self.slots()
-        if not slots:
-            raise BusyError(
-                "snapserver has no pipe stream on this machine to capture into"
-                + ("" if self.snap.connected else " (it is not connected yet)")
+        if not slots and self.managed is None and self.snap.server is None:
+            raise ControlConnectionError(
+                f"snapserver at {self.snap.address} has not told its streams yet "
+                "(no answer to Server.GetStatus); try again when GET /api/health is ok"
             )
+        if not slots:
+            raise BusyError("snapserver has no pipe stream on this machine to capture into")
         used = {c.slot.stream for c in self.captures.values() if c.state not in _ENDED}
 
         def elsewhere(slot: Slot) -> bool:

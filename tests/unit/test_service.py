@@ -14,7 +14,7 @@ import pytest
 from broadcaster.claims import claim
 from broadcaster.config import CaptureConfig, Config, DeliveryConfig, SnapserverConfig, WebConfig
 from broadcaster.delivery import DeliveryStats
-from broadcaster.errors import BusyError, ConfigError, NotFoundError
+from broadcaster.errors import BusyError, ConfigError, ControlConnectionError, NotFoundError
 from broadcaster.pipeline import BroadcastStatus, Destination
 from broadcaster.pipewire import TargetApp
 from broadcaster.service import (
@@ -175,6 +175,15 @@ async def test_capture_input_errors() -> None:
         await service.stop_capture("7")
     service.snap.status = pipes_status()
     with pytest.raises(BusyError, match="no pipe stream on this machine"):
+        await service.start_capture("a")
+
+
+async def test_a_capture_while_the_server_has_not_answered_is_a_connection_error() -> None:
+    """A snapserver that accepts but never answers (or is not there): not 'busy' (409) but
+    'no connection yet' (503, as docs/api.md says), after waiting the control timeout."""
+    config = Config(server="127.0.0.1:1", timeout=0.2, snapserver=SnapserverConfig(mode="never"))
+    service = Service(config, runner_factory=lambda *args: StandIn(args[0], args[1]))
+    with pytest.raises(ControlConnectionError, match="has not told its streams yet"):
         await service.start_capture("a")
 
 
