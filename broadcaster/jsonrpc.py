@@ -125,8 +125,12 @@ def no_valid_status(address: str) -> ControlConnectionError:
 
 
 def is_status(result: Any) -> bool:
-    """Whether a ``Server.GetStatus`` result has the shape of a status."""
-    return isinstance(result, dict) and "server" in result
+    """Whether a ``Server.GetStatus`` result has the shape of a status: a
+    ``server`` object whose ``groups`` and ``streams`` (where present) are lists."""
+    server = result.get("server") if isinstance(result, dict) else None
+    return isinstance(server, dict) and all(
+        isinstance(server.get(key, []), list) for key in ("groups", "streams")
+    )
 
 
 def refused(method: str, error: Any) -> ServerReplyError:

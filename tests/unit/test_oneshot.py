@@ -8,12 +8,14 @@ on the test's loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,9 +116,15 @@ async def test_error_reply_and_malformed_status() -> None:
             ServerReplyError, match=r"refused Server\.GetStatus: Internal error \(why\)"
         ):
             await _status(fake.port)
-        fake.handlers["Server.GetStatus"] = lambda _p: Answer(result=[1, 2])
-        with pytest.raises(ControlConnectionError, match="it sent no valid status"):
-            await _status(fake.port)
+        malformed: list[Any] = [[1, 2], {"server": 5}, {"server": {"groups": 3, "streams": []}}]
+        for result in malformed:
+            fake.handlers["Server.GetStatus"] = functools.partial(_answer, result)
+            with pytest.raises(ControlConnectionError, match="it sent no valid status"):
+                await _status(fake.port)
+
+
+def _answer(result: Any, _params: Any) -> Answer:
+    return Answer(result=result)
 
 
 def test_nothing_listening_is_one_clear_error() -> None:
