@@ -69,6 +69,10 @@ class OutOfRangeError(BroadcasterError, ValueError):
     """A value is outside what snapserver accepts (a room's latency beyond -10000 to 10000 ms)."""
 
 
+class BadNameError(BroadcasterError, ValueError):
+    """A name broadcaster would store is unusable (a scene named '' or 'a/b')."""
+
+
 class NotFoundError(BroadcasterError, LookupError):
     """What the user named does not exist: a room, group, stream, scene, capture or slot."""
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, NotFoundError
+from .errors import BadNameError, ConfigError, NotFoundError
 from .files import write_atomic
 from .paths import scenes_file
 
@@ -52,6 +52,22 @@ class SceneGroup:
     rooms: tuple[SceneRoom, ...]
 
 
+SCENE_NAME_MAX = 80
+
+
+def scene_name(name: str) -> str:
+    """``name`` without surrounding spaces, if it can name a scene everywhere (the
+    CLI, the API's ``/api/scenes/{scene}``, the page): 1 to 80 printable
+    characters (any language, emoji too), no '/'; else :class:`BadNameError`."""
+    name = name.strip()
+    if not name or len(name) > SCENE_NAME_MAX or "/" in name or not name.isprintable():
+        raise BadNameError(
+            f"a scene name is 1 to {SCENE_NAME_MAX} printable characters without '/', "
+            f"not {name[:SCENE_NAME_MAX]!r}"
+        )
+    return name
+
+
 @dataclass(frozen=True)
 class Scene:
     name: str
@@ -60,8 +76,9 @@ class Scene:
 
     @classmethod
     def capture(cls, name: str, status: ServerStatus) -> Scene:
+        """The scene ``name`` (checked by :func:`scene_name`) of what ``status`` shows."""
         return cls(
-            name=name,
+            name=scene_name(name),
             saved_at=datetime.now(UTC).isoformat(timespec="seconds"),
             groups=tuple(
                 SceneGroup(

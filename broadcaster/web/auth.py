@@ -43,6 +43,7 @@ from aiohttp.typedefs import Middleware
 from ..errors import (
     AmbiguousNameError,
     AnnounceError,
+    BadNameError,
     BroadcasterError,
     BusyError,
     ConfigError,
@@ -69,7 +70,13 @@ def status_for(err: BroadcasterError) -> int:
     if isinstance(err, NotFoundError):
         return 404
     if isinstance(
-        err, BadRequest | ConfigError | AmbiguousNameError | AnnounceError | OutOfRangeError
+        err,
+        BadRequest
+        | BadNameError
+        | ConfigError
+        | AmbiguousNameError
+        | AnnounceError
+        | OutOfRangeError,
     ):
         return 400
     if isinstance(err, BusyError):

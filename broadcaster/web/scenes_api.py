@@ -8,14 +8,12 @@ scenes file is the CLI's (``$XDG_STATE_HOME/broadcaster/scenes.json``).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from aiohttp import web
 
-from ..scenes import Scene, SceneStore
+from ..scenes import SCENE_NAME_MAX, Scene, SceneStore
 from .api import SERVICE, get_str, json_body
-from .auth import BadRequest
 
 routes = web.RouteTableDef()
 
@@ -46,9 +44,7 @@ async def get_scene(request: web.Request) -> web.Response:
 @routes.post("/api/scenes")
 async def save_scene(request: web.Request) -> web.Response:
     body = await json_body(request)
-    name = get_str(body, "name", limit=80)
-    if not re.fullmatch(r"[\w .-]+", name):
-        raise BadRequest("name may hold letters, digits, spaces and _ . - only")
+    name = get_str(body, "name", limit=SCENE_NAME_MAX)
     # Read snapserver now: the service's view follows its notifications a
     # moment late, and a change made just before saving belongs in the scene.
     scene = Scene.capture(name, await request.app[SERVICE].snap.control.status())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.errors import ConfigError, NotFoundError
+from broadcaster.errors import BadNameError, ConfigError, NotFoundError
 from broadcaster.paths import scenes_file
 from broadcaster.rooms import ServerStatus
 from broadcaster.scenes import Scene, SceneStore
@@ -36,6 +36,18 @@ def test_save_load_delete_round_trip(tmp_path: Path) -> None:
     assert list(store.load()) == ["Abend ✨"]
     with pytest.raises(NotFoundError, match="saved: 'Abend ✨'"):
         store.get("nope")
+
+
+@pytest.mark.parametrize("name", ["", "   ", "a/b", "x" * 81, "tab\there", "line\nbreak"])
+def test_a_scene_name_nothing_could_address_is_refused(name: str) -> None:
+    """One rule for the CLI, the API (its /api/scenes/{scene} path) and the page."""
+    with pytest.raises(BadNameError, match="1 to 80 printable characters without '/'"):
+        Scene.capture(name, ServerStatus.from_json(STATUS))
+
+
+def test_a_scene_name_keeps_any_language_and_loses_its_outer_spaces() -> None:
+    for name in ("Abend ✨", "salle à manger", "x" * 80, "evening-2.0_b"):
+        assert Scene.capture(f" {name} ", ServerStatus.from_json(STATUS)).name == name
 
 
 def test_a_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
