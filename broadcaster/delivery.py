@@ -32,6 +32,7 @@ the connection side has closed.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import collections
 import contextlib
@@ -41,6 +42,7 @@ import logging
 import os
 import socket
 import stat
+import termios
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +54,7 @@ from .backoff import PIPE_REOPEN, TCP_SOURCE, Backoff, Policy
 _LOGGER = logging.getLogger(__name__)
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -127,6 +130,24 @@ def shrink_pipe(fd: int, size: int) -> None:
     """Bound what the kernel pipe holds (refused above the user's limit: then it stays)."""
     with contextlib.suppress(OSError):
         fcntl.fcntl(fd, _F_SETPIPE_SZ, size)
+
+
+def pipe_fill(fd: int) -> int:
+    """Bytes waiting in the pipe ``fd`` is open on (``FIONREAD``); -1 if it cannot be read."""
+    held = array.array("i", [0])
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, held)
+    except OSError:
+        return -1
+    return held[0]
+
+
+def pipe_size(fd: int) -> int:
+    """The kernel pipe's capacity in bytes (``F_GETPIPE_SZ``); 0 if it cannot be read."""
+    try:
+        return fcntl.fcntl(fd, _F_GETPIPE_SZ)
+    except OSError:
+        return 0
 
 
 def pipe_capacity_for(limit_bytes: int) -> int:

@@ -32,6 +32,16 @@ What :class:`PipeSink` also does, because the module does not:
   app never falls back onto the speakers in between.
 * **PipeWire restarted**: the child survives with its node gone; the Router
   notices the sink missing and :meth:`PipeSink.create` starts a new child.
+
+What can be known of delivery with no sample in Python (:class:`NativeStats`),
+from the same once-a-second check: how full the fifo is (``FIONREAD`` on our
+fd).  snapserver reading keeps it nearly empty; with no reader PipeWire fills
+it (measured: 16384 of 16384 bytes within a second of playing) and drops the
+rest.  The sink node's state (running, idle, suspended) comes with each look
+the Router takes at the graph (its state changes are graph events).
+PipeWire's ``pw-dump`` shows no counters for the node (0.3.65 and 1.4.2: its
+state and error only), so seconds lost are counted here: checks that found
+the fifo full while the sink was running.
 """
 
 from __future__ import annotations
@@ -41,13 +51,15 @@ import contextlib
 import json
 import logging
 import os
+import select
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 from .audio import SNAPCAST_FORMAT
 from .backoff import PIPE_REOPEN, SINK_RESTART, Backoff, Policy
 from .config import Config
-from .delivery import fifo_problem, open_fifo, shrink_pipe
+from .delivery import fifo_problem, open_fifo, pipe_fill, pipe_size, shrink_pipe
 from .errors import PipeWireError
 from .lifecycle import Resource
 from .pipewire import PipeWire
@@ -110,6 +122,43 @@ context.modules = [
 """
 
 
+@dataclass
+class NativeStats:
+    """The native path's delivery figures, for status output and the API."""
+
+    sink_state: str = ""
+    """PipeWire's state of the sink node: running, idle, suspended ("" before the first look)."""
+    pipe_bytes: int = 0
+    """Audio waiting in the fifo at the last check."""
+    pipe_capacity: int = 0
+    reading: bool = True
+    """snapserver takes the audio: the fifo was not full at the last check."""
+    stalled_seconds: int = 0
+    """Checks (one a second) that found the fifo full while the sink ran: audio dropped."""
+    swaps: int = 0
+    """How often the sink moved to a replaced fifo."""
+    restarts: int = 0
+    """How often the sink's PipeWire client was started again after it exited."""
+
+    def observe(self, fill: int, capacity: int) -> bool | None:
+        """Note one check of the fifo; return the new :attr:`reading` if it changed.
+
+        Full means less room left than one atomic write (``PIPE_BUF``):
+        PipeWire writes non-blocking and what does not fit is dropped.
+        """
+        if fill < 0:
+            return None  # the fd could not be asked: keep what we knew
+        self.pipe_bytes, self.pipe_capacity = fill, capacity
+        full = capacity > 0 and capacity - fill < select.PIPE_BUF
+        if full and self.sink_state == "running":
+            self.stalled_seconds += 1
+        reading = not full
+        if reading == self.reading:
+            return None
+        self.reading = reading
+        return reading
+
+
 class _Host:
     """One ``pipewire -c`` child holding one pipe sink, and our fd on its fifo."""
 
@@ -117,6 +166,7 @@ class _Host:
         self.name = name
         self.fd = fd
         self.child = child
+        self.capacity = pipe_size(fd)
 
     def same_fifo(self, path: str) -> bool:
         try:
@@ -172,8 +222,7 @@ class PipeSink(Resource):
         self._host: _Host | None = None
         self._lock = asyncio.Lock()
         self._last_problem = ""
-        self.swaps = 0
-        """How often the sink moved to a replaced fifo."""
+        self.stats = NativeStats()
 
     @property
     def name(self) -> str:
@@ -217,6 +266,7 @@ class PipeSink(Resource):
             if host is None:
                 continue
             if not host.child.running:
+                self.stats.restarts += 1
                 self._restart.ended()
                 delay = await self._restart.wait()
                 _LOGGER.warning(
@@ -229,6 +279,23 @@ class PipeSink(Resource):
             if not host.same_fifo(self.fifo):
                 _LOGGER.info("%s was replaced; moving the app to a sink on the new one", self.fifo)
                 await self._retrying(self._swap(on_renamed))
+                continue
+            self.check_pipe(host)
+
+    def check_pipe(self, host: _Host | None = None) -> None:
+        """Update :attr:`stats` from the fifo's fill level; say when snapserver stops reading."""
+        host = host or self._host
+        if host is None:
+            return
+        changed = self.stats.observe(pipe_fill(host.fd), host.capacity)
+        if changed is False and self.stats.sink_state == "running":
+            _LOGGER.warning(
+                "snapserver is not reading %s (the pipe is full): the app's audio is dropped "
+                "until it does",
+                self.fifo,
+            )
+        elif changed:
+            _LOGGER.info("snapserver reads %s", self.fifo)
 
     @staticmethod
     async def _retrying(step: Awaitable[None]) -> None:
@@ -251,7 +318,7 @@ class PipeSink(Resource):
                 self._host = old
                 raise
             self._name = other
-            self.swaps += 1
+            self.stats.swaps += 1
         try:
             await on_renamed(self._host.name)  # the Router moves the app onto it
         finally:

@@ -33,7 +33,7 @@ from .config import Config, is_local_host, parse_tcp_url
 from .control import StreamInfo, fetch_streams
 from .delivery import Delivery, DeliveryStats, PipeDelivery, TcpDelivery, pipe_capacity_for
 from .errors import BroadcasterError, ControlError, DeliveryError, PipeWireError, UnsafePathError
-from .native import PipeSink, python_path_reason
+from .native import NativeStats, PipeSink, python_path_reason
 from .nowplaying import PlayerMatch, write_target
 from .pipewire import Graph, PipeWire, TargetApp
 from .processing import Chain, ProcessingStats, build_processor
@@ -61,6 +61,8 @@ class BroadcastStatus:
     """Counters of the processing chain (speed gaps, limiter), when one runs."""
     path: str = ""
     """The data path: "native" (PipeWire writes the fifo) or "python"."""
+    native: NativeStats | None = None
+    """The native path's delivery figures (None on the Python path)."""
 
 
 @dataclass(frozen=True)
@@ -237,8 +239,15 @@ class Broadcast:
         await stack.enter_async_context(sink)
         self.native_sink = sink
         self.status.sink = sink.name
+        self.status.native = sink.stats
         self.status.delivery.connected = True
-        ducker, on_graph, announcer = self._announcements(sink.name, None)
+        ducker, on_announcements, announcer = self._announcements(sink.name, None)
+
+        def on_graph(graph: Graph) -> None:
+            node = graph.sink(sink.name)
+            sink.stats.sink_state = node.state if node is not None else ""
+            on_announcements(graph)
+
         router = Router(
             self._pw,
             self.target,

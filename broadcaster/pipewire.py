@@ -67,6 +67,8 @@ class Sink:
     serial: int
     name: str
     description: str = ""
+    state: str = ""
+    """PipeWire's state of the node: running, idle, suspended, creating or error."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ def parse_dump(objects: Sequence[Mapping[str, Any]]) -> Graph:
     """Build a :class:`Graph` from ``pw-dump``'s JSON array."""
     clients: dict[int, Mapping[str, Any]] = {}
     nodes: list[tuple[int, Mapping[str, Any]]] = []
+    states: dict[int, str] = {}
     links: dict[int, list[int]] = {}  # output node id -> input node ids
     targets: dict[int, tuple[str, str]] = {}  # node id -> (metadata key, value)
     default_sink = ""
@@ -155,6 +158,7 @@ def parse_dump(objects: Sequence[Mapping[str, Any]]) -> Graph:
         elif kind == "PipeWire:Interface:Node":
             nodes.append((oid, props))
             volumes[oid] = _channel_volumes(info)
+            states[oid] = str(info.get("state") or "")
         elif kind == "PipeWire:Interface:Link":
             out_node, in_node = _int(info.get("output-node-id")), _int(info.get("input-node-id"))
             if out_node is not None and in_node is not None:
@@ -186,6 +190,7 @@ def parse_dump(objects: Sequence[Mapping[str, Any]]) -> Graph:
                     serial,
                     str(props.get("node.name", "")),
                     str(props.get("node.description", "")),
+                    states.get(oid, ""),
                 )
             )
         elif media_class == STREAM_OUTPUT:

@@ -341,6 +341,7 @@ class Capture:
             },
             "capture": dataclasses.asdict(status.capture),
             "delivery": dataclasses.asdict(status.delivery),
+            "native": dataclasses.asdict(status.native) if status.native is not None else None,
             "processing": dataclasses.asdict(status.processing) if status.processing else None,
             "underruns": self.underruns,
             "started": self.started,
@@ -641,8 +642,11 @@ class Service:
         for capture in self.captures.values():
             runner = capture.runner
             written = runner.status.delivery.chunks_written
-            # The native path counts no chunks (PipeWire writes the pipe): no underruns known.
-            counted = runner.status.path != "native"
+            native = runner.status.native
+            if native is not None:
+                # PipeWire writes the pipe: the seconds it found the pipe full while playing.
+                capture.underruns = native.stalled_seconds
+            counted = native is None
             if isinstance(runner.meter, MeteredDelivery) and runner.meter.held:
                 counted = False  # a calibration's turn
             if counted and capture.state == "playing" and written == capture.last_written:

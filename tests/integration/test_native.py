@@ -8,14 +8,20 @@ stopped with Ctrl-C, a long time with no reader, the fifo replaced on disk.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from broadcaster.config import Config, DeliveryConfig
+from broadcaster.native import NativeStats
+from broadcaster.pipeline import Broadcast
+from broadcaster.pipewire import TargetApp
 from tests.integration.test_pipeline import (
     OTHER_HZ,
     SECOND,
@@ -33,7 +39,7 @@ from tests.integration.test_pipeline_faults import (
     run_against,
 )
 from tests.support.pipewire import PipeWireSession
-from tests.support.procs import Proc, children, command_line, wait_until
+from tests.support.procs import Proc, await_until, children, command_line, wait_until
 from tests.support.snapserver import SnapClient, SnapServer
 
 pytestmark = pytest.mark.integration
@@ -238,3 +244,53 @@ def test_a_signal_after_pipewire_died_still_stops_broadcaster(
     assert code == 0, broadcaster.log_tail()
     assert "Traceback" not in broadcaster.log_path.read_text(), broadcaster.log_tail()
     wait_until(lambda: not alive(host), 5, "the sink's holder to be gone with broadcaster")
+
+
+async def test_the_native_figures_follow_snapserver_reading_or_not(
+    tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
+) -> None:
+    """What ``GET /api/captures`` shows under ``native``: reader present, gone, back."""
+    server, room = one_room
+    pw_session.play(make_tone(tmp_path / "t.wav", TARGET_HZ, 48000), "TargetApp")
+    fifo = server.fifo()
+    broadcast = Broadcast(
+        TargetApp("TargetApp"), Config(delivery=DeliveryConfig(pipe=str(fifo))), env=pw_session.env
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(broadcast.run(stop))
+
+    def figures(want: Callable[[NativeStats], bool]) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            if task.done():
+                task.result()  # a failed run says why
+            stats = broadcast.status.native
+            return stats is not None and want(stats)
+
+        return check
+
+    try:
+        await await_until(
+            figures(lambda s: s.sink_state == "running" and s.pipe_capacity > 0),
+            15,
+            "the sink running",
+        )
+        stats = broadcast.status.native
+        assert stats is not None
+        assert stats.reading
+        assert stats.stalled_seconds == 0
+        assert stats.pipe_bytes < stats.pipe_capacity
+        await asyncio.to_thread(wait_for_tone, room, TARGET_HZ)
+        server.kill()  # nobody reads the fifo now
+        full = figures(lambda s: not s.reading and s.stalled_seconds >= 2)
+        await await_until(full, 15, "the fifo full, seconds counted")
+        assert stats.pipe_capacity - stats.pipe_bytes < 4096
+        server.start()
+        await await_until(figures(lambda s: s.reading), 15, "snapserver reading again")
+        stalled = stats.stalled_seconds
+        await asyncio.to_thread(wait_for_tone, room, TARGET_HZ, 30)
+        assert stats.reading
+        assert stats.stalled_seconds == stalled
+        assert (stats.swaps, stats.restarts) == (0, 0)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)

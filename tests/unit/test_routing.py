@@ -238,3 +238,12 @@ async def test_the_follower_stops_when_cancelled_as_an_event_arrives() -> None:
     with pytest.raises(asyncio.CancelledError):
         async with asyncio.timeout(5):
             await task
+
+
+def test_a_sinks_state_is_pipewires_state_of_its_node() -> None:
+    running = node(40, 400, "Audio/Sink", "broadcaster.x")
+    running["info"]["state"] = "running"
+    graph = parse_dump([SPEAKERS, running])
+    assert graph.sink("broadcaster.x") is not None
+    assert graph.sink("broadcaster.x").state == "running"  # type: ignore[union-attr]
+    assert graph.sink("speakers").state == ""  # type: ignore[union-attr]

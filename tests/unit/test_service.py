@@ -15,6 +15,7 @@ from broadcaster.claims import claim
 from broadcaster.config import CaptureConfig, Config, DeliveryConfig, SnapserverConfig, WebConfig
 from broadcaster.delivery import DeliveryStats
 from broadcaster.errors import BusyError, ConfigError, ControlConnectionError, NotFoundError
+from broadcaster.native import NativeStats
 from broadcaster.pipeline import BroadcastStatus, Destination
 from broadcaster.pipewire import TargetApp
 from broadcaster.service import (
@@ -213,6 +214,18 @@ async def test_sample_counts_underruns_while_playing() -> None:
     made[0].status.state = "waiting"
     service.sample()
     assert capture.underruns == 1
+    await service.stop()
+
+
+async def test_on_the_native_path_underruns_are_the_seconds_the_fifo_was_full() -> None:
+    service, made = make_service()
+    capture = await service.start_capture("app")
+    await asyncio.sleep(0)
+    made[0].status.path = "native"
+    made[0].status.native = NativeStats(sink_state="running", stalled_seconds=3)
+    service.sample()  # no chunks written: not an underrun of its own
+    assert capture.underruns == 3
+    assert capture.describe()["native"]["stalled_seconds"] == 3
     await service.stop()
 
 
