@@ -67,6 +67,10 @@ STREAM_RATE = 48000
 
 _BAND = (1200.0, 6000.0)
 _RESYNC_S = 0.04
+_PAIR_APART_MS = 25
+"""In a pair turn, the room's copy is the one nearer where its own turn heard it
+when the two are this much apart in that respect (more than the loop shifts in a
+few seconds but for a rare xrun); otherwise levels must tell them apart."""
 """Each repeat is looked for this far from where the pattern puts it: a snapclient
 that resyncs mid-measurement jumps by 5-30 ms (seen here under load)."""
 
@@ -94,6 +98,11 @@ class Settings:
     agree_ms: float = 2.0
     min_agree: int = 3
     min_snr_db: float = 15.0
+    reference: bool = True
+    """After each other room's own turn, a turn with it and the first room (the
+    reference) both audible: that room is measured against the reference within
+    the same chirps, so a shift of the whole loop between turns (a recording that
+    lost input, a graph that skipped a cycle) cancels."""
 
     def check(self) -> None:
         if not 3 <= self.repeats <= 20:
@@ -146,15 +155,38 @@ class RoomSlot:
     """Stream sample at which this room's part begins (its mutes change here)."""
     positions: tuple[int, ...]
     """Stream samples at which its chirps begin."""
+    reference: str = ""
+    """The room audible together with this one (a pair turn); empty: alone."""
+
+
+def _chirp_offsets(repeats: int, spacing_s: float) -> list[float]:
+    """Seconds from a turn's first chirp to each chirp: spaced ``spacing_s`` plus
+    0-0.16 s more, unevenly, so that no chirp lies where another chirp's copy from a
+    room up to ``max_spread`` later would (the two copies of a pair turn stay apart)."""
+    offsets = [0.0]
+    for k in range(1, repeats):
+        offsets.append(offsets[-1] + spacing_s + 0.04 * ((3 * k) % 5))
+    return offsets
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The whole signal: rooms in order, then a tail for the last one to play out."""
+    """The whole signal: turns in order, then a tail for the last one to play out.
+
+    ``rooms`` are the turns in which one room plays alone, one per room in order;
+    ``pairs`` (with :attr:`Settings.reference`) the turns in which a room other than
+    the first plays together with the first, each right after that room's own turn.
+    """
 
     rooms: tuple[RoomSlot, ...]
     total: int
     settings: Settings
+    pairs: tuple[RoomSlot, ...] = ()
+
+    @property
+    def turns(self) -> tuple[RoomSlot, ...]:
+        """Every turn in the order it plays."""
+        return tuple(sorted((*self.rooms, *self.pairs), key=lambda slot: slot.start))
 
     @property
     def duration_s(self) -> float:
@@ -167,27 +199,34 @@ class Plan:
         if not rooms:
             raise NotFoundError("there is no connected room to calibrate")
         rate = STREAM_RATE
-        slots = []
-        cursor = 0
-        for code, (room_id, name) in enumerate(rooms):
-            if code == 0:
-                cursor = round(settings.settle_s * rate)
+        offsets = _chirp_offsets(settings.repeats, settings.spacing_s)
+        cursor = round(settings.settle_s * rate)
+
+        def turn(room_id: str, name: str, code: int, reference: str = "") -> RoomSlot:
+            nonlocal cursor
             first = cursor + round(settings.lead_s * rate)
-            positions = tuple(
-                first + round(k * settings.spacing_s * rate) for k in range(settings.repeats)
-            )
-            slots.append(RoomSlot(room_id, name, code, cursor, positions))
+            positions = tuple(first + round(offset * rate) for offset in offsets)
+            slot = RoomSlot(room_id, name, code, cursor, positions, reference)
             end = positions[-1] + round(code_duration(code) * rate)
-            # The next room's mutes change only once these chirps have played everywhere.
+            # The next turn's volumes change only once these chirps have played everywhere.
             cursor = end + round((settings.playout_s + settings.max_spread_s + 0.1) * rate)
-        return cls(tuple(slots), cursor, settings)
+            return slot
+
+        solo: list[RoomSlot] = []
+        pairs: list[RoomSlot] = []
+        for code, (room_id, name) in enumerate(rooms):
+            solo.append(turn(room_id, name, code))
+            if settings.reference and code > 0:
+                # Its own code (after the rooms'): the turn is told apart from the others.
+                pairs.append(turn(room_id, name, len(rooms) + code - 1, solo[0].room_id))
+        return cls(tuple(solo), cursor, settings, tuple(pairs))
 
     def render(self) -> FloatArray:
         """The signal as mono float samples at the stream's rate."""
         import numpy as np
 
         out = np.zeros(self.total, dtype=np.float64)
-        for slot in self.rooms:
+        for slot in self.turns:
             chirp = code_signal(slot.code, STREAM_RATE) * self.settings.level
             for position in slot.positions:
                 out[position : position + chirp.size] += chirp
@@ -224,6 +263,9 @@ class RoomResult:
     """Arrival minus stream position (recording's own timeline): for diagnostics."""
     note: str = ""
     """Why there is no delay: "not heard", or the room's timing moved while measured."""
+    reference: str = ""
+    """The room this one was measured against in the same chirps (empty: the delay
+    comes from the two rooms' own turns, or this is the reference)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -306,6 +348,7 @@ def analyze(recording: FloatArray, rate: int, plan: Plan) -> list[RoomResult]:
     block = max(1, rate // 1000)  # the pattern search works in 1 ms blocks
     reach = round(_RESYNC_S * 1000)
     spread = round(settings.max_spread_s * 1000)
+    codes = [slot.code for slot in plan.turns]
     correlations = []
     anchors = []
     for slot in plan.rooms:
@@ -316,68 +359,237 @@ def analyze(recording: FloatArray, rate: int, plan: Plan) -> list[RoomResult]:
         start, score = _pattern(env, offsets, 0, env.size)
         floor = float(np.median(env)) * len(offsets) + 1e-12
         correlations.append((corr, env, offsets, float(np.sum(template * template))))
-        anchors.append((score / floor, start * block - slot.positions[0] * scale))
+        # Only a chirp no other turn plays can anchor the timeline.
+        unique = codes.count(slot.code) == 1
+        anchors.append(
+            (score / floor if unique else 0.0, start * block - slot.positions[0] * scale)
+        )
     best = max(range(len(anchors)), key=lambda i: anchors[i][0])
     origin = anchors[best][1]  # recording sample where stream sample 0 would arrive (+ delay)
 
-    estimates: list[tuple[RoomSlot, list[float], float, float]] = []
-    for slot, (corr, env, offsets, energy) in zip(plan.rooms, correlations, strict=True):
-        expected = round((origin + slot.positions[0] * scale) / block)
+    solo: dict[str, _Heard] = {}
+    for slot, (corr, env, offsets, energy), (score, own_origin) in zip(
+        plan.rooms, correlations, anchors, strict=True
+    ):
+        # A room whose chirps stand out in the whole recording (half as well as the
+        # anchor's) is looked for where they are: the loop may have shifted by more
+        # than max_spread since the anchor's turn (a recording that lost sound).
+        start_at = own_origin if score >= 0.5 * anchors[best][0] else origin
+        expected = round((start_at + slot.positions[0] * scale) / block)
         start, _ = _pattern(env, offsets, expected - spread, expected + spread + 1)
-        # Noise: the correlation over this room's part, away from its chirps.
-        lo = max(0, (expected - spread) * block)
-        hi = min(corr.size, (expected + offsets[-1] + spread) * block)
-        mag = np.abs(corr[lo:hi] if hi > lo else corr)
-        # (At least -80 dB below a full-scale chirp's peak: digital silence has no floor.)
-        noise = float(np.median(mag)) + 1e-4 * energy + 1e-12
-        found: list[float] = []
-        snrs = []
+        noise = _noise(corr, expected, offsets[-1], spread, block, energy)
+        heard = _Heard([], [], [], noise)
         for offset, position in zip(offsets, slot.positions, strict=True):
             where, value = _peak(corr, (start + offset) * block, (reach + 2) * block)
             snr = 20 * math.log10(max(value, 1e-30) / noise)
-            snrs.append(snr)
+            heard.snrs.append(snr)
             if snr >= settings.min_snr_db and value > 1e-6 * energy:
-                found.append(where / rate - position / STREAM_RATE)
-        estimates.append((slot, found, float(np.median(snrs)) if snrs else 0.0, noise))
+                heard.found.append(where / rate - position / STREAM_RATE)
+                heard.levels.append(value / energy)  # the chirp's amplitude
+        heard.agreeing = _largest_cluster(heard.found, settings.agree_ms)
+        solo[slot.room_id] = heard
 
-    raw = [
-        (slot, found, _largest_cluster(found, settings.agree_ms), snr)
-        for slot, found, snr, _ in estimates
-    ]
-    timed = [
-        float(np.mean(agreeing))
-        for _s, _f, agreeing, _snr in raw
-        if len(agreeing) >= settings.min_agree
-    ]
-    earliest = min(timed) if timed else 0.0
+    # Each room's arrival after the reference's: measured in the same chirps where a
+    # pair turn allows, else from the two rooms' own turns.
+    ok = {rid for rid, h in solo.items() if len(h.agreeing) >= settings.min_agree}
+    relative = {rid: float(np.mean(solo[rid].agreeing)) for rid in ok}
+    # A room heard in its own turn can be measured in its pair turn even if its own
+    # turn's chirps moved (a shift of the whole loop while they played moves both
+    # copies of a pair turn's chirp alike): its own turn only says where to look.
+    audible = {rid for rid, h in solo.items() if len(h.found) >= settings.min_agree}
+    paired: dict[str, list[float]] = {}
+    unpaired: set[str] = set()
+    for slot in plan.pairs:
+        if slot.room_id in audible and slot.reference in audible:
+            room, reference = solo[slot.room_id], solo[slot.reference]
+            where = float(np.median(room.agreeing or room.found))
+            together = _pair(recording, rate, slot, room, reference, where, settings)
+            if together is None:
+                _LOGGER.info("calibration: %s too near the reference to tell apart", slot.name)
+            elif len(together) >= settings.min_agree:
+                paired[slot.room_id] = together
+            else:
+                # Its own turn alone would be a guess: the loop may have shifted since
+                # the reference's (that is what the pair turn is for).
+                unpaired.add(slot.room_id)
+    if paired:
+        reference_id = plan.rooms[0].room_id
+        base = relative.get(reference_id)
+        if base is None:  # the reference's own turn moved: the pairs still hold
+            base = float(np.median(solo[reference_id].found))
+            relative = {reference_id: base}
+        for rid, together in paired.items():
+            relative[rid] = base + float(np.mean(together))
+    for rid in unpaired:
+        relative.pop(rid, None)
+    earliest = min(relative.values()) if relative else 0.0
     results = []
-    for slot, found, agreeing, snr in raw:
-        heard = len(found) >= settings.min_agree
-        ok = len(agreeing) >= settings.min_agree
-        mean = float(np.mean(agreeing)) if ok else 0.0
+    for slot in plan.rooms:
+        heard = solo[slot.room_id]
+        # (The reference's own turn may have moved while pairs still measured it.)
+        agreeing = paired.get(slot.room_id) or heard.agreeing or heard.found
+        found = heard.found
+        is_heard = len(found) >= settings.min_agree
+        is_ok = slot.room_id in relative
+        centre = float(np.mean(agreeing)) if is_ok else 0.0
         note = ""
-        if not heard:
+        if not is_heard:
             note = "not heard"
-        elif not ok:
+        elif slot.room_id in unpaired:
+            note = (
+                f"heard, but not together with {plan.rooms[0].name}: a room's timing moved "
+                "while it was measured (a resync, or the recording lost sound); measure again"
+            )
+        elif not is_ok:
             note = (
                 f"heard, but its timing moved by {(max(found) - min(found)) * 1000:.0f} ms "
                 "while it was measured (the room resynced); measure again"
             )
+        snrs = heard.snrs
         results.append(
             RoomResult(
                 room_id=slot.room_id,
                 name=slot.name,
-                heard=heard,
-                delay_ms=(mean - earliest) * 1000 if ok else None,
-                confidence=len(agreeing) / settings.repeats if ok else 0.0,
-                spread_ms=max(abs(e - mean) for e in agreeing) * 1000 if ok else None,
-                snr_db=snr,
-                repeats_used=len(agreeing) if ok else 0,
-                offset_ms=mean * 1000 if ok else None,
+                heard=is_heard,
+                delay_ms=(relative[slot.room_id] - earliest) * 1000 if is_ok else None,
+                confidence=len(agreeing) / settings.repeats if is_ok else 0.0,
+                spread_ms=max(abs(e - centre) for e in agreeing) * 1000 if is_ok else None,
+                snr_db=float(np.median(snrs)) if snrs else 0.0,
+                repeats_used=len(agreeing) if is_ok else 0,
+                offset_ms=float(np.mean(heard.agreeing or found)) * 1000 if is_ok else None,
                 note=note,
+                reference=plan.rooms[0].room_id if slot.room_id in paired else "",
             )
         )
     return results
+
+
+@dataclass
+class _Heard:
+    """One room's chirps in its own turn."""
+
+    found: list[float]
+    """Arrival minus stream position (s) of each chirp heard."""
+    levels: list[float]
+    """Their amplitudes (correlation peak over the chirp's energy)."""
+    snrs: list[float]
+    noise: float
+    agreeing: list[float] = field(default_factory=list)
+
+
+def _noise(
+    corr: FloatArray, expected: int, length: int, spread: int, block: int, energy: float
+) -> float:
+    """The correlation's level over a turn, away from its chirps' peaks (its median)."""
+    import numpy as np
+
+    lo = max(0, (expected - spread) * block)
+    hi = min(corr.size, (expected + length + spread) * block)
+    mag = np.abs(corr[lo:hi] if hi > lo else corr)
+    # (At least -80 dB below a full-scale chirp's peak: digital silence has no floor.)
+    return float(np.median(mag)) + 1e-4 * energy + 1e-12
+
+
+def _pair(
+    recording: FloatArray,
+    rate: int,
+    slot: RoomSlot,
+    room: _Heard,
+    reference: _Heard,
+    offset: float,
+    settings: Settings,
+) -> list[float] | None:
+    """A pair turn: per chirp, the room's arrival minus the reference's (s).
+
+    Both rooms play every chirp of the turn, so each chirp arrives twice; a shift
+    of the whole loop moves both copies alike.  The room's copy is the one near
+    where its own turn, just before, heard it (``offset``: arrival minus stream
+    position, s); when both copies are that near, the one whose level matches
+    the room's own turn rather than the reference's.
+    """
+    import numpy as np
+
+    block = max(1, rate // 1000)
+    reach = round(_RESYNC_S * 1000)
+    span = round(settings.max_spread_s * 1000) + reach
+    template = code_signal(slot.code, rate)
+    corr = _correlate(recording, template)
+    energy = float(np.sum(template * template))
+    usable = corr.size // block * block
+    coarse = np.abs(corr[:usable]).reshape(-1, block).max(axis=1)
+    centres = [round((p / STREAM_RATE + offset) * rate / block) for p in slot.positions]
+    if centres[0] - span < 0 or centres[-1] + span >= coarse.size:
+        return []
+    # The turn's chirps summed, lined up where the room's copy should be.
+    profile = np.zeros(2 * span + 1)
+    for c in centres:
+        profile += coarse[c - span : c + span + 1]
+    profile /= len(centres) * energy  # the copies' amplitudes
+    noise = _noise(corr, centres[0], centres[-1] - centres[0], span, block, energy) / energy
+    if 20 * math.log10(max(float(np.max(profile)), 1e-30) / noise) < settings.min_snr_db:
+        return []
+    level_room = float(np.median(room.levels))
+    level_ref = float(np.median(reference.levels))
+
+    def misfit(index: int, level: float) -> float:  # log10 of the amplitudes' ratio
+        return abs(math.log10(max(float(profile[index]), 1e-30) / level))
+
+    if abs(math.log10(level_room / level_ref)) > 0.3:
+        # Their own turns' levels 6 dB apart or more tell the copies apart: the room's
+        # is the arrival at its level nearest where its own turn heard it; the
+        # reference's the strongest at its level (a strong copy's sidelobes or
+        # echoes are weaker).
+        inner = profile[1:-1]
+        tops = 1 + np.flatnonzero((inner >= profile[:-2]) & (inner >= profile[2:]))
+        mine = [int(i) for i in tops if misfit(int(i), level_room) <= 0.3]
+        if not mine:
+            return []
+        own = min(mine, key=lambda i: abs(i - span))
+        theirs = [int(i) for i in tops if misfit(int(i), level_ref) <= 0.3 and abs(i - own) > 3]
+        if not theirs:
+            return []
+        other = max(theirs, key=lambda i: float(profile[i]))
+    else:
+        # The turn's two strongest arrivals, at least 3 ms apart; the room's is the one
+        # nearer where its own turn heard it, unless the loop may have shifted that
+        # far since; then the one whose level matches.
+        own = int(np.argmax(profile))
+        rest = profile.copy()
+        rest[max(0, own - 3) : own + 4] = 0.0
+        other = int(np.argmax(rest))
+        if 20 * math.log10(max(float(profile[other]), 1e-30) / noise) < settings.min_snr_db:
+            return []
+        nearer = abs(other - span) - abs(own - span)  # ms; > 0: own is nearer
+        as_is = misfit(own, level_room) + misfit(other, level_ref)
+        swapped = misfit(other, level_room) + misfit(own, level_ref)
+        by_level = swapped - as_is  # > 0: the levels say own is the room's
+        if abs(nearer) >= _PAIR_APART_MS and abs(by_level) < 0.3:
+            if nearer < 0:
+                own, other = other, own
+        elif abs(by_level) >= 0.15:  # 3 dB
+            if by_level < 0:
+                own, other = other, own
+        else:
+            return None  # too close to tell apart: the rooms' own turns stand
+    # Per chirp: both copies together, moved alike by a shift of the whole loop (followed
+    # from chirp to chirp), then each to a fraction of a sample.
+    radius = 2 * block
+    result = []
+    moved = 0
+    for c in centres:
+        lo = c - span
+        shifts = np.arange(moved - reach, moved + reach + 1)
+        if lo + min(own, other) + shifts[0] < 0 or lo + max(own, other) + shifts[-1] >= coarse.size:
+            continue
+        both = coarse[lo + own + shifts] + coarse[lo + other + shifts]
+        moved = int(shifts[int(np.argmax(both))])
+        t_room, v_room = _peak(corr, (lo + own + moved) * block, radius)
+        t_ref, v_ref = _peak(corr, (lo + other + moved) * block, radius)
+        if min(v_room, v_ref) >= noise * energy * 10 ** (settings.min_snr_db / 20):
+            result.append((t_room - t_ref) / rate)
+        else:
+            moved = 0
+    return _largest_cluster(result, settings.agree_ms)
 
 
 def _largest_cluster(estimates: Sequence[float], agree_ms: float) -> list[float]:
@@ -827,6 +1039,9 @@ class Calibration:
         rooms = rooms_to_calibrate(status, stream)
         if not rooms:
             raise NotFoundError(f"no connected room plays stream {stream!r}")
+        # The reference (first) is the room most likely heard: unmuted, loudest.
+        reference = max(rooms, key=lambda r: (not r.muted, r.volume))
+        rooms = [reference, *(r for r in rooms if r is not reference)]
         plan = Plan.build([(r.id, r.name) for r in rooms], self.settings)
         saved = {r.id: Saved(r.volume, r.muted) for r in status.rooms if r.connected}
         self._set(rooms=len(rooms), duration_s=plan.duration_s)
@@ -842,10 +1057,17 @@ class Calibration:
                     writer = await stack.enter_async_context(FifoWriter(fifo))
                 else:
                     writer = out
-                bounds = [0] + [slot.start for slot in plan.rooms[1:]] + [plan.total]
-                for index, slot in enumerate(plan.rooms):
-                    await self._solo(controls, saved, slot.room_id)
-                    self._set(room=slot.name, index=index + 1)
+                turns = plan.turns
+                bounds = [0] + [slot.start for slot in turns[1:]] + [plan.total]
+                names = {slot.room_id: slot.name for slot in plan.rooms}
+                order = [slot.room_id for slot in plan.rooms]
+                for index, slot in enumerate(turns):
+                    audible = {slot.room_id, slot.reference} - {""}
+                    await self._solo(controls, saved, audible)
+                    shown = slot.name
+                    if slot.reference:
+                        shown = f"{slot.name} with {names[slot.reference]}"
+                    self._set(room=shown, index=order.index(slot.room_id) + 1)
                     part = signal[bounds[index] : bounds[index + 1]]
                     await writer.write(to_pcm(part))
                 await writer.write(to_pcm(np.zeros(round(0.2 * STREAM_RATE))))
@@ -872,8 +1094,10 @@ class Calibration:
             ),
         )
 
-    async def _solo(self, controls: Controls, saved: Mapping[str, Saved], room_id: str) -> None:
-        """Only ``room_id`` audible (at its own volume); every other room at volume 0.
+    async def _solo(
+        self, controls: Controls, saved: Mapping[str, Saved], audible: set[str]
+    ) -> None:
+        """Only the rooms in ``audible`` heard (at their own volume); every other at volume 0.
 
         Volume 0, not mute: snapserver sends a muted client nothing (unless
         ``send_to_muted``), and a snapclient muted a few seconds drops its
@@ -882,7 +1106,7 @@ class Calibration:
         """
         calls = []
         for other, was in saved.items():
-            volume = was.volume if other == room_id else 0
+            volume = was.volume if other in audible else 0
             calls.append(controls.set_room_volume(other, volume, False))
         await asyncio.gather(*calls)
 

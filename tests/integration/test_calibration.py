@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -94,7 +95,7 @@ def loop(request: pytest.FixtureRequest, tmp_path: Path, snap_tools: None) -> It
     try:
         pw.start()
         # A fixed quantum: loopbacks then add exactly their delay (no jitter).
-        pw.run("pw-metadata", "-n", "settings", "0", "clock.force-quantum", "1024")
+        pw.run("pw-metadata", "-n", "settings", "0", "clock.force-quantum", "256")
         # Sinks before the snapclients start: WirePlumber moves streams when the default changes.
         pw.add_speakers()
         for room in ROOMS:
@@ -232,11 +233,10 @@ def write_clicks(path: Path, seconds: int) -> Path:
     return path
 
 
-async def truth(loop: Loop) -> dict[str, float]:
-    """Each looped room's arrival of the app's clicks on its air channel, after kitchen's (ms).
-
-    Recorded from air's monitor by pw-record, apart from the calibration code.
-    """
+@contextlib.asynccontextmanager
+async def air(loop: Loop) -> AsyncIterator[list[bytes]]:
+    """Records air's monitor, each room on its own channel, while in the block: yields
+    the list the 48 kHz S16LE three-channel chunks go into (pw-record)."""
     record = await asyncio.create_subprocess_exec(
         "pw-record",
         "--target",
@@ -265,18 +265,33 @@ async def truth(loop: Loop) -> dict[str, float]:
 
     reader = asyncio.create_task(read())
     try:
-        # The captured app's clicks, recorded for CLICKS of them and a half.
-        await asyncio.sleep((CLICKS + 0.5) * CLICK_GAP_S)
+        yield chunks
     finally:
         record.terminate()
         await asyncio.wait_for(record.wait(), 5)
         await asyncio.wait_for(reader, 5)
+
+
+def channels(chunks: list[bytes]) -> dict[str, Any]:
+    """Each looped room's channel of an :func:`air` recording."""
     data = b"".join(chunks)
     audio = np.frombuffer(data[: len(data) // 6 * 6], dtype="<i2").reshape(-1, 3)
-    peaks = {
-        room: click_peaks(audio[:, ["FL", "FR", "FC"].index(ch)])
+    return {
+        room: audio[:, ["FL", "FR", "FC"].index(ch)].astype(np.float64)
         for room, (_d, ch) in LOOPED.items()
     }
+
+
+async def truth(loop: Loop) -> dict[str, float]:
+    """Each looped room's arrival of the app's clicks on its air channel, after kitchen's (ms).
+
+    Recorded from air's monitor by pw-record, apart from the calibration code.
+    """
+    async with air(loop) as chunks:
+        # The captured app's clicks, recorded for CLICKS of them and a half.
+        await asyncio.sleep((CLICKS + 0.5) * CLICK_GAP_S)
+    audio = channels(chunks)
+    peaks = {room: click_peaks(audio[room]) for room in LOOPED}
     result = {}
     for room in LOOPED:
         # The same click in two rooms, click by click (a click a room lost under load is
@@ -291,6 +306,67 @@ async def truth(loop: Loop) -> dict[str, float]:
         agree = [d for d in diffs if abs(d - middle) <= 1.0]
         assert len(agree) > len(diffs) / 2, f"{room}: the rooms moved during the clicks: {diffs} ms"
         result[room] = float(np.mean(agree))
+    return result
+
+
+def bursts(channel: Any) -> list[tuple[int, int]]:
+    """(first, last) sample of each sound at least 30 ms long in one air channel (the
+    calibration's chirps; the app's 1 ms clicks are shorter)."""
+    step = STREAM_RATE // 200  # 5 ms
+    usable = channel.size // step * step
+    level = np.abs(channel[:usable]).reshape(-1, step).max(axis=1)
+    on = level > 0.2 * level.max()
+    found = []
+    start = None
+    for i, active in enumerate([*on, False]):
+        if active and start is None:
+            start = i
+        elif not active and start is not None:
+            if i - start >= 6:
+                found.append((start * step, i * step))
+            start = None
+    return found
+
+
+def truth_during(chunks: list[bytes], reference: str) -> dict[str, list[float]]:
+    """While a calibration plays a looped room together with ``reference`` (its pair
+    turn), the lag of that room's air channel behind the reference's (ms), per turn.
+
+    The same chirps are on both channels then: their cross-correlation peaks at
+    the lag.  Apart from the calibration code (no template, no plan), and at the
+    same moment as the calibration's own measurement of that room.
+    """
+    audio = channels(chunks)
+    reach = round(0.65 * STREAM_RATE)
+    theirs_at = bursts(audio[reference])
+    result: dict[str, list[float]] = {}
+    for room in LOOPED:
+        if room == reference:
+            continue
+        turns: list[list[tuple[int, int]]] = []
+        for burst in bursts(audio[room]):
+            if turns and burst[0] - turns[-1][-1][1] < STREAM_RATE:
+                turns[-1].append(burst)
+            else:
+                turns.append([burst])
+        for turn in turns:
+            lo, hi = turn[0][0], turn[-1][1]
+            if not any(lo - reach < k[1] and k[0] < hi + reach for k in theirs_at):
+                continue  # its own turn: the reference silent
+            mine = audio[room][lo:hi]
+            theirs = audio[reference][max(0, lo - reach) : hi + reach]
+            n = 1 << (mine.size + theirs.size).bit_length()
+            xc = np.fft.irfft(np.fft.rfft(theirs, n) * np.conj(np.fft.rfft(mine, n)), n)
+            # xc[j]: the reference's sound j samples into its window lines up with the room's.
+            j = int(np.argmax(xc[: theirs.size]))
+            shift = 0.0
+            if 0 < j < theirs.size - 1:
+                a, b, c = xc[j - 1], xc[j], xc[j + 1]
+                if a - 2 * b + c < 0:
+                    shift = 0.5 * (a - c) / (a - 2 * b + c)
+            lag = (lo - max(0, lo - reach)) - (j + shift)
+            if hi - lo < 3 * STREAM_RATE and abs(lag) < reach:  # one turn, one lag
+                result.setdefault(room, []).append(lag / STREAM_RATE * 1000)
     return result
 
 
@@ -344,10 +420,14 @@ async def page(loop: Loop, tmp_path: Path) -> AsyncIterator[browser.DevTools]:
         yield tools
 
 
-async def calibration_state(loop: Loop, states: tuple[str, ...], timeout: float) -> Any:
+async def calibration_state(
+    loop: Loop, states: tuple[str, ...], timeout: float, *, after: int = 0
+) -> Any:
+    """The calibration's state once it is one of ``states`` (and its id is above ``after``)."""
+
     async def reached() -> Any:
         _status, body = await asyncio.to_thread(loop.api, "GET", "/api/calibration")
-        return body if body["state"] in states and body["id"] else None
+        return body if body["state"] in states and body["id"] > after else None
 
     return await await_until(reached, timeout, f"calibration to be {' or '.join(states)}")
 
@@ -453,42 +533,73 @@ async def test_calibration_page_flow_apply_undo(loop: Loop, tmp_path: Path) -> N
     assert loop.settings() == before
 
 
-def errors_ms(measured: dict[str, Any], true: dict[str, float]) -> dict[str, float | None]:
-    """Measured minus true delay after kitchen, per looped room (ms; None: no delay)."""
+def summary(
+    measured: dict[str, Any], clicks: dict[str, float], chunks: list[bytes]
+) -> dict[str, Any]:
+    """A calibration's delays against the truth during it (each room's lag behind the
+    reference in its pair turn, on air's channels) and against the clicks' truth
+    before it (ms, after kitchen)."""
     by_id = {r["room_id"]: r for r in measured["results"]}
+    reference = measured["results"][0]["room_id"]  # the first measured: the reference
+    during = truth_during(chunks, reference)
     base = by_id["kitchen"]["delay_ms"]
-    return {
+    delays: dict[str, float | None] = {
         room: None
         if base is None or by_id[room]["delay_ms"] is None
-        else round(by_id[room]["delay_ms"] - base - true[room], 2)
+        else round(by_id[room]["delay_ms"] - base, 2)
         for room in LOOPED
+    }
+    errors: dict[str, float | None] = {}
+    for room in LOOPED:
+        mine, theirs = by_id[room]["delay_ms"], by_id[reference]["delay_ms"]
+        if room == reference:
+            continue
+        if mine is None or theirs is None or room not in during:
+            errors[room] = None
+        else:
+            errors[room] = round(mine - theirs - float(np.median(during[room])), 2)
+    return {
+        "reference": reference,
+        "measured": delays,
+        "how": {room: by_id[room]["reference"] or by_id[room]["note"] for room in LOOPED},
+        "truth_during": {room: [round(x, 2) for x in lags] for room, lags in during.items()},
+        "errors": errors,
+        "truth_clicks": {room: round(x, 2) for room, x in clicks.items()},
+        "errors_vs_clicks": {
+            room: None if (d := delays[room]) is None else round(d - clicks[room], 2)
+            for room in LOOPED
+        },
     }
 
 
 @pytest.mark.measure
 @pytest.mark.parametrize("loop", ["python"], indirect=True)
 async def test_calibration_accuracy(loop: Loop, tmp_path: Path) -> None:
-    """Measured delays against the truth from air's channels; after Apply the rooms
-    within TOLERANCE_MS of each other; through a local capture source (the command
-    line) and through the page in headless Chromium.  Real time and load-sensitive:
-    run with -m measure (docs/calibration.md has the figures)."""
+    """Measured delays against the truth on air's channels during the calibration;
+    after Apply the rooms' clicks within TOLERANCE_MS of each other; through a local
+    capture source (the command line) and through the page in headless Chromium.
+    Real time and load-sensitive: run with -m measure (docs/calibration.md has the
+    figures)."""
     before = loop.settings()
-    report: dict[str, Any] = {}
+    report: dict[str, Any] = {"load": [os.getloadavg()]}
 
-    true = await settled_truth(loop)
-    by_cli = await run_cli(loop, "--source", "air.monitor")
-    true_after = await settled_truth(loop)
-    report["cli"] = {"truth": true, "truth_after": true_after, "errors": errors_ms(by_cli, true)}
+    clicks = await settled_truth(loop)
+    async with air(loop) as chunks:
+        by_cli = await run_cli(loop, "--source", "air.monitor")
+    report["cli"] = summary(by_cli, clicks, chunks)
 
     async with page(loop, tmp_path) as tools:
-        true_page = await settled_truth(loop)
-        await tap(tools, "#calibrate-start")
-        by_page = await calibration_state(loop, ("done", "failed"), 90)
-        report["page"] = {"truth": true_page, "errors": errors_ms(by_page, true_page)}
+        clicks = await settled_truth(loop)
+        last = by_cli["id"]
+        async with air(loop) as chunks:
+            await tap(tools, "#calibrate-start")
+            by_page = await calibration_state(loop, ("done", "failed"), 120, after=last)
+        report["page"] = summary(by_page, clicks, chunks)
 
     applied = await run_cli(loop, "--source", "air.monitor", "--apply")
     true_applied = await settled_truth(loop)
     report["applied"] = {"truth": true_applied, "latency": applied["latency_proposed"]}
+    report["load"].append(os.getloadavg())
     print("calibration accuracy:", json.dumps(report))  # noqa: T201
     await run_cli(loop, "--undo")
     assert loop.settings() == before

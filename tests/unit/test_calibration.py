@@ -38,23 +38,32 @@ def record(
     start: float = 0.8,
     noise: float = 0.002,
     level: float = 0.1,
+    levels: dict[str, float] | None = None,
     moved: dict[str, tuple[int, float]] | None = None,
+    shifts: list[tuple[float, float]] | None = None,
     seed: int = 1,
 ) -> Any:
     """What a microphone would record: each room's chirps at its delay (seconds), from
-    ``start`` s into the recording; ``moved``: room -> (from repeat, extra delay)."""
+    ``start`` s into the recording, in its own turn and (with the reference) in its
+    pair turn; ``moved``: room -> (from repeat of its own turn, extra delay);
+    ``shifts``: (stream second, extra delay of every room from then on), a shift of
+    the whole loop."""
     rng = np.random.default_rng(seed)
     out = rng.normal(0, noise, round((plan.duration_s + start + 1.5) * rate))
-    for slot in plan.rooms:
-        if slot.room_id not in delays:
-            continue
-        chirp = code_signal(slot.code, rate) * level
-        for k, position in enumerate(slot.positions):
-            extra = 0.0
-            if moved and slot.room_id in moved and k >= moved[slot.room_id][0]:
-                extra = moved[slot.room_id][1]
-            at = round((start + position / STREAM_RATE + delays[slot.room_id] + extra) * rate)
-            out[at : at + chirp.size] += chirp
+    for slot in plan.turns:
+        for room in {slot.room_id, slot.reference} - {""}:
+            if room not in delays:
+                continue
+            chirp = code_signal(slot.code, rate) * (levels or {}).get(room, level)
+            for k, position in enumerate(slot.positions):
+                extra = 0.0
+                if moved and room in moved and not slot.reference and k >= moved[room][0]:
+                    extra = moved[room][1]
+                for since, shift in shifts or []:
+                    if position / STREAM_RATE >= since:
+                        extra += shift
+                at = round((start + position / STREAM_RATE + delays[room] + extra) * rate)
+                out[at : at + chirp.size] += chirp
     return out
 
 
@@ -142,7 +151,7 @@ def test_nothing_heard_at_all() -> None:
 
 
 def test_one_repeat_off_is_rejected_as_an_outlier() -> None:
-    plan = Plan.build(ROOMS, Settings())
+    plan = Plan.build(ROOMS, Settings(reference=False))
     recording = record(plan, {"a": 0.0, "b": 0.08, "c": 0.23}, moved={"b": (4, 0.012)})
     results = by_id(analyze(recording, STREAM_RATE, plan))
     assert results["b"].delay_ms == pytest.approx(80.0, abs=0.1)
@@ -151,12 +160,33 @@ def test_one_repeat_off_is_rejected_as_an_outlier() -> None:
 
 
 def test_a_room_that_moved_midway_is_reported_not_averaged() -> None:
-    plan = Plan.build(ROOMS, Settings(repeats=4, min_agree=3))
-    recording = record(plan, {"a": 0.0, "b": 0.08, "c": 0.23}, moved={"c": (2, 0.027)})
+    delays = {"a": 0.0, "b": 0.08, "c": 0.23}
+    plan = Plan.build(ROOMS, Settings(repeats=4, min_agree=3, reference=False))
+    recording = record(plan, delays, moved={"c": (2, 0.027)})
     results = by_id(analyze(recording, STREAM_RATE, plan))
     assert results["c"].heard
     assert results["c"].delay_ms is None
     assert "moved by 27 ms" in results["c"].note
+    # Its pair turn, where it held still, measures it all the same.
+    plan = Plan.build(ROOMS, Settings(repeats=4, min_agree=3))
+    results = by_id(analyze(record(plan, delays, moved={"c": (2, 0.027)}), STREAM_RATE, plan))
+    assert results["c"].delay_ms == pytest.approx(230.0, abs=0.1)
+    assert results["c"].reference == "a"
+
+
+def test_a_loud_reference_is_not_mistaken_for_a_quiet_room() -> None:
+    """13 dB apart: the quiet room's copy is found at its own level, the loud
+    reference's strongest arrival at its."""
+    plan = Plan.build(ROOMS, Settings())
+    levels = {"a": 0.35, "b": 0.08, "c": 0.1}
+    recording = record(
+        plan, {"a": 0.2, "b": 0.06, "c": 0.21}, levels=levels, shifts=[(5.0, -0.0213)]
+    )
+    results = by_id(analyze(recording, STREAM_RATE, plan))
+    assert results["b"].reference == "a"
+    assert results["b"].delay_ms == pytest.approx(0.0, abs=0.1)
+    assert results["a"].delay_ms == pytest.approx(140.0, abs=0.1)
+    assert results["c"].delay_ms == pytest.approx(150.0, abs=0.1)
 
 
 def test_noise_louder_than_the_chirps_still_places_them() -> None:
@@ -165,6 +195,55 @@ def test_noise_louder_than_the_chirps_still_places_them() -> None:
     results = by_id(analyze(recording, STREAM_RATE, plan))
     assert results["b"].delay_ms == pytest.approx(40.0, abs=0.2)
     assert results["c"].delay_ms == pytest.approx(200.0, abs=0.2)
+
+
+def test_a_shift_of_the_whole_loop_between_turns_cancels_against_the_reference() -> None:
+    """A recording that lost a graph cycle (-21.3 ms) after the first turn and gained
+    a little later: every room's own turn is off by it, its pair turn is not."""
+    delays = {"a": 0.02, "b": 0.08, "c": 0.23}
+    shifts = [(4.0, -1024 / STREAM_RATE), (9.0, 0.006)]
+    apart = Plan.build(ROOMS, Settings(reference=False))
+    off = by_id(analyze(record(apart, delays, shifts=shifts), STREAM_RATE, apart))
+    assert off["b"].delay_ms == pytest.approx(60.0 - 21.3, abs=0.2)  # what turns alone see
+    plan = Plan.build(ROOMS, Settings())
+    assert [(t.room_id, t.reference) for t in plan.turns] == [
+        ("a", ""),
+        ("b", ""),
+        ("b", "a"),
+        ("c", ""),
+        ("c", "a"),
+    ]
+    results = by_id(analyze(record(plan, delays, shifts=shifts), STREAM_RATE, plan))
+    assert results["b"].delay_ms == pytest.approx(60.0, abs=0.1)
+    assert results["c"].delay_ms == pytest.approx(210.0, abs=0.1)
+    assert results["b"].reference == "a"
+    assert results["c"].reference == "a"
+    assert results["a"].reference == ""
+
+
+def test_rooms_close_together_are_told_apart_by_their_levels() -> None:
+    """Two copies 6 ms apart in the pair turn, after a shift larger than that: the
+    louder one is the room's, as in its own turn."""
+    plan = Plan.build(ROOMS, Settings())
+    levels = {"a": 0.05, "b": 0.2, "c": 0.1}
+    for delay_b in (0.014, 0.026):
+        recording = record(
+            plan, {"a": 0.02, "b": delay_b, "c": 0.1}, levels=levels, shifts=[(5.0, 0.012)]
+        )
+        results = by_id(analyze(recording, STREAM_RATE, plan))
+        assert results["b"].reference == "a"
+        assert results["b"].delay_ms - results["a"].delay_ms == pytest.approx(
+            (delay_b - 0.02) * 1000, abs=0.1
+        )
+
+
+def test_rooms_close_together_at_one_level_keep_their_own_turns() -> None:
+    """Which copy is which cannot be told: no guess, the rooms' own turns stand."""
+    plan = Plan.build(ROOMS, Settings())
+    results = by_id(analyze(record(plan, {"a": 0.02, "b": 0.03, "c": 0.2}), STREAM_RATE, plan))
+    assert results["b"].reference == ""
+    assert results["b"].delay_ms == pytest.approx(10.0, abs=0.1)
+    assert results["c"].reference == "a"
 
 
 def test_a_recording_too_short_is_an_error() -> None:
