@@ -638,10 +638,15 @@ class FifoWriter:
     The pipe is opened read-write and non-blocking (see :mod:`.delivery`), and
     writing never runs more than ``ahead_s`` ahead of real time: the samples
     must reach snapserver as one continuous run (no gap, nothing dropped), or
-    the stream positions the measurement rests on would move.
+    the stream positions the measurement rests on would move.  0.25 s ahead (a
+    64 KiB pipe holds 0.34 s): with 80 ms, a stall of the event loop under load
+    let the pipe run dry and snapserver restarted the stream's timestamps
+    ("onResync ... 145 ms" in its log, seen here at a load average of 7).  It
+    stays below ``lead_s`` plus snapserver's buffer, so a turn's volumes still
+    change before its chirps play.
     """
 
-    def __init__(self, path: str, *, ahead_s: float = 0.08, block_s: float = 0.02) -> None:
+    def __init__(self, path: str, *, ahead_s: float = 0.25, block_s: float = 0.02) -> None:
         self.path = path
         self._ahead = ahead_s
         self._block = round(block_s * STREAM_RATE) * 4
