@@ -35,6 +35,7 @@ import numpy as np
 import pytest
 
 from broadcaster.calibration import STREAM_RATE
+from broadcaster.pipewire import pw_cat_stdio_options
 from tests.conftest import require_tools
 from tests.integration.test_pipeline import start_broadcaster, stop_broadcaster
 from tests.support import browser
@@ -251,6 +252,7 @@ async def air(loop: Loop) -> AsyncIterator[list[bytes]]:
         "FL,FR,FC",
         "--format",
         "s16",
+        *await pw_cat_stdio_options(loop.pw.env),  # --raw on PipeWire 1.x
         "-",
         stdout=asyncio.subprocess.PIPE,
         env=loop.pw.env,
@@ -267,7 +269,8 @@ async def air(loop: Loop) -> AsyncIterator[list[bytes]]:
     try:
         yield chunks
     finally:
-        record.terminate()
+        if record.returncode is None:
+            record.terminate()
         await asyncio.wait_for(record.wait(), 5)
         await asyncio.wait_for(reader, 5)
 
