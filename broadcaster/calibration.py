@@ -409,8 +409,9 @@ def analyze(recording: FloatArray, rate: int, plan: Plan) -> list[RoomResult]:
             elif len(together) >= settings.min_agree:
                 paired[slot.room_id] = together
             else:
-                # Its own turn alone would be a guess: the loop may have shifted since
-                # the reference's (that is what the pair turn is for).
+                # Its own turn and the reference's, if both held still, still give a
+                # delay (``reference`` stays empty: a shift of the loop between the
+                # turns goes into it).
                 unpaired.add(slot.room_id)
     if paired:
         reference_id = plan.rooms[0].room_id
@@ -420,8 +421,6 @@ def analyze(recording: FloatArray, rate: int, plan: Plan) -> list[RoomResult]:
             relative = {reference_id: base}
         for rid, together in paired.items():
             relative[rid] = base + float(np.mean(together))
-    for rid in unpaired:
-        relative.pop(rid, None)
     earliest = min(relative.values()) if relative else 0.0
     results = []
     for slot in plan.rooms:
@@ -435,7 +434,7 @@ def analyze(recording: FloatArray, rate: int, plan: Plan) -> list[RoomResult]:
         note = ""
         if not is_heard:
             note = "not heard"
-        elif slot.room_id in unpaired:
+        elif slot.room_id in unpaired and not is_ok:
             note = (
                 f"heard, but not together with {plan.rooms[0].name}: a room's timing moved "
                 "while it was measured (a resync, or the recording lost sound); measure again"
