@@ -51,7 +51,7 @@ async def test_cross_origin_changes_and_sockets_are_refused(token: str) -> None:
             reply = await client.post(
                 "/api/captures", json={"app": "x"}, headers={**auth, **headers}
             )
-            assert reply.status == 409, headers  # past the checks: no slot to capture into
+            assert reply.status == 503, headers  # past the checks: no snapserver to capture into
             ws = await client.ws_connect(f"/api/events?token={TOKEN}", headers=headers)
             assert (await ws.receive_json(timeout=5))["type"] == "state"
             await ws.close()
