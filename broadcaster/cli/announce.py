@@ -39,16 +39,9 @@ async def _announce(args: argparse.Namespace) -> int:
     import logging
 
     from ..announce import announce
-    from ..config import load
+    from .lookup import configured
 
-    config = load(
-        args.config,
-        overrides={
-            "server": args.server,
-            "timeout": args.timeout,
-            "announce.voice": args.voice,
-        },
-    )
+    config = configured(args, {"announce.voice": args.voice})
     cfg = config.announce
     if args.rooms:
         from ..announce_rooms import announce_in_rooms

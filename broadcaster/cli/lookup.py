@@ -26,6 +26,7 @@ from ..settings import DEFAULT_CONTROL_PORT, ENV_PREFIX, config_file_name, parse
 from .parsing import Parser
 
 if TYPE_CHECKING:
+    from ..config import Config
     from ..control import SnapControl
     from ..rooms import ServerStatus
 
@@ -51,6 +52,18 @@ def control_settings(config: str | None, env: Mapping[str, str] | None = None) -
 
     cfg = load(config, env=env)
     return cfg.server, cfg.timeout
+
+
+def configured(args: argparse.Namespace, overrides: Mapping[str, object]) -> Config:
+    """The configuration a long-running command (``run``, ``serve``, ``announce``)
+    works with: ``--config``'s file (or the default one) and the environment, with
+    the command line over them: ``--server`` and ``--timeout`` where the command has
+    them, and the command's own options as ``overrides`` (dotted keys, ``None``: not given).
+    """
+    from ..config import load
+
+    common = {"server": getattr(args, "server", None), "timeout": getattr(args, "timeout", None)}
+    return load(args.config, overrides={**common, **overrides})
 
 
 def _named_server(args: argparse.Namespace) -> tuple[tuple[str, int] | None, float]:

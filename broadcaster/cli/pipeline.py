@@ -96,20 +96,19 @@ async def _run(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from ..config import load
     from ..errors import ConfigError
     from ..pipeline import Broadcast
     from ..pipewire import TargetApp, refuse_broad_pid
     from . import signals
+    from .lookup import configured
 
     if (args.app is None) == (args.pid is None):
         raise ConfigError("name the application to broadcast, or give --pid (not both)")
     if args.pid is not None and args.pid <= 0:
         raise ConfigError(f"--pid {args.pid} is not a process id")
-    config = load(
-        args.config,
-        overrides={
-            "server": args.server,
+    config = configured(
+        args,
+        {
             "capture.sink": args.sink,
             "capture.format": args.capture_format,
             "capture.restore": False if args.no_restore else None,

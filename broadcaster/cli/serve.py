@@ -51,15 +51,14 @@ async def _serve(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from ..config import load
     from ..service import check_serving
     from ..snapserver import EmbeddedSnapserver
     from . import signals
+    from .lookup import configured
 
-    config = load(
-        args.config,
-        overrides={
-            "server": args.server,
+    config = configured(
+        args,
+        {
             "snapserver.mode": args.embedded,
             "web.bind": args.bind,
             "web.port": args.port,
