@@ -172,12 +172,13 @@ def log_of(broadcaster: Proc) -> str:
 
 
 @contextlib.contextmanager
-def ducked_by(
-    session: PipeWireSession, broadcaster: Proc, *args: str
+def announcing_bell(
+    tmp_path: Path, session: PipeWireSession, broadcaster: Proc, seconds: int
 ) -> Iterator[subprocess.Popen[str]]:
-    """The CLI with ``args`` running, once ``broadcaster`` has ducked the music for it
-    (killed on exit if still running)."""
-    with cli_child(session.env, *args) as command:
+    """``broadcaster announce`` of a bell ``seconds`` long running, once ``broadcaster``
+    has ducked the music for it (killed on exit if still running)."""
+    bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 48000, seconds=seconds)
+    with cli_child(session.env, "announce", str(bell)) as command:
         wait_until(lambda: "ducking the music" in log_of(broadcaster), 20, "the duck")
         yield command
 
@@ -192,6 +193,12 @@ def music_in_room1(
     server, rooms = house
     with music_playing(tmp_path, pw_session, server, heard_in=rooms[0]) as broadcaster:
         yield broadcaster, rooms[0]
+
+
+def music_db(audio: bytes) -> float:
+    """The music's median level in ``audio`` (left channel), in dB."""
+    level = tone_amplitudes(s16_stereo_to_float(audio)[:, 0], 48000, (MUSIC_HZ,))[:, 0]
+    return db(float(np.median(level)))
 
 
 def audio_since(room: SnapClient, offset: int, seconds_after: float, before: int) -> bytes:
@@ -423,8 +430,7 @@ def test_a_volume_the_user_sets_during_an_announcement_is_kept(
     music_in_room1: tuple[Proc, SnapClient],
 ) -> None:
     broadcaster, room = music_in_room1
-    bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 48000, seconds=3)
-    with ducked_by(pw_session, broadcaster, "announce", str(bell)) as command:
+    with announcing_bell(tmp_path, pw_session, broadcaster, 3) as command:
         # The user turns the music app down to half (-6 dB) meanwhile.
         (index,) = [
             line.split()[0]
@@ -435,10 +441,8 @@ def test_a_volume_the_user_sets_during_an_announcement_is_kept(
         assert command.wait(30) == 0, command.stderr.read() if command.stderr else ""
     wait_until(lambda: "restoring the music" in log_of(broadcaster), 20, "the restore")
     fresh_audio(room, 1.0)  # past the ramp
-    audio = fresh_audio(room, 1.0)
-    level = tone_amplitudes(s16_stereo_to_float(audio)[:, 0], 48000, (MUSIC_HZ,))[:, 0]
     # Kept: half the music's level, not what it was before the announcement.
-    assert db(float(np.median(level))) == pytest.approx(db(AMPLITUDE) - 6, abs=1)
+    assert music_db(fresh_audio(room, 1.0)) == pytest.approx(db(AMPLITUDE) - 6, abs=1)
 
 
 def _music_inputs(session: PipeWireSession) -> set[str]:
@@ -458,16 +462,13 @@ def test_a_killed_announce_command_brings_the_music_back(
     music_in_room1: tuple[Proc, SnapClient],
 ) -> None:
     broadcaster, room = music_in_room1
-    bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 48000, seconds=20)
-    with ducked_by(pw_session, broadcaster, "announce", str(bell)) as command:
+    with announcing_bell(tmp_path, pw_session, broadcaster, 20) as command:
         command.kill()
     # Its pw-play dies with it: the announcement stops and the music comes back.
     wait_until(lambda: "restoring the music" in log_of(broadcaster), 5, "the restore")
     wait_until(lambda: pw_session.stream_sinks("broadcaster-announce") == [], 5, "no pw-play")
     wait_for_tone(room, MUSIC_HZ)
-    audio = fresh_audio(room, 0.5)
-    level = tone_amplitudes(s16_stereo_to_float(audio)[:, 0], 48000, (MUSIC_HZ,))[:, 0]
-    assert db(float(np.median(level))) == pytest.approx(db(AMPLITUDE), abs=1)
+    assert music_db(fresh_audio(room, 0.5)) == pytest.approx(db(AMPLITUDE), abs=1)
 
 
 def test_a_newcomers_run_announces_in_one_room_on_its_own_snapserver(
