@@ -50,8 +50,7 @@ def test_serve_runs_its_snapserver_and_captures_on_request(
     tmp_path: Path, pw_session: PipeWireSession, snap_tools: None
 ) -> None:
     web, stream, control, http_port = free_ports(4)
-    pw_session.play(make_tone(tmp_path / "t.wav", 440, 48000), "TargetApp")
-    wait_until(lambda: pw_session.stream_sinks("TargetApp") == ["speakers"], 15, "app playing")
+    pw_session.play_on_speakers(make_tone(tmp_path / "t.wav", 440, 48000), "TargetApp")
     serve = start_broadcaster(
         pw_session,
         "serve",

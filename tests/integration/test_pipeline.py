@@ -142,8 +142,7 @@ def test_one_app_plays_in_every_room_and_everything_is_restored(
     target_wav = make_tone(tmp_path / "target.wav", TARGET_HZ, 44100)
     other_wav = make_tone(tmp_path / "other.wav", OTHER_HZ, 48000)
     pw_session.play(other_wav, "OtherApp")
-    target = pw_session.play(target_wav, "TargetApp")
-    wait_until(lambda: pw_session.stream_sinks("TargetApp") == ["speakers"], 10, "target playing")
+    target = pw_session.play_on_speakers(target_wav, "TargetApp")
     wait_until(lambda: pw_session.stream_sinks("OtherApp") == ["speakers"], 10, "other playing")
 
     broadcaster = start_broadcaster(
@@ -163,8 +162,7 @@ def test_one_app_plays_in_every_room_and_everything_is_restored(
         assert pw_session.stream_sinks("OtherApp") == ["speakers"]
         # An app that starts now (same media.role "Music" as the target) is not
         # sent to the capture sink by WirePlumber's memory of our moves.
-        late = pw_session.play(other_wav, "LateApp")
-        wait_until(lambda: pw_session.stream_sinks("LateApp") == ["speakers"], 10, "late app")
+        late = pw_session.play_on_speakers(other_wav, "LateApp")
         late.stop()
 
         # The app restarts (a new stream): it is followed and capture resumes.

@@ -35,8 +35,7 @@ def test_speed_and_gain_on_the_live_path(
     house: tuple[SnapServer, list[SnapClient]],
 ) -> None:
     server, rooms = house
-    pw_session.play(make_tone(tmp_path / "t.wav", 400.0, 48000), "TargetApp")
-    wait_until(lambda: pw_session.stream_sinks("TargetApp") == ["speakers"], 10, "app playing")
+    pw_session.play_on_speakers(make_tone(tmp_path / "t.wav", 400.0, 48000), "TargetApp")
     broadcaster = start_broadcaster(
         pw_session,
         "run",

@@ -131,10 +131,8 @@ async def test_a_sink_named_like_an_option_is_still_a_sink_name(
     tmp_path: Path, pw_session: PipeWireSession
 ) -> None:
     """pw-metadata gets "--" before its arguments: "-dash" is a sink, not an option."""
-    pw_session.play(make_tone(tmp_path / "t.wav", 440, 48000, seconds=60), "DashApp")
-    await asyncio.to_thread(
-        wait_until, lambda: pw_session.stream_sinks("DashApp") == ["speakers"], 15, "app playing"
-    )
+    tone = make_tone(tmp_path / "t.wav", 440, 48000, seconds=60)
+    await asyncio.to_thread(pw_session.play_on_speakers, tone, "DashApp")
     pw_session.load_null_sink("-dash")
     await asyncio.to_thread(wait_until, lambda: "-dash" in pw_session.sinks(), 10, "the sink")
     pipewire = PipeWire(env=pw_session.env)

@@ -270,10 +270,8 @@ async def test_the_position_moves_on_while_a_capture_plays(
     plays.  The capture's level meter updates the page once a second; the
     position keeps moving between the player's own reports."""
     player = TestPlayer(session_bus, "testapp", tmp_path, art_url=cover_file(tmp_path))
-    pw_session.play(make_tone(tmp_path / "tone.wav", 440, 48000, seconds=120), "Radio")
-    await asyncio.to_thread(
-        wait_until, lambda: pw_session.stream_sinks("Radio") == ["speakers"], 15, "Radio playing"
-    )
+    tone = make_tone(tmp_path / "tone.wav", 440, 48000, seconds=120)
+    await asyncio.to_thread(pw_session.play_on_speakers, tone, "Radio")
     with remote(tmp_path, session_bus, {"app": player}, pw_session.env) as house:
         await open_page(page, house.port)  # serve is connected to snapserver
         async with (

@@ -59,10 +59,8 @@ async def test_the_first_capture_gives_its_stream_the_apps_player(
     require_tools(snapserver.missing_tools())
     player = TestPlayer(session_bus, "radio", tmp_path)
     player.start()
-    pw_session.play(make_tone(tmp_path / "tone.wav", 440, 48000, seconds=120), "radio")
-    await asyncio.to_thread(
-        wait_until, lambda: pw_session.stream_sinks("radio") == ["speakers"], 15, "radio playing"
-    )
+    tone = make_tone(tmp_path / "tone.wav", 440, 48000, seconds=120)
+    await asyncio.to_thread(pw_session.play_on_speakers, tone, "radio")
     script = controlscript(tmp_path, session_bus, pw_session.env)
     base = tmp_path / "snap"
     server = SnapServer(

@@ -296,10 +296,8 @@ async def test_broadcast_an_app_from_the_page(
     server, rooms = house
     for room, name in (("room1", "Living room"), ("room2", "Kitchen")):
         await asyncio.to_thread(server.rpc, "Client.SetName", {"id": room, "name": name})
-    pw_session.play(make_tone(tmp_path / "tone.wav", 440, 48000), "Radio")
-    await asyncio.to_thread(
-        wait_until, lambda: pw_session.stream_sinks("Radio") == ["speakers"], 15, "Radio playing"
-    )
+    tone = make_tone(tmp_path / "tone.wav", 440, 48000)
+    await asyncio.to_thread(pw_session.play_on_speakers, tone, "Radio")
     with serving(tmp_path, server, pw_session.env) as port:
         await _open(page, port)
         await page.evaluate(

@@ -183,6 +183,16 @@ class PipeWireSession:
         argv += [*extra, str(path)]
         return self._app(argv, app_name)
 
+    def play_on_speakers(
+        self, path: Path, app_name: str, *extra: str, timeout: float = 15.0
+    ) -> Proc:
+        """:meth:`play`, once the app's stream is linked to the default sink (``speakers``)."""
+        proc = self.play(path, app_name, *extra)
+        wait_until(
+            lambda: self.stream_sinks(app_name) == ["speakers"], timeout, f"{app_name} playing"
+        )
+        return proc
+
     def play_pulse(self, path: Path, app_name: str) -> Proc:
         """Start ``paplay`` of ``path`` as an app named ``app_name`` (a pulse client)."""
         return self._app(["paplay", f"--client-name={app_name}", str(path)], app_name)
