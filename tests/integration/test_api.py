@@ -56,6 +56,13 @@ async def client(
         yield test_client
 
 
+async def ok(client: TestClient[Any, Any], method: str, path: str, body: Any) -> Any:
+    """``method`` ``path`` with ``body`` (authorized): the reply's JSON, once it is a 200."""
+    reply = await client.request(method, path, json=body, headers=AUTH)
+    assert reply.status == 200, await reply.text()
+    return await reply.json()
+
+
 def _connected(service: Service) -> Any:
     async def check() -> bool:
         return service.snap.connected and len(service.snap.view().rooms) == 2
@@ -89,17 +96,14 @@ async def test_volume_mute_and_name_reach_snapserver(
     client: TestClient[Any, Any], house: tuple[SnapServer, list[SnapClient]]
 ) -> None:
     server, _ = house
-    reply = await client.put("/api/rooms/room1/volume", json={"percent": 37}, headers=AUTH)
-    assert reply.status == 200, await reply.text()
-    assert (await reply.json())["volume"] == 37
+    room = await ok(client, "PUT", "/api/rooms/room1/volume", {"percent": 37})
+    assert room["volume"] == 37
     assert server.clients()["room1"]["config"]["volume"]["percent"] == 37
 
-    reply = await client.put("/api/rooms/room2/mute", json={"muted": True}, headers=AUTH)
-    assert reply.status == 200
+    await ok(client, "PUT", "/api/rooms/room2/mute", {"muted": True})
     assert server.clients()["room2"]["config"]["volume"]["muted"] is True
 
-    reply = await client.put("/api/rooms/room2/name", json={"name": "Kitchen"}, headers=AUTH)
-    assert reply.status == 200
+    await ok(client, "PUT", "/api/rooms/room2/name", {"name": "Kitchen"})
     assert server.clients()["room2"]["config"]["name"] == "Kitchen"
     # ...and the room can now be named by its name.
     reply = await client.get("/api/rooms/Kitchen", headers=AUTH)
@@ -114,18 +118,12 @@ async def test_group_stream_and_members_reach_snapserver(
     group_id = next(
         g["id"] for g in server.status()["groups"] if any(c["id"] == "room1" for c in g["clients"])
     )
-    reply = await client.put(
-        f"/api/groups/{group_id}/stream", json={"stream": "Second"}, headers=AUTH
-    )
-    assert reply.status == 200, await reply.text()
+    await ok(client, "PUT", f"/api/groups/{group_id}/stream", {"stream": "Second"})
     assert (
         next(g for g in server.status()["groups"] if g["id"] == group_id)["stream_id"] == "Second"
     )
 
-    reply = await client.put(
-        f"/api/groups/{group_id}/rooms", json={"rooms": ["room1", "room2"]}, headers=AUTH
-    )
-    assert reply.status == 200, await reply.text()
+    await ok(client, "PUT", f"/api/groups/{group_id}/rooms", {"rooms": ["room1", "room2"]})
     members = {
         c["id"] for g in server.status()["groups"] if g["id"] == group_id for c in g["clients"]
     }
@@ -137,18 +135,15 @@ async def test_latency_group_volume_and_party_reach_snapserver(
     client: TestClient[Any, Any], house: tuple[SnapServer, list[SnapClient]]
 ) -> None:
     server, _ = house
-    reply = await client.put("/api/rooms/room1/latency", json={"latency_ms": 120}, headers=AUTH)
-    assert reply.status == 200, await reply.text()
+    await ok(client, "PUT", "/api/rooms/room1/latency", {"latency_ms": 120})
     assert server.clients()["room1"]["config"]["latency"] == 120
     # A room behind the others plays earlier: a negative latency, as calibration sets.
-    reply = await client.put("/api/rooms/room1/latency", json={"latency_ms": -250}, headers=AUTH)
-    assert reply.status == 200, await reply.text()
-    assert (await reply.json())["latency"] == -250
+    room = await ok(client, "PUT", "/api/rooms/room1/latency", {"latency_ms": -250})
+    assert room["latency"] == -250
     assert server.clients()["room1"]["config"]["latency"] == -250
     # Beyond the stream buffer (400 ms here) snapserver keeps its buffer: the reply says so.
-    reply = await client.put("/api/rooms/room1/latency", json={"latency_ms": 900}, headers=AUTH)
-    assert reply.status == 200, await reply.text()
-    assert (await reply.json())["latency"] == server.clients()["room1"]["config"]["latency"] == 400
+    room = await ok(client, "PUT", "/api/rooms/room1/latency", {"latency_ms": 900})
+    assert room["latency"] == server.clients()["room1"]["config"]["latency"] == 400
     reply = await client.put("/api/rooms/room1/latency", json={"latency_ms": -10001}, headers=AUTH)
     assert reply.status == 400
     assert "-10000 to 10000" in (await reply.json())["error"]
@@ -158,8 +153,7 @@ async def test_latency_group_volume_and_party_reach_snapserver(
     assert (await reply.json())["error"] == "the body needs latency_ms"
 
     # Party: both rooms in one group on "Second".
-    reply = await client.post("/api/party", json={"stream": "Second"}, headers=AUTH)
-    assert reply.status == 200, await reply.text()
+    await ok(client, "POST", "/api/party", {"stream": "Second"})
     groups = [g for g in server.status()["groups"] if g["clients"]]
     assert len(groups) == 1
     assert {c["id"] for c in groups[0]["clients"]} == {"room1", "room2"}
@@ -168,12 +162,8 @@ async def test_latency_group_volume_and_party_reach_snapserver(
     # Group volume scales the rooms proportionally (snapweb): 80/40 at 60 -> 30 halves both.
     group_id = groups[0]["id"]
     for room, percent in (("room1", 80), ("room2", 40)):
-        reply = await client.put(
-            f"/api/rooms/{room}/volume", json={"percent": percent}, headers=AUTH
-        )
-        assert reply.status == 200
-    reply = await client.put(f"/api/groups/{group_id}/volume", json={"percent": 30}, headers=AUTH)
-    assert reply.status == 200, await reply.text()
+        await ok(client, "PUT", f"/api/rooms/{room}/volume", {"percent": percent})
+    await ok(client, "PUT", f"/api/groups/{group_id}/volume", {"percent": 30})
     clients = server.clients()
     assert clients["room1"]["config"]["volume"]["percent"] == 40
     assert clients["room2"]["config"]["volume"]["percent"] == 20
@@ -309,8 +299,7 @@ async def test_snapserver_restart_and_hang_are_survived(
         finally:
             await ws.close()
         await await_until(_connected(service), 30, "the rooms to come back")
-        reply = await client.put("/api/rooms/room1/volume", json={"percent": 44}, headers=AUTH)
-        assert reply.status == 200, await reply.text()
+        await ok(client, "PUT", "/api/rooms/room1/volume", {"percent": 44})
         assert server.clients()["room1"]["config"]["volume"]["percent"] == 44
 
 
