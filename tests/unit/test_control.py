@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import time
@@ -166,15 +167,25 @@ async def test_notifications_reach_callbacks_and_iterators() -> None:
         assert [e.method for e in called] == [CONNECT_EVENT, "Client.OnVolumeChanged"]
 
 
+@dataclasses.dataclass
+class Flaky:
+    """What a :class:`Reconnector` connects to: it refuses its first ``down_for``
+    attempts, and any attempt while ``up`` is false."""
+
+    down_for: int = 0
+    up: bool = True
+    attempts: int = 0
+
+    async def connect(self) -> None:
+        self.attempts += 1
+        if self.attempts <= self.down_for or not self.up:
+            raise ControlConnectionError("down")
+
+
 async def test_reconnector_backs_off_capped_and_stops() -> None:
     delays: list[float] = []
-    attempts = 0
-
-    async def connect() -> None:
-        nonlocal attempts
-        attempts += 1
-        if attempts < 6:
-            raise ControlConnectionError("down")
+    server = Flaky(down_for=5)
+    connect = server.connect
 
     class Recorded(Reconnector):
         def delay(self, attempt: int) -> float:
@@ -189,7 +200,7 @@ async def test_reconnector_backs_off_capped_and_stops() -> None:
             break
         await asyncio.sleep(0.001)
     assert reconnector.state is ReconnectState.CONNECTED
-    assert attempts == 6
+    assert server.attempts == 6
     assert delays[0] < delays[1] < delays[2]
     assert all(d <= 0.004 for d in delays)
     assert [Reconnector(connect, initial=1, maximum=8).delay(n) // 1 for n in (1, 2, 3, 4, 9)] == [
@@ -252,14 +263,8 @@ async def test_a_deeply_nested_message_is_skipped_and_the_connection_survives() 
 
 
 async def test_a_sighting_ends_the_wait_and_the_watch_runs_only_while_waiting() -> None:
-    up = False
-    attempts = 0
-
-    async def connect() -> None:
-        nonlocal attempts
-        attempts += 1
-        if not up:
-            raise ControlConnectionError("down")
+    server = Flaky(up=False)
+    connect = server.connect
 
     wakes: list[Callable[[], None]] = []
     exits = 0
@@ -282,39 +287,33 @@ async def test_a_sighting_ends_the_wait_and_the_watch_runs_only_while_waiting() 
     reconnector = Reconnector(connect, initial=3600, maximum=3600, watch=watch)
     reconnector.begin()  # the first attempt fails, then it waits an hour, watching
     await await_until(waiting_an_hour(reconnector), 5, "the reconnector to wait")
-    assert (attempts, len(wakes), exits) == (1, 1, 0)
-    up = True
+    assert (server.attempts, len(wakes), exits) == (1, 1, 0)
+    server.up = True
     wakes[0]()  # the server announced itself
     await await_until(_state(reconnector, ReconnectState.CONNECTED), 5, "a reconnect")
-    assert (attempts, exits, reconnector.watching) == (2, 1, False)
+    assert (server.attempts, exits, reconnector.watching) == (2, 1, False)
 
     reconnector.lost()  # a loss waits first, watching; stop() ends the watch too
     await await_until(waiting_an_hour(reconnector), 5, "the reconnector to wait again")
     await reconnector.stop()
-    assert (attempts, len(wakes), exits, reconnector.watching) == (2, 2, 2, False)
+    assert (server.attempts, len(wakes), exits, reconnector.watching) == (2, 2, 2, False)
 
     first_time = Reconnector(connect, initial=3600, maximum=3600, watch=watch)
     first_time.begin()  # the server answers at once: nothing is watched
     await await_until(_state(first_time, ReconnectState.CONNECTED), 5, "a connection")
-    assert (attempts, len(wakes)) == (3, 2)
+    assert (server.attempts, len(wakes)) == (3, 2)
 
 
 async def test_a_watch_that_fails_leaves_the_backoff_to_reconnect() -> None:
-    attempts = 0
-
-    async def connect() -> None:
-        nonlocal attempts
-        attempts += 1
-        if attempts < 3:
-            raise ControlConnectionError("down")
+    server = Flaky(down_for=2)
 
     def watch(wake: Callable[[], None]) -> contextlib.AbstractAsyncContextManager[None]:
         raise OSError("no multicast here")
 
-    reconnector = Reconnector(connect, initial=0.001, maximum=0.002, watch=watch)
+    reconnector = Reconnector(server.connect, initial=0.001, maximum=0.002, watch=watch)
     reconnector.lost()
     await await_until(_state(reconnector, ReconnectState.CONNECTED), 5, "a reconnect")
-    assert attempts == 3
+    assert server.attempts == 3
 
 
 def _state(reconnector: Reconnector, state: ReconnectState) -> Callable[[], Awaitable[bool]]:
