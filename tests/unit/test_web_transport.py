@@ -15,16 +15,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from broadcaster.web import api
 from broadcaster.web.app import make_app
+from tests.unit import test_transport
 from tests.unit.test_web import AUTH, make_service
 
+# test_transport's player (it can do all but go back and seek), paused elsewhere in another song.
 PROPS: dict[str, Any] = {
+    **test_transport.PROPS,
     "playbackStatus": "paused",
-    "canControl": True,
-    "canPlay": True,
-    "canPause": True,
-    "canGoNext": True,
-    "canGoPrevious": False,
-    "canSeek": False,
     "position": 12.0,
     "metadata": {"title": "Song", "artist": ["Someone"], "duration": 200.0},
 }
