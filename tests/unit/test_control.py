@@ -195,11 +195,11 @@ async def test_reconnector_backs_off_capped_and_stops() -> None:
     reconnector = Recorded(connect, initial=0.001, maximum=0.004)
     reconnector.lost()
     reconnector.lost()  # a second loss while reconnecting starts nothing new
-    for _ in range(1000):
-        if reconnector.state is ReconnectState.CONNECTED:
-            break
-        await asyncio.sleep(0.001)
-    assert reconnector.state is ReconnectState.CONNECTED
+
+    async def connected() -> bool:
+        return reconnector.state is ReconnectState.CONNECTED
+
+    await await_until(connected, 5, "the reconnector to connect", interval=0.001)
     assert server.attempts == 6
     assert delays[0] < delays[1] < delays[2]
     assert all(d <= 0.004 for d in delays)
