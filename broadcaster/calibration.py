@@ -357,8 +357,12 @@ def analyze(recording: FloatArray, rate: int, plan: Plan) -> list[RoomResult]:
         env = _envelope(corr, block, reach)
         offsets = [round((p - slot.positions[0]) * scale / block) for p in slot.positions]
         start, score = _pattern(env, offsets, 0, env.size)
-        floor = float(np.median(env)) * len(offsets) + 1e-12
-        correlations.append((corr, env, offsets, float(np.sum(template * template))))
+        energy = float(np.sum(template * template))
+        # (At least -80 dB below a full-scale chirp's peak, as for the noise below: over
+        # digital silence any faint match, another turn's chirp, would stand out
+        # without bound and could anchor the timeline a turn away.)
+        floor = (float(np.median(env)) + 1e-4 * energy) * len(offsets)
+        correlations.append((corr, env, offsets, energy))
         # Only a chirp no other turn plays can anchor the timeline.
         unique = codes.count(slot.code) == 1
         anchors.append(
@@ -368,14 +372,8 @@ def analyze(recording: FloatArray, rate: int, plan: Plan) -> list[RoomResult]:
     origin = anchors[best][1]  # recording sample where stream sample 0 would arrive (+ delay)
 
     solo: dict[str, _Heard] = {}
-    for slot, (corr, env, offsets, energy), (score, own_origin) in zip(
-        plan.rooms, correlations, anchors, strict=True
-    ):
-        # A room whose chirps stand out in the whole recording (half as well as the
-        # anchor's) is looked for where they are: the loop may have shifted by more
-        # than max_spread since the anchor's turn (a recording that lost sound).
-        start_at = own_origin if score >= 0.5 * anchors[best][0] else origin
-        expected = round((start_at + slot.positions[0] * scale) / block)
+    for slot, (corr, env, offsets, energy) in zip(plan.rooms, correlations, strict=True):
+        expected = round((origin + slot.positions[0] * scale) / block)
         start, _ = _pattern(env, offsets, expected - spread, expected + spread + 1)
         noise = _noise(corr, expected, offsets[-1], spread, block, energy)
         heard = _Heard([], [], [], noise)
@@ -645,7 +643,7 @@ class FifoWriter:
     change before its chirps play.
     """
 
-    def __init__(self, path: str, *, ahead_s: float = 0.25, block_s: float = 0.02) -> None:
+    def __init__(self, path: str, *, ahead_s: float = 0.08, block_s: float = 0.02) -> None:
         self.path = path
         self._ahead = ahead_s
         self._block = round(block_s * STREAM_RATE) * 4
