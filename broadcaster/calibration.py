@@ -635,12 +635,10 @@ class FifoWriter:
     The pipe is opened read-write and non-blocking (see :mod:`.delivery`), and
     writing never runs more than ``ahead_s`` ahead of real time: the samples
     must reach snapserver as one continuous run (no gap, nothing dropped), or
-    the stream positions the measurement rests on would move.  0.25 s ahead (a
-    64 KiB pipe holds 0.34 s): with 80 ms, a stall of the event loop under load
-    let the pipe run dry and snapserver restarted the stream's timestamps
-    ("onResync ... 145 ms" in its log, seen here at a load average of 7).  It
-    stays below ``lead_s`` plus snapserver's buffer, so a turn's volumes still
-    change before its chirps play.
+    the stream positions the measurement rests on would move.  (Under load a
+    stall of the event loop can still let the pipe run dry; snapserver then
+    restarts the stream's timestamps, "onResync" in its log: a shift of the
+    whole loop, which the pair turns cancel.  0.25 s ahead did not help.)
     """
 
     def __init__(self, path: str, *, ahead_s: float = 0.08, block_s: float = 0.02) -> None:

@@ -494,9 +494,9 @@ async def test_the_writer_keeps_real_time_and_gives_up_on_a_pipe_nobody_reads(
     async with FifoWriter(str(fifo)) as writer:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        # 0.29 s of audio: fits in the pipe, but is paced at real time (0.25 s ahead at most).
+        # 0.29 s of audio: fits in the pipe, but is paced at real time (80 ms ahead at most).
         await writer.write(bytes(round(0.29 * STREAM_RATE) * 4))
-        assert loop.time() - started >= 0.03
+        assert loop.time() - started >= 0.15
         with pytest.raises(CalibrationError, match="stopped reading"):
             await writer.write(bytes(STREAM_RATE * 4 * 5), deadline_s=0.3)
     with pytest.raises(CalibrationError, match="not a pipe"):
