@@ -234,31 +234,48 @@ def write_clicks(path: Path, seconds: int) -> Path:
     return path
 
 
+AIR_MAPS = ("FL,FR,FC", "[ FL FR FC ]")
+"""pw-record's ``--channel-map`` for air's three channels: a comma list up to PipeWire
+1.2; 1.4.2 refuses that list (the form its --help still shows: a usage error, nothing
+recorded) and takes a JSON array, which 0.3.65 refuses.  Each is tried in turn."""
+
+
+async def record_air(loop: Loop) -> tuple[asyncio.subprocess.Process, bytes]:
+    """pw-record of air's monitor, each room on its own channel (48 kHz S16LE), once it
+    has recorded: the process and its first chunk."""
+    stdio = await pw_cat_stdio_options(loop.pw.env)  # --raw on PipeWire 1.x
+    for channel_map in AIR_MAPS:
+        record = await asyncio.create_subprocess_exec(
+            *("pw-record", "--target", "air", "-P", "stream.capture.sink=true"),
+            *("--rate", str(STREAM_RATE), "--channels", "3", "--channel-map", channel_map),
+            *("--format", "s16", *stdio, "-"),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            env=loop.pw.env,
+        )
+        assert record.stdout is not None
+        try:
+            # air's monitor flows from the start (silence too): a refused option is an exit.
+            first = await asyncio.wait_for(record.stdout.read(65536), 5)
+        except BaseException:
+            if record.returncode is None:
+                record.terminate()
+            await asyncio.wait_for(record.wait(), 5)
+            raise
+        if first:
+            return record, first
+        await asyncio.wait_for(record.wait(), 5)
+    raise AssertionError(f"pw-record recorded nothing of air with --channel-map {AIR_MAPS}")
+
+
 @contextlib.asynccontextmanager
 async def air(loop: Loop) -> AsyncIterator[list[bytes]]:
     """Records air's monitor, each room on its own channel, while in the block: yields
     the list the 48 kHz S16LE three-channel chunks go into (pw-record)."""
-    record = await asyncio.create_subprocess_exec(
-        "pw-record",
-        "--target",
-        "air",
-        "-P",
-        "stream.capture.sink=true",
-        "--rate",
-        str(STREAM_RATE),
-        "--channels",
-        "3",
-        "--channel-map",
-        "FL,FR,FC",
-        "--format",
-        "s16",
-        *await pw_cat_stdio_options(loop.pw.env),  # --raw on PipeWire 1.x
-        "-",
-        stdout=asyncio.subprocess.PIPE,
-        env=loop.pw.env,
-    )
+    record, first = await record_air(loop)
     assert record.stdout is not None
-    chunks: list[bytes] = []
+    chunks: list[bytes] = [first]
 
     async def read() -> None:
         assert record.stdout is not None
@@ -331,45 +348,112 @@ def bursts(channel: Any) -> list[tuple[int, int]]:
     return found
 
 
+AGREE_MS = 1.0
+"""A chirp's lag counts when it is this near the room's median lag in its pair turn."""
+MIN_CHIRPS = 3
+"""Fewer agreeing chirps than this: no truth for that room (the room moved, or the
+chirps were not found)."""
+
+
+def lag_candidates(mine: Any, theirs: Any, top: int = 6) -> list[tuple[float, float]]:
+    """Where ``mine`` lines up in ``theirs`` (samples into ``theirs``, sub-sample), with
+    the cross-correlation's height there: every peak of at least half the highest.
+
+    The reference plays the same chirp several times within reach of one chirp of the
+    room: each of those is a peak, only one of them is the same chirp.
+    """
+    n = 1 << (mine.size + theirs.size).bit_length()
+    xc = np.fft.irfft(np.fft.rfft(theirs, n) * np.conj(np.fft.rfft(mine, n)), n)[: theirs.size]
+    if xc.max() <= 0:
+        return []
+    found: list[tuple[float, float]] = []
+    left = xc.copy()
+    guard = STREAM_RATE // 50  # 20 ms: a chirp's correlation peak and its near sidelobes
+    while len(found) < top:
+        j = int(np.argmax(left))
+        if left[j] < 0.5 * xc.max():
+            break
+        shift = 0.0
+        if 0 < j < xc.size - 1:
+            a, b, c = xc[j - 1], xc[j], xc[j + 1]
+            if a - 2 * b + c < 0:
+                shift = 0.5 * (a - c) / (a - 2 * b + c)
+        found.append((j + shift, float(xc[j])))
+        left[max(0, j - guard) : j + guard] = -np.inf
+    return found
+
+
+def chirp_lags(audio: dict[str, Any], room: str, reference: str) -> list[list[float]]:
+    """For each chirp on ``room``'s air channel played while ``reference`` played too
+    (its pair turn), every lag (ms) at which the same sound is on the reference's
+    channel: one of them is the true one, the others are the reference's neighbouring
+    chirps."""
+    reach = round(0.65 * STREAM_RATE)  # beyond the calibration's largest spread (0.6 s)
+    pad = STREAM_RATE // 100  # 10 ms of the chirp's quiet ends
+    theirs_at = bursts(audio[reference])
+    mine_all, theirs_all = audio[room], audio[reference]
+    result: list[list[float]] = []
+    for lo, hi in bursts(mine_all):
+        if not any(lo - reach < k[1] and k[0] < hi + reach for k in theirs_at):
+            continue  # its own turn: the reference silent
+        start = max(0, lo - pad)
+        mine = mine_all[start : hi + pad]
+        w0 = max(0, lo - reach)
+        theirs = theirs_all[w0 : hi + reach]
+        # The reference's copy starts j samples into its window: the room is behind by
+        # (start - (w0 + j)) samples.
+        lags = [(start - w0 - j) / STREAM_RATE * 1000 for j, _h in lag_candidates(mine, theirs)]
+        result.append([lag for lag in lags if abs(lag) < reach / STREAM_RATE * 1000])
+    return result
+
+
+def agreeing(per_chirp: list[list[float]]) -> list[float]:
+    """One lag per chirp that agrees with the others (ms), or [] when fewer than
+    MIN_CHIRPS do.
+
+    The true lag is among every chirp's candidates; a neighbouring chirp's is among
+    one chirp's at most (the calibration spaces its chirps unevenly).  So the lag
+    most chirps have wins; each chirp then gives its candidate nearest it, and
+    those within AGREE_MS of their median are kept.
+    """
+    flat = [lag for lags in per_chirp for lag in lags]
+    if not flat:
+        return []
+
+    def votes(at: float) -> int:
+        return sum(any(abs(lag - at) <= AGREE_MS for lag in lags) for lags in per_chirp)
+
+    best = max(flat, key=votes)
+    nearest = [
+        min(lags, key=lambda lag: abs(lag - best))
+        for lags in per_chirp
+        if lags and min(abs(lag - best) for lag in lags) <= AGREE_MS
+    ]
+    if not nearest:
+        return []
+    middle = float(np.median(nearest))
+    kept = [lag for lag in nearest if abs(lag - middle) <= AGREE_MS]
+    return kept if len(kept) >= MIN_CHIRPS else []
+
+
 def truth_during(chunks: list[bytes], reference: str) -> dict[str, list[float]]:
     """While a calibration plays a looped room together with ``reference`` (its pair
-    turn), the lag of that room's air channel behind the reference's (ms), per turn.
+    turn), the lag of that room's air channel behind the reference's (ms), one per
+    chirp that agrees with the others; a room without MIN_CHIRPS of them is left out.
 
-    The same chirps are on both channels then: their cross-correlation peaks at
-    the lag.  Apart from the calibration code (no template, no plan), and at the
-    same moment as the calibration's own measurement of that room.
+    Chirp by chirp: each chirp on the room's channel, cross-correlated with the
+    reference's channel around it, where the same chirp is.  Apart from the
+    calibration code (no template, no plan), and at the same moment as the
+    calibration's own measurement of that room.
     """
     audio = channels(chunks)
-    reach = round(0.65 * STREAM_RATE)
-    theirs_at = bursts(audio[reference])
     result: dict[str, list[float]] = {}
     for room in LOOPED:
         if room == reference:
             continue
-        turns: list[list[tuple[int, int]]] = []
-        for burst in bursts(audio[room]):
-            if turns and burst[0] - turns[-1][-1][1] < STREAM_RATE:
-                turns[-1].append(burst)
-            else:
-                turns.append([burst])
-        for turn in turns:
-            lo, hi = turn[0][0], turn[-1][1]
-            if not any(lo - reach < k[1] and k[0] < hi + reach for k in theirs_at):
-                continue  # its own turn: the reference silent
-            mine = audio[room][lo:hi]
-            theirs = audio[reference][max(0, lo - reach) : hi + reach]
-            n = 1 << (mine.size + theirs.size).bit_length()
-            xc = np.fft.irfft(np.fft.rfft(theirs, n) * np.conj(np.fft.rfft(mine, n)), n)
-            # xc[j]: the reference's sound j samples into its window lines up with the room's.
-            j = int(np.argmax(xc[: theirs.size]))
-            shift = 0.0
-            if 0 < j < theirs.size - 1:
-                a, b, c = xc[j - 1], xc[j], xc[j + 1]
-                if a - 2 * b + c < 0:
-                    shift = 0.5 * (a - c) / (a - 2 * b + c)
-            lag = (lo - max(0, lo - reach)) - (j + shift)
-            if hi - lo < 3 * STREAM_RATE and abs(lag) < reach:  # one turn, one lag
-                result.setdefault(room, []).append(lag / STREAM_RATE * 1000)
+        kept = agreeing(chirp_lags(audio, room, reference))
+        if kept:
+            result[room] = kept
     return result
 
 
