@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import UnsafePathError
+from .proc import process_exists
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -92,19 +93,9 @@ def _sweep(parent: Path, name: str) -> None:
     """Remove ``parent``'s ``NAME-PID-*`` directories of this user whose process is gone."""
     for entry in parent.glob(f"{name}-*-*"):
         pid = entry.name.removeprefix(f"{name}-").split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or process_exists(int(pid)):
             continue
         with contextlib.suppress(OSError):
             info = os.lstat(entry)
             if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
                 shutil.rmtree(entry, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError, NotFoundError, PipeWireError
-from .proc import process_lineage
+from .proc import process_exists, process_lineage
 from .process import ChildProcess, CommandResult, run_command
 
 _LOGGER = logging.getLogger(__name__)
@@ -333,7 +333,7 @@ def refuse_broad_pid(pid: int, procfs: str = "/proc") -> None:
         raise ConfigError(
             "pid 1 is init, the ancestor of every app; give the app's own pid or name"
         )
-    if not os.path.exists(f"{procfs}/{pid}"):
+    if not process_exists(pid, procfs):
         # Not one that is yet to play: it can never play (it used to be waited for forever).
         raise NotFoundError(
             f"there is no process {pid}; give a running app's pid, or its name to wait for it"

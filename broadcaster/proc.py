@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
+
+
+def process_exists(pid: int, procfs: str = "/proc") -> bool:
+    """Whether a process ``pid`` exists now (any user's)."""
+    return os.path.exists(f"{procfs}/{pid}")
 
 
 def process_lineage(pid: int, procfs: str = "/proc", limit: int = 64) -> list[int]:
@@ -44,6 +48,8 @@ def die_with_parent(sig: int) -> int | None:
     is not armed and the parent is returned: the caller's other watches remain.
     Cheap imports only: a program that needs it calls it first thing.
     """
+    import ctypes  # here: the other facts of this module are read by modules that start fast
+
     parent = os.getppid()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
