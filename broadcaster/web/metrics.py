@@ -19,6 +19,33 @@ from ..service import Service
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+HELP: dict[str, str] = {
+    "broadcaster_up": "1 while the control connection to snapserver is up.",
+    "broadcaster_captures": "Captures the service runs.",
+    "broadcaster_capture_playing": "1 while the captured app plays.",
+    "broadcaster_frames_captured_total": "Audio frames read from PipeWire.",
+    "broadcaster_chunks_delivered_total": "Chunks (captured blocks) written to snapserver.",
+    "broadcaster_chunks_dropped_total": (
+        "Chunks dropped because snapserver did not read fast enough."
+    ),
+    "broadcaster_chunks_discarded_total": "Chunks discarded while no snapserver pipe was open.",
+    "broadcaster_pipe_reconnects_total": "Times the pipe was (re)opened.",
+    "broadcaster_capture_restarts_total": "Times pw-record was restarted.",
+    "broadcaster_underruns_total": (
+        "Seconds in which the app played but no audio reached snapserver."
+    ),
+    "broadcaster_level_dbfs": "RMS level of the last second of audio.",
+    "broadcaster_capture_latency_seconds": "Configured PipeWire node latency of the capture.",
+    "broadcaster_delivery_buffer_seconds": "Most audio held between capture and snapserver.",
+    "broadcaster_room_volume_percent": "A room's volume.",
+    "broadcaster_room_muted": "1 if the room is muted.",
+    "broadcaster_room_connected": "1 if the room's snapclient is connected.",
+    "broadcaster_room_latency_seconds": "A room's latency setting.",
+    "broadcaster_snapserver_restarts_total": "Managed snapserver restarts.",
+}
+"""Every metric family's name and help text, in the order they are written."""
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -37,9 +64,12 @@ def _number(value: float) -> str:
 
 
 class _Family:
-    def __init__(self, name: str, kind: str, help_text: str) -> None:
+    """One metric's samples.  Its kind follows from its name, as Prometheus
+    names them: one ending in ``_total`` is a counter, any other a gauge."""
+
+    def __init__(self, name: str, help_text: str) -> None:
         self.name = name
-        self.kind = kind
+        self.kind = "counter" if name.endswith("_total") else "gauge"
         self.help = help_text
         self.samples: list[tuple[dict[str, str], float]] = []
 
@@ -56,53 +86,7 @@ class _Family:
 def render(service: Service) -> str:
     """All metrics of ``service`` as Prometheus exposition text."""
     cfg = service.config
-    families = {
-        name: _Family(name, kind, text)
-        for name, kind, text in (
-            ("broadcaster_up", "gauge", "1 while the control connection to snapserver is up."),
-            ("broadcaster_captures", "gauge", "Captures the service runs."),
-            ("broadcaster_capture_playing", "gauge", "1 while the captured app plays."),
-            ("broadcaster_frames_captured_total", "counter", "Audio frames read from PipeWire."),
-            (
-                "broadcaster_chunks_delivered_total",
-                "counter",
-                "Chunks (captured blocks) written to snapserver.",
-            ),
-            (
-                "broadcaster_chunks_dropped_total",
-                "counter",
-                "Chunks dropped because snapserver did not read fast enough.",
-            ),
-            (
-                "broadcaster_chunks_discarded_total",
-                "counter",
-                "Chunks discarded while no snapserver pipe was open.",
-            ),
-            ("broadcaster_pipe_reconnects_total", "counter", "Times the pipe was (re)opened."),
-            ("broadcaster_capture_restarts_total", "counter", "Times pw-record was restarted."),
-            (
-                "broadcaster_underruns_total",
-                "counter",
-                "Seconds in which the app played but no audio reached snapserver.",
-            ),
-            ("broadcaster_level_dbfs", "gauge", "RMS level of the last second of audio."),
-            (
-                "broadcaster_capture_latency_seconds",
-                "gauge",
-                "Configured PipeWire node latency of the capture.",
-            ),
-            (
-                "broadcaster_delivery_buffer_seconds",
-                "gauge",
-                "Most audio held between capture and snapserver.",
-            ),
-            ("broadcaster_room_volume_percent", "gauge", "A room's volume."),
-            ("broadcaster_room_muted", "gauge", "1 if the room is muted."),
-            ("broadcaster_room_connected", "gauge", "1 if the room's snapclient is connected."),
-            ("broadcaster_room_latency_seconds", "gauge", "A room's latency setting."),
-            ("broadcaster_snapserver_restarts_total", "counter", "Managed snapserver restarts."),
-        )
-    }
+    families = {name: _Family(name, text) for name, text in HELP.items()}
 
     def put(name: str, labels: dict[str, str], value: float) -> None:
         families[name].add(labels, value)

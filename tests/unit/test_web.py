@@ -258,6 +258,7 @@ async def test_metrics_text_format() -> None:
     text = metrics.render(service)
     lines = text.splitlines()
     assert "# TYPE broadcaster_frames_captured_total counter" in lines
+    assert "# TYPE broadcaster_level_dbfs gauge" in lines
     labels = '{capture="1",app="we\\"ird",stream="Main"}'
     assert f"broadcaster_frames_captured_total{labels} 48000" in lines
     assert f"broadcaster_chunks_dropped_total{labels} 3" in lines
