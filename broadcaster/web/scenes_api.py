@@ -29,6 +29,11 @@ def _summary(scene: Scene) -> dict[str, Any]:
     }
 
 
+def _scene(request: web.Request) -> Scene:
+    """The saved scene the path names (404 when there is none)."""
+    return request.app[STORE].get(request.match_info["scene"])
+
+
 @routes.get("/api/scenes")
 async def list_scenes(request: web.Request) -> web.Response:
     scenes = request.app[STORE].load()
@@ -37,7 +42,7 @@ async def list_scenes(request: web.Request) -> web.Response:
 
 @routes.get("/api/scenes/{scene}")
 async def get_scene(request: web.Request) -> web.Response:
-    scene = request.app[STORE].get(request.match_info["scene"])
+    scene = _scene(request)
     return web.json_response(scene.to_json())
 
 
@@ -56,7 +61,7 @@ async def save_scene(request: web.Request) -> web.Response:
 async def restore_scene(request: web.Request) -> web.Response:
     from ..scenes import restore
 
-    scene = request.app[STORE].get(request.match_info["scene"])
+    scene = _scene(request)
     snap = request.app[SERVICE].snap
     missing = await restore(snap.control, scene)
     snap.refresh_soon()

@@ -7,6 +7,7 @@ import asyncio
 import copy
 import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,8 +24,9 @@ from broadcaster.errors import (
     SnapserverError,
 )
 from broadcaster.rooms import ServerStatus
+from broadcaster.scenes import Scene, SceneStore
 from broadcaster.service import Service
-from broadcaster.web import api, metrics
+from broadcaster.web import api, metrics, scenes_api
 from broadcaster.web.app import make_app
 from broadcaster.web.auth import BadRequest, status_for
 from broadcaster.web.publish import SERVICE_TYPE, announcements
@@ -133,6 +135,21 @@ async def test_rooms_over_http_are_found_like_in_the_cli() -> None:
             assert "ambiguous" in error
             assert "kitchen-id" in error
             assert "den-id" in error
+
+
+async def test_a_saved_scene_by_its_name(tmp_path: Path) -> None:
+    """``GET /api/scenes/{scene}``: the scene as saved; an unknown one is a 404 naming the saved."""
+    app = make_app(make_service())
+    app[scenes_api.STORE] = store = SceneStore(tmp_path / "scenes.json")
+    scene = Scene.capture("evening", ServerStatus.from_json(STATUS))
+    store.save(scene)
+    async with TestClient(TestServer(app)) as client:
+        reply = await client.get("/api/scenes/evening", headers=AUTH)
+        assert reply.status == 200
+        assert Scene.from_json(await reply.json()) == scene
+        missing = await client.get("/api/scenes/morning", headers=AUTH)
+        assert missing.status == 404
+        assert "(saved: 'evening')" in (await missing.json())["error"]
 
 
 def make_service(token: str = TOKEN) -> Service:
