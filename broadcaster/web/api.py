@@ -74,6 +74,14 @@ def get_bool(body: dict[str, Any], key: str) -> bool | None:
     return value
 
 
+def need_bool(body: dict[str, Any], key: str) -> bool:
+    """:func:`get_bool` of a key the body must hold (``null`` is not false)."""
+    value = get_bool(body, key)
+    if value is None:
+        raise BadRequest(f"the body needs {key}")
+    return value
+
+
 def get_str(body: dict[str, Any], key: str, *, required: bool = True, limit: int = 200) -> str:
     value = body.get(key)
     if value is None and not required:
@@ -84,7 +92,8 @@ def get_str(body: dict[str, Any], key: str, *, required: bool = True, limit: int
 
 
 def require(body: dict[str, Any], *keys: str) -> None:
-    if not any(key in body for key in keys):
+    """At least one of ``keys`` is in the body with a value (``null`` counts as absent)."""
+    if all(body.get(key) is None for key in keys):
         raise BadRequest(f"the body needs {' or '.join(keys)}")
 
 
@@ -228,8 +237,7 @@ async def set_volume(request: web.Request) -> web.Response:
 @routes.put("/api/rooms/{room}/mute")
 async def set_room_mute(request: web.Request) -> web.Response:
     body = await json_body(request)
-    require(body, "muted")
-    muted = get_bool(body, "muted")
+    muted = need_bool(body, "muted")
     return await room_changed(request, lambda snap, room: snap.set_volume(room, None, muted))
 
 
@@ -279,8 +287,7 @@ async def party(request: web.Request) -> web.Response:
 @routes.put("/api/groups/{group}/mute")
 async def set_group_mute(request: web.Request) -> web.Response:
     body = await json_body(request)
-    require(body, "muted")
-    muted = bool(get_bool(body, "muted"))
+    muted = need_bool(body, "muted")
     return await group_changed(request, lambda snap, group: snap.set_group_mute(group, muted))
 
 

@@ -216,6 +216,21 @@ async def test_bad_bodies_are_400(client: TestClient[Any, Any]) -> None:
     assert huge.status == 413
 
 
+async def test_a_null_value_is_a_missing_one(client: TestClient[Any, Any]) -> None:
+    """``{"muted": null}`` is not an unmute, and ``{"percent": null}`` not a no-op 200."""
+    cases = [
+        ("put", "/api/rooms/kitchen/volume", {"percent": None}, "needs percent or muted"),
+        ("put", "/api/rooms/kitchen/volume", {"percent": None, "muted": None}, "needs percent"),
+        ("put", "/api/rooms/kitchen/mute", {"muted": None}, "needs muted"),
+        ("put", "/api/groups/g1/mute", {"muted": None}, "needs muted"),
+        ("post", "/api/captures", {"app": None}, "needs app or pid"),
+    ]
+    for method, path, body, message in cases:
+        reply = await client.request(method, path, json=body, headers=AUTH)
+        assert reply.status == 400, (path, body)
+        assert message in (await reply.json())["error"], (path, body)
+
+
 async def test_rooms_when_snapserver_is_down_are_503(client: TestClient[Any, Any]) -> None:
     reply = await client.put("/api/rooms/kitchen/volume", json={"percent": 3}, headers=AUTH)
     assert reply.status == 503
