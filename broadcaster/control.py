@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import enum
 import logging
 import random
@@ -92,21 +91,21 @@ class Reconnector:
     """Keeps a connection up: one owner, one lock, capped backoff.
 
     ``connect`` is the coroutine that (re)establishes the connection.  After a
-    loss (:meth:`lost`) it is retried after ``initial`` s, doubling (with 10 %
-    jitter, :data:`~broadcaster.backoff.CONTROL_RECONNECT`) up to ``maximum``
-    s; :meth:`begin` makes the first connection the same way, trying at once.
-    ``sleep`` is injectable for tests; :meth:`retry_now` cuts the wait short.
-    ``watch``, if given, runs from the first wait until connected (or stopped),
-    and calls :meth:`retry_now` whenever the server may be back: an mDNS
-    announcement of it ends the wait at once instead of after up to ``maximum`` s.
+    loss (:meth:`lost`) it is retried after the waits ``policy`` says
+    (:data:`~broadcaster.backoff.CONTROL_RECONNECT` unless given: doubling,
+    with jitter, up to a cap); :meth:`begin` makes the first connection the
+    same way, trying at once.  ``sleep`` is injectable for tests;
+    :meth:`retry_now` cuts the wait short.  ``watch``, if given, runs from the
+    first wait until connected (or stopped), and calls :meth:`retry_now`
+    whenever the server may be back: an mDNS announcement of it ends the wait
+    at once instead of after up to the policy's cap.
     """
 
     def __init__(
         self,
         connect: Callable[[], Awaitable[object]],
         *,
-        initial: float = CONTROL_RECONNECT.first,
-        maximum: float = CONTROL_RECONNECT.cap,
+        policy: Policy = CONTROL_RECONNECT,
         sleep: Sleep = asyncio.sleep,
         watch: Watch | None = None,
     ) -> None:
@@ -114,11 +113,7 @@ class Reconnector:
         self._watch = watch
         self.watching = False
         """Whether ``watch`` runs now (only while waiting to reconnect)."""
-        self.initial = initial
-        self.maximum = maximum
-        self._backoff = Backoff(
-            dataclasses.replace(CONTROL_RECONNECT, first=initial, cap=maximum), sleep=sleep
-        )
+        self._backoff = Backoff(policy, sleep=sleep)
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -240,9 +235,7 @@ class SnapControl(Resource):
         """The status read when the connection was (re)made."""
         self._listeners: list[Listener] = []
         self._reconnector = (
-            Reconnector(self._connect, initial=backoff.first, maximum=backoff.cap, watch=watch)
-            if reconnect
-            else None
+            Reconnector(self._connect, policy=backoff, watch=watch) if reconnect else None
         )
         self._connected = asyncio.Event()
 

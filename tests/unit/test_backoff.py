@@ -69,7 +69,7 @@ async def test_reconnector_sleeps_through_the_injected_sleep_and_begins_at_once(
             raise ControlConnectionError("down")
         connected.set()
 
-    reconnector = Reconnector(connect, initial=1.0, maximum=2.0, sleep=sleep)
+    reconnector = Reconnector(connect, policy=Policy(1.0, 2.0, jitter=0.1), sleep=sleep)
     reconnector.begin()
     async with asyncio.timeout(5):
         await connected.wait()
@@ -88,7 +88,7 @@ async def test_retry_now_ends_a_reconnect_wait() -> None:
     async def connect() -> None:
         connected.set()
 
-    reconnector = Reconnector(connect, initial=3600.0, maximum=3600.0)
+    reconnector = Reconnector(connect, policy=Policy(3600.0, 3600.0))
     reconnector.lost()
     await asyncio.sleep(0)
     assert reconnector.state is ReconnectState.WAITING

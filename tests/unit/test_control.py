@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from broadcaster.backoff import Policy
 from broadcaster.control import (
     CONNECT_EVENT,
     Event,
@@ -192,7 +193,7 @@ async def test_reconnector_backs_off_capped_and_stops() -> None:
             delays.append(super().delay(attempt))
             return delays[-1]
 
-    reconnector = Recorded(connect, initial=0.001, maximum=0.004)
+    reconnector = Recorded(connect, policy=Policy(0.001, 0.004, jitter=0.1))
     reconnector.lost()
     reconnector.lost()  # a second loss while reconnecting starts nothing new
 
@@ -203,7 +204,9 @@ async def test_reconnector_backs_off_capped_and_stops() -> None:
     assert server.attempts == 6
     assert delays[0] < delays[1] < delays[2]
     assert all(d <= 0.004 for d in delays)
-    assert [Reconnector(connect, initial=1, maximum=8).delay(n) // 1 for n in (1, 2, 3, 4, 9)] == [
+    assert [
+        Reconnector(connect, policy=Policy(1, 8, jitter=0.1)).delay(n) // 1 for n in (1, 2, 3, 4, 9)
+    ] == [
         1,
         2,
         4,
@@ -213,6 +216,12 @@ async def test_reconnector_backs_off_capped_and_stops() -> None:
     await reconnector.stop()
     reconnector.lost()
     assert reconnector.state.value == "stopped"
+
+
+def test_the_reconnector_waits_as_the_connections_policy_says_jitter_included() -> None:
+    snap = SnapControl("127.0.0.1", 1705, reconnect=True, backoff=Policy(0.5, 2.0))
+    assert snap.reconnector is not None
+    assert [snap.reconnector.delay(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 2.0]
 
 
 async def test_reconnects_after_a_drop_also_after_close_and_reopen() -> None:
@@ -284,7 +293,7 @@ async def test_a_sighting_ends_the_wait_and_the_watch_runs_only_while_waiting() 
 
         return check
 
-    reconnector = Reconnector(connect, initial=3600, maximum=3600, watch=watch)
+    reconnector = Reconnector(connect, policy=Policy(3600, 3600), watch=watch)
     reconnector.begin()  # the first attempt fails, then it waits an hour, watching
     await await_until(waiting_an_hour(reconnector), 5, "the reconnector to wait")
     assert (server.attempts, len(wakes), exits) == (1, 1, 0)
@@ -298,7 +307,7 @@ async def test_a_sighting_ends_the_wait_and_the_watch_runs_only_while_waiting() 
     await reconnector.stop()
     assert (server.attempts, len(wakes), exits, reconnector.watching) == (2, 2, 2, False)
 
-    first_time = Reconnector(connect, initial=3600, maximum=3600, watch=watch)
+    first_time = Reconnector(connect, policy=Policy(3600, 3600), watch=watch)
     first_time.begin()  # the server answers at once: nothing is watched
     await await_until(_state(first_time, ReconnectState.CONNECTED), 5, "a connection")
     assert (server.attempts, len(wakes)) == (3, 2)
@@ -310,7 +319,7 @@ async def test_a_watch_that_fails_leaves_the_backoff_to_reconnect() -> None:
     def watch(wake: Callable[[], None]) -> contextlib.AbstractAsyncContextManager[None]:
         raise OSError("no multicast here")
 
-    reconnector = Reconnector(server.connect, initial=0.001, maximum=0.002, watch=watch)
+    reconnector = Reconnector(server.connect, policy=Policy(0.001, 0.002), watch=watch)
     reconnector.lost()
     await await_until(_state(reconnector, ReconnectState.CONNECTED), 5, "a reconnect")
     assert server.attempts == 3
