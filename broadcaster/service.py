@@ -358,22 +358,21 @@ def _json_db(value: float) -> float | None:
 class Service:
     """Captures, the snapserver they feed, and the control connection to it."""
 
+    SAMPLE_INTERVAL = 1.0
+    """Seconds between two looks at the captures' levels and underruns."""
+
     def __init__(
         self,
         config: Config,
         *,
         env: Mapping[str, str] | None = None,
         runner_factory: RunnerFactory = _default_factory,
-        on_change: Callable[[str], None] = lambda topic: None,
-        sample_interval: float = 1.0,
         reconnect: Policy = CONTROL_RECONNECT,
     ) -> None:
         self.config = config
-        self._env = env
         self.env = env
         self._factory = runner_factory
-        self._on_change = on_change
-        self._interval = sample_interval
+        self._on_change: Callable[[str], None] = lambda topic: None
         self.captures: dict[str, Capture] = {}
         self._ids = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -391,6 +390,7 @@ class Service:
         self.started = time.time()
 
     def set_listener(self, on_change: Callable[[str], None]) -> None:
+        """Tell ``on_change`` what changed, by topic ("captures", "server"), from now on."""
         self._on_change = on_change
 
     # --- life ------------------------------------------------------------------
@@ -589,7 +589,7 @@ class Service:
         self._ids += 1
         key = str(self._ids)
         capture = Capture(
-            key, target, slot, self._factory(target, config, self._env), announcer=announcer
+            key, target, slot, self._factory(target, config, self.env), announcer=announcer
         )
         self.captures[key] = capture
         self._prune()
@@ -632,7 +632,7 @@ class Service:
 
     async def _sample_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self.SAMPLE_INTERVAL)
             if self.sample():
                 self._on_change("captures")
 
