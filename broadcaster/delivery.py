@@ -289,10 +289,17 @@ class _Writer:
 
 
 class _Connection:
-    """What both deliveries share: the writer, the stats and a 'broken' signal."""
+    """What both deliveries share: the writer, the stats, a 'broken' signal and
+    the loop that opens, holds and reopens the pipe or socket.
 
-    def __init__(self, limit_bytes: int) -> None:
+    A delivery says how to open its descriptor (:meth:`_open`, None while it
+    cannot: retried with ``backoff``) and how long the open one stays good
+    (:meth:`_hold`).
+    """
+
+    def __init__(self, limit_bytes: int, backoff: Policy) -> None:
         self.stats = DeliveryStats()
+        self._backoff = Backoff(backoff)
         self._writer = _Writer(self.stats, limit_bytes)
         self._broken = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -302,9 +309,39 @@ class _Connection:
         self._ever_connected = False
         self._error = ""
 
+    @property
+    def target(self) -> str:
+        raise NotImplementedError
+
     def write(self, chunk: bytes) -> None:
         """Hand one block to snapserver; never blocks.  Safe from any thread."""
         self._writer.write(chunk)
+
+    async def run(self) -> None:
+        """Open the pipe or socket and keep it open (reopening it when lost) until cancelled."""
+        try:
+            while True:
+                fd = await self._open()
+                if fd is None:
+                    await self._backoff.wait()
+                    continue
+                self._backoff.reset()
+                self._attach(fd)
+                _LOGGER.info("delivering into %s", self.target)
+                try:
+                    await self._hold(fd)
+                finally:
+                    self._detach()
+        finally:
+            self._detach()
+
+    async def _open(self) -> int | None:
+        """A descriptor to write into, or None (the problem logged) to retry later."""
+        raise NotImplementedError
+
+    async def _hold(self, fd: int) -> None:
+        """Return when ``fd`` is no longer the one to write into (the loop reopens)."""
+        raise NotImplementedError
 
     @property
     def queued_bytes(self) -> int:
@@ -384,38 +421,25 @@ class PipeDelivery(_Connection):
         check_interval: float = 1.0,
     ) -> None:
         limit = audio_format.bytes_in(buffer_ms)
-        super().__init__(limit)
+        super().__init__(limit, Policy(retry_first, retry_cap))
         self.path = path
         self._check_interval = check_interval
         self._pipe_size = pipe_capacity_for(limit)
-        self._backoff = Backoff(Policy(retry_first, retry_cap))
 
     @property
     def target(self) -> str:
         return f"pipe {self.path}"
 
-    async def run(self) -> None:
-        """Open the pipe and keep it open (reopening it if replaced) until cancelled."""
-        try:
-            while True:
-                fd = self._open()
-                if fd is None:
-                    await self._backoff.wait()
-                    continue
-                self._backoff.reset()
-                self._attach(fd)
-                _LOGGER.info("delivering into %s", self.path)
-                while self._still_same_pipe(fd):
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self._check_interval):
-                            await self._broken.wait()
-                    if self._broken.is_set():
-                        # Not expected on a pipe we also read; reopen it.
-                        self._problem(f"writing {self.path} failed: {self._error}")
-                        break
-                self._detach()
-        finally:
-            self._detach()
+    async def _hold(self, fd: int) -> None:
+        """Until the path names another fifo (or none), or a write fails."""
+        while self._still_same_pipe(fd):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._check_interval):
+                    await self._broken.wait()
+            if self._broken.is_set():
+                # Not expected on a pipe we also read; reopen it.
+                self._problem(f"writing {self.path} failed: {self._error}")
+                return
 
     def _still_same_pipe(self, fd: int) -> bool:
         """False once the path no longer names the fifo we hold."""
@@ -430,7 +454,7 @@ class PipeDelivery(_Connection):
             return False
         return True
 
-    def _open(self) -> int | None:
+    async def _open(self) -> int | None:
         try:
             # Read-write: never blocks, never ENXIO (see the module docstring).
             fd = open_fifo(self.path)
@@ -457,40 +481,32 @@ class TcpDelivery(_Connection):
         retry_cap: float = TCP_SOURCE.cap,
     ) -> None:
         limit = audio_format.bytes_in(buffer_ms)
-        super().__init__(limit)
+        super().__init__(limit, Policy(retry_first, retry_cap))
         self.host, self.port = host, port
         self._sndbuf = limit
         self._sock: socket.socket | None = None
         self._connect_timeout = connect_timeout
-        self._backoff = Backoff(Policy(retry_first, retry_cap))
 
     @property
     def target(self) -> str:
         return f"tcp://{self.host}:{self.port}"
 
-    async def run(self) -> None:
+    async def _open(self) -> int | None:
         try:
-            while True:
-                try:
-                    async with asyncio.timeout(self._connect_timeout):
-                        sock = await self._connect()
-                except (OSError, TimeoutError) as err:
-                    reason = "timed out" if isinstance(err, TimeoutError) else err.strerror
-                    self._problem(f"cannot connect to {self.target}: {reason}; retrying")
-                    await self._backoff.wait()
-                    continue
-                self._backoff.reset()
-                self._sock = sock
-                self._attach(sock.fileno())
-                _LOGGER.info("delivering into %s", self.target)
-                try:
-                    await self._until_closed(sock)
-                finally:
-                    self._detach()
-                self._last_problem = f"{self.target} closed the connection"
-                _LOGGER.warning("%s; reconnecting", self._last_problem)
-        finally:
-            self._detach()
+            async with asyncio.timeout(self._connect_timeout):
+                self._sock = await self._connect()
+        except (OSError, TimeoutError) as err:
+            reason = "timed out" if isinstance(err, TimeoutError) else err.strerror
+            self._problem(f"cannot connect to {self.target}: {reason}; retrying")
+            return None
+        return self._sock.fileno()
+
+    async def _hold(self, fd: int) -> None:
+        """Until snapserver closes the connection or a write fails."""
+        assert self._sock is not None
+        await self._until_closed(self._sock)
+        self._last_problem = f"{self.target} closed the connection"
+        _LOGGER.warning("%s; reconnecting", self._last_problem)
 
     def _close(self, fd: int) -> None:
         if self._sock is not None and self._sock.fileno() == fd:
