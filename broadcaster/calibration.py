@@ -696,6 +696,33 @@ class SignalOut(Protocol):
     async def write(self, pcm: bytes) -> None: ...
 
 
+async def _start_pw_cat(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None,
+    *,
+    stdin: int = asyncio.subprocess.DEVNULL,
+    stdout: int = asyncio.subprocess.DEVNULL,
+) -> asyncio.subprocess.Process:
+    """Start ``pw-play`` or ``pw-record`` (stderr discarded); CalibrationError if it cannot run."""
+    try:
+        return await asyncio.create_subprocess_exec(
+            *argv, stdin=stdin, stdout=stdout, stderr=asyncio.subprocess.DEVNULL, env=env
+        )
+    except OSError as err:
+        raise CalibrationError(f"cannot run {argv[0]}: {err}") from None
+
+
+async def _reap(proc: asyncio.subprocess.Process, timeout: float) -> None:
+    """Give ``proc`` ``timeout`` seconds to exit, then kill it; it is reaped either way."""
+    try:
+        async with asyncio.timeout(timeout):
+            await proc.wait()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
 class SinkWriter:
     """Plays the signal into a capture sink with ``pw-play`` reading its stdin.
 
@@ -739,16 +766,7 @@ class SinkWriter:
 
     async def __aenter__(self) -> SinkWriter:
         self._stdio = await pw_cat_stdio_options(self._env)
-        try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *self.argv(),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-                env=self._env,
-            )
-        except OSError as err:
-            raise CalibrationError(f"cannot run pw-play: {err}") from None
+        self._proc = await _start_pw_cat(self.argv(), self._env, stdin=asyncio.subprocess.PIPE)
         self._t0 = time.monotonic()
         return self
 
@@ -782,13 +800,7 @@ class SinkWriter:
             return
         if proc.stdin is not None:
             proc.stdin.close()
-        try:
-            async with asyncio.timeout(3):
-                await proc.wait()
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        await _reap(proc, 3)
 
 
 class Recording(Protocol):
@@ -829,16 +841,7 @@ class LocalRecording:
 
     async def start(self) -> None:
         self._stdio = await pw_cat_stdio_options(self._env)
-        try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *self.argv(),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
-                env=self._env,
-            )
-        except OSError as err:
-            raise CalibrationError(f"cannot run pw-record: {err}") from None
+        self._proc = await _start_pw_cat(self.argv(), self._env, stdout=asyncio.subprocess.PIPE)
         self._reader = asyncio.create_task(self._read(), name="calibration-record")
         try:
             async with asyncio.timeout(5):
@@ -861,13 +864,7 @@ class LocalRecording:
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
-            try:
-                async with asyncio.timeout(2):
-                    await proc.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+            await _reap(proc, 2)
         if self._reader is not None:
             try:
                 async with asyncio.timeout(2):
