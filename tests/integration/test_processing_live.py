@@ -19,6 +19,7 @@ from tests.integration.test_pipeline import (
     stops_cleanly,
     wait_for_tone,
 )
+from tests.integration.test_pipeline_faults import run_against
 from tests.support.pipewire import PipeWireSession
 from tests.support.procs import wait_until
 from tests.support.signal import rms, s16_stereo_to_float
@@ -38,10 +39,7 @@ def test_speed_and_gain_on_the_live_path(
     pw_session.play_on_speakers(make_tone(tmp_path / "t.wav", 400.0, 48000), "TargetApp")
     broadcaster = start_broadcaster(
         pw_session,
-        "run",
-        "TargetApp",
-        "--server",
-        f"127.0.0.1:{server.control_port}",
+        *run_against(pw_session, server),
         "--speed",
         "1.25",
         "--prebuffer",
