@@ -41,7 +41,7 @@ from tests.integration.test_pipeline import start_broadcaster, stop_broadcaster
 from tests.support import browser
 from tests.support.pipewire import PipeWireSession
 from tests.support.procs import Proc, await_until, free_port, port_open, wait_until
-from tests.support.snapserver import SnapServer, StreamSpec
+from tests.support.snapserver import SnapServer, StreamSpec, serve_against
 
 pytestmark = pytest.mark.integration
 
@@ -175,14 +175,7 @@ def loop(request: pytest.FixtureRequest, tmp_path: Path, snap_tools: None) -> It
         web = free_port()
         serve = start_broadcaster(
             pw,
-            "serve",
-            "--server",
-            f"127.0.0.1:{server.control_port}",
-            "--embedded",
-            "never",
-            "--port",
-            str(web),
-            "--no-publish",
+            *serve_against(server, web),
             extra_env={"BROADCASTER_CAPTURE_NATIVE": "true" if path == "native" else "false"},
         )
         wait_until(lambda: port_open(web) or not serve.alive(), 30, "serve to listen")

@@ -33,7 +33,7 @@ from tests.integration.test_pipeline import make_tone, wait_for_tone
 from tests.support.browser import DevTools
 from tests.support.pipewire import PipeWireSession
 from tests.support.procs import Proc, await_until, port_open, wait_until
-from tests.support.snapserver import SnapClient, SnapServer
+from tests.support.snapserver import SnapClient, SnapServer, serve_against
 
 pytestmark = pytest.mark.integration
 
@@ -55,20 +55,7 @@ def serving(tmp_path: Path, server: SnapServer, base_env: Mapping[str, str]) -> 
         BROADCASTER_SNAPSERVER_STREAM_PORT=str(server.stream_port),
     )
     proc = Proc(
-        [
-            sys.executable,
-            "-m",
-            "broadcaster",
-            "-vv",
-            "serve",
-            "--server",
-            f"127.0.0.1:{server.control_port}",
-            "--embedded",
-            "never",
-            "--port",
-            "0",
-            "--no-publish",
-        ],
+        [sys.executable, "-m", "broadcaster", "-vv", *serve_against(server, 0)],
         tmp_path / "serve.log",
         env,
     )

@@ -256,6 +256,15 @@ class SnapClient(Daemon):
             return handle.read()
 
 
+def serve_against(server: SnapServer, port: int) -> list[str]:
+    """``broadcaster serve`` arguments: the service on ``port`` (0: it picks one) using
+    ``server``, never a snapserver of its own, and announcing nothing with mDNS."""
+    return [
+        *("serve", "--server", f"127.0.0.1:{server.control_port}", "--embedded", "never"),
+        *("--port", str(port), "--no-publish"),
+    ]
+
+
 @contextlib.contextmanager
 def snap_house(
     tmp_path: Path, *streams: str, rooms: int = 2, timeout: float = 20
