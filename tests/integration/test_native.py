@@ -9,11 +9,12 @@ stopped with Ctrl-C, a long time with no reader, the fifo replaced on disk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,17 @@ def start_native(
     assert len(hosts) == 1, hosts
     wait_for_tone(room, TARGET_HZ)
     return broadcaster, hosts[0]
+
+
+@contextlib.contextmanager
+def native_running(
+    tmp_path: Path, session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
+) -> Iterator[tuple[Proc, int]]:
+    """:func:`start_native` on the native path; on leaving the block broadcaster must
+    stop on SIGTERM with status 0."""
+    broadcaster, host = start_native(tmp_path, session, one_room)
+    with stops_cleanly(broadcaster):
+        yield broadcaster, host
 
 
 @pytest.mark.parametrize("python", [False, True], ids=["native", "python"])
@@ -151,8 +163,7 @@ def test_no_reader_for_ten_seconds_blocks_nothing_and_leaves_no_backlog(
 ) -> None:
     server, room = one_room
     pw_session.play(make_tone(tmp_path / "o.wav", OTHER_HZ, 48000), "OtherApp")
-    broadcaster, _ = start_native(tmp_path, pw_session, one_room)
-    with stops_cleanly(broadcaster):
+    with native_running(tmp_path, pw_session, one_room) as (broadcaster, _):
         server.kill()  # nobody reads the fifo now
         fifo = server.fifo()
         started = time.monotonic()
@@ -178,8 +189,7 @@ def test_a_replaced_fifo_gets_a_new_sink_without_the_app_leaking(
 ) -> None:
     """What a restarted snapserver in ``mode=create`` may do: a new fifo at the path."""
     server, room = one_room
-    broadcaster, _ = start_native(tmp_path, pw_session, one_room)
-    with stops_cleanly(broadcaster):
+    with native_running(tmp_path, pw_session, one_room) as (broadcaster, _):
         server.kill()
         fifo = server.fifo()
         fifo.unlink()
@@ -212,8 +222,7 @@ def test_a_killed_sink_client_is_started_again(
     tmp_path: Path, pw_session: PipeWireSession, one_room: tuple[SnapServer, SnapClient]
 ) -> None:
     _, room = one_room
-    broadcaster, host = start_native(tmp_path, pw_session, one_room)
-    with stops_cleanly(broadcaster):
+    with native_running(tmp_path, pw_session, one_room) as (broadcaster, host):
         os.kill(host, signal.SIGKILL)
         wait_until(lambda: sink_hosts(broadcaster.pid) not in ([], [host]), 10, "a new client")
         wait_until(lambda: pw_session.stream_sinks("TargetApp") == [CAPTURE_SINK], 10, "moved")
