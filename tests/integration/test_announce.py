@@ -171,16 +171,30 @@ def log_of(broadcaster: Proc) -> str:
     return broadcaster.log_path.read_text()
 
 
-@contextlib.contextmanager
-def announcing_bell(
-    tmp_path: Path, session: PipeWireSession, broadcaster: Proc, seconds: int
-) -> Iterator[subprocess.Popen[str]]:
-    """``broadcaster announce`` of a bell ``seconds`` long running, once ``broadcaster``
-    has ducked the music for it (killed on exit if still running)."""
-    bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 48000, seconds=seconds)
-    with cli_child(session.env, "announce", str(bell)) as command:
-        wait_until(lambda: "ducking the music" in log_of(broadcaster), 20, "the duck")
-        yield command
+@dataclass(frozen=True)
+class MusicInRoom:
+    """The music playing in ``room`` through ``broadcaster`` (``broadcaster run`` on the
+    native path) in ``session``; files go to ``tmp_path``."""
+
+    broadcaster: Proc
+    room: SnapClient
+    session: PipeWireSession
+    tmp_path: Path
+
+    @contextlib.contextmanager
+    def announcing_bell(self, seconds: int) -> Iterator[subprocess.Popen[str]]:
+        """``broadcaster announce`` of a bell ``seconds`` long running, once broadcaster
+        has ducked the music for it (killed on exit if still running)."""
+        bell = make_tone(self.tmp_path / "bell.wav", ANNOUNCE_HZ, 48000, seconds=seconds)
+        with cli_child(self.session.env, "announce", str(bell)) as command:
+            wait_until(lambda: "ducking the music" in log_of(self.broadcaster), 20, "the duck")
+            yield command
+
+    def wait_restored(self, timeout: float) -> None:
+        """Wait until broadcaster says it brings the music back up."""
+        wait_until(
+            lambda: "restoring the music" in log_of(self.broadcaster), timeout, "the restore"
+        )
 
 
 @pytest.fixture
@@ -188,11 +202,11 @@ def music_in_room1(
     tmp_path: Path,
     pw_session: PipeWireSession,
     house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
-) -> Iterator[tuple[Proc, SnapClient]]:
-    """The music playing in room1 (``broadcaster run`` on the native path): broadcaster, room1."""
+) -> Iterator[MusicInRoom]:
+    """The music playing in room1."""
     server, rooms = house
     with music_playing(tmp_path, pw_session, server, heard_in=rooms[0]) as broadcaster:
-        yield broadcaster, rooms[0]
+        yield MusicInRoom(broadcaster, rooms[0], pw_session, tmp_path)
 
 
 def music_db(audio: bytes) -> float:
@@ -406,9 +420,9 @@ def test_a_snapserver_that_vanishes_mid_announcement_is_told_in_one_line(
 
 def test_spoken_text_is_said_over_the_ducked_music(
     pw_session: PipeWireSession,
-    music_in_room1: tuple[Proc, SnapClient],
+    music_in_room1: MusicInRoom,
 ) -> None:
-    _, room = music_in_room1
+    room = music_in_room1.room
     offset = room.size()
     result = run_cli(pw_session, "announce", "--say", "Dinner is ready in the kitchen")
     assert result.returncode == 0, result.stderr
@@ -425,12 +439,10 @@ def test_spoken_text_is_said_over_the_ducked_music(
 
 
 def test_a_volume_the_user_sets_during_an_announcement_is_kept(
-    tmp_path: Path,
     pw_session: PipeWireSession,
-    music_in_room1: tuple[Proc, SnapClient],
+    music_in_room1: MusicInRoom,
 ) -> None:
-    broadcaster, room = music_in_room1
-    with announcing_bell(tmp_path, pw_session, broadcaster, 3) as command:
+    with music_in_room1.announcing_bell(3) as command:
         # The user turns the music app down to half (-6 dB) meanwhile.
         (index,) = [
             line.split()[0]
@@ -439,10 +451,12 @@ def test_a_volume_the_user_sets_during_an_announcement_is_kept(
         ]
         pw_session.pactl("set-sink-input-volume", index, "0.5")
         assert command.wait(30) == 0, command.stderr.read() if command.stderr else ""
-    wait_until(lambda: "restoring the music" in log_of(broadcaster), 20, "the restore")
-    fresh_audio(room, 1.0)  # past the ramp
+    music_in_room1.wait_restored(20)
+    fresh_audio(music_in_room1.room, 1.0)  # past the ramp
     # Kept: half the music's level, not what it was before the announcement.
-    assert music_db(fresh_audio(room, 1.0)) == pytest.approx(db(AMPLITUDE) - 6, abs=1)
+    assert music_db(fresh_audio(music_in_room1.room, 1.0)) == pytest.approx(
+        db(AMPLITUDE) - 6, abs=1
+    )
 
 
 def _music_inputs(session: PipeWireSession) -> set[str]:
@@ -457,18 +471,16 @@ def _music_inputs(session: PipeWireSession) -> set[str]:
 
 
 def test_a_killed_announce_command_brings_the_music_back(
-    tmp_path: Path,
     pw_session: PipeWireSession,
-    music_in_room1: tuple[Proc, SnapClient],
+    music_in_room1: MusicInRoom,
 ) -> None:
-    broadcaster, room = music_in_room1
-    with announcing_bell(tmp_path, pw_session, broadcaster, 20) as command:
+    with music_in_room1.announcing_bell(20) as command:
         command.kill()
     # Its pw-play dies with it: the announcement stops and the music comes back.
-    wait_until(lambda: "restoring the music" in log_of(broadcaster), 5, "the restore")
+    music_in_room1.wait_restored(5)
     wait_until(lambda: pw_session.stream_sinks("broadcaster-announce") == [], 5, "no pw-play")
-    wait_for_tone(room, MUSIC_HZ)
-    assert music_db(fresh_audio(room, 0.5)) == pytest.approx(db(AMPLITUDE), abs=1)
+    wait_for_tone(music_in_room1.room, MUSIC_HZ)
+    assert music_db(fresh_audio(music_in_room1.room, 0.5)) == pytest.approx(db(AMPLITUDE), abs=1)
 
 
 def test_a_newcomers_run_announces_in_one_room_on_its_own_snapserver(
