@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import pipewire, snapserver
+from tests.support import netns, pipewire, snapserver
 from tests.support.procs import (
     become_subreaper,
     command_line,
@@ -112,3 +112,9 @@ def pw_session(tmp_path: Path) -> Iterator[pipewire.PipeWireSession]:
 @pytest.fixture
 def snap_tools() -> None:
     require_tools(snapserver.missing_tools())
+
+
+@pytest.fixture
+def netns_tools() -> None:
+    """A private network namespace can be made here (:mod:`tests.support.netns`)."""
+    require_tools(netns.missing_tools())

@@ -14,12 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_tools
 from tests.support import netns
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
 
 INNER = r"""
 import json, os, signal, socket, subprocess, sys, time
@@ -84,9 +81,10 @@ print(json.dumps(result))
 """
 
 
-def test_serve_announces_itself_and_its_snapserver(tmp_path: Path, snap_tools: None) -> None:
-    require_tools(netns.missing_tools())
-    result, log = netns.run_script(INNER, tmp_path, cwd=REPO, timeout=120, log="serve.log")
+def test_serve_announces_itself_and_its_snapserver(
+    tmp_path: Path, snap_tools: None, netns_tools: None
+) -> None:
+    result, log = netns.run_script(INNER, tmp_path, timeout=120, log="serve.log")
     found = result["found"]
     ours = found.get("_broadcaster._tcp.local.")
     assert ours is not None, (result, log)

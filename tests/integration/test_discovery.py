@@ -18,12 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_tools
 from tests.support import netns
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
 
 INNER = r"""
 import asyncio, json, os, subprocess, sys
@@ -76,10 +73,9 @@ report_with_snapserver(tmp, main)
 
 
 def test_discover_finds_both_generations_and_status_uses_it(
-    tmp_path: Path, snap_tools: None
+    tmp_path: Path, snap_tools: None, netns_tools: None
 ) -> None:
-    require_tools(netns.missing_tools())
-    result, _ = netns.run_script(INNER, tmp_path, cwd=REPO, timeout=180)
+    result, _ = netns.run_script(INNER, tmp_path, timeout=180)
     control, stream, http = result["ports"]
 
     assert result["discover"]["rc"] == 0, result["discover"]["err"]

@@ -16,12 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_tools
 from tests.support import netns
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
 
 INNER = r"""
 import asyncio, json, logging, os, sys, time
@@ -92,10 +89,9 @@ report_with_snapserver(tmp, main)
 
 
 def test_an_announcement_of_the_lost_snapserver_reconnects_at_once(
-    tmp_path: Path, snap_tools: None
+    tmp_path: Path, snap_tools: None, netns_tools: None
 ) -> None:
-    require_tools(netns.missing_tools())
-    result, log = netns.run_script(INNER, tmp_path, cwd=REPO, timeout=180, log="service.log")
+    result, log = netns.run_script(INNER, tmp_path, timeout=180, log="service.log")
     assert result["watching_while_connected"] is False
     # One wait (of an hour) begun when the server went, cut short by its announcement.
     assert result["attempts_before"] == 1, log

@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+REPO = Path(__file__).resolve().parents[2]
 SETUP = "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo"
 
 
@@ -44,16 +45,15 @@ def run(argv: Sequence[str], *, cwd: Path, timeout: float) -> subprocess.Complet
     )
 
 
-def run_script(
-    source: str, tmp_path: Path, *, cwd: Path, timeout: float, log: str = ""
-) -> tuple[Any, str]:
+def run_script(source: str, tmp_path: Path, *, timeout: float, log: str = "") -> tuple[Any, str]:
     """Run the Python script ``source`` (given ``tmp_path`` as its argument) in a new
-    network namespace; return what its last line of output says, as JSON, and the
+    network namespace, from the repository's root (so that it can import broadcaster
+    and tests.support); return what its last line of output says, as JSON, and the
     text of ``tmp_path / log`` (a log the script wrote; "" without one).  A script
     that fails fails the test with its stderr's tail and the log's."""
     script = tmp_path / "inner.py"
     script.write_text(source, encoding="utf-8")
-    done = run([sys.executable, str(script), str(tmp_path)], cwd=cwd, timeout=timeout)
+    done = run([sys.executable, str(script), str(tmp_path)], cwd=REPO, timeout=timeout)
     log_file = tmp_path / log
     text = log_file.read_text(errors="replace") if log and log_file.exists() else ""
     assert done.returncode == 0, done.stderr.decode()[-3000:] + text[-5000:]
