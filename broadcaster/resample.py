@@ -31,6 +31,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from .clib import CLibrary
 from .errors import AudioFormatError
 
 if TYPE_CHECKING:
@@ -78,57 +79,45 @@ class _QualitySpec(ctypes.Structure):
     )
 
 
-_lib: ctypes.CDLL | None = None
-_lib_error: str | None = None
+def _declare(lib: ctypes.CDLL) -> None:
+    """The prototypes (soxr.h) of the libsoxr functions used here."""
+    size_t_p = ctypes.POINTER(ctypes.c_size_t)
+    lib.soxr_io_spec.restype = _IoSpec
+    lib.soxr_io_spec.argtypes = (ctypes.c_int, ctypes.c_int)
+    lib.soxr_quality_spec.restype = _QualitySpec
+    lib.soxr_quality_spec.argtypes = (ctypes.c_ulong, ctypes.c_ulong)
+    lib.soxr_create.restype = ctypes.c_void_p
+    lib.soxr_create.argtypes = (
+        ctypes.c_double,
+        ctypes.c_double,
+        ctypes.c_uint,
+        ctypes.POINTER(ctypes.c_char_p),
+        ctypes.POINTER(_IoSpec),
+        ctypes.POINTER(_QualitySpec),
+        ctypes.c_void_p,
+    )
+    lib.soxr_process.restype = ctypes.c_char_p
+    lib.soxr_process.argtypes = (
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_size_t,
+        size_t_p,
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        size_t_p,
+    )
+    lib.soxr_clear.restype = ctypes.c_char_p
+    lib.soxr_clear.argtypes = (ctypes.c_void_p,)
+    lib.soxr_delete.restype = None
+    lib.soxr_delete.argtypes = (ctypes.c_void_p,)
 
 
-def _libsoxr() -> ctypes.CDLL | None:
-    """The shared libsoxr with its prototypes declared, or None if it cannot be loaded."""
-    global _lib, _lib_error
-    if _lib is not None or _lib_error is not None:
-        return _lib
-    try:
-        lib = ctypes.CDLL(LIBSOXR)
-        size_t_p = ctypes.POINTER(ctypes.c_size_t)
-        lib.soxr_io_spec.restype = _IoSpec
-        lib.soxr_io_spec.argtypes = (ctypes.c_int, ctypes.c_int)
-        lib.soxr_quality_spec.restype = _QualitySpec
-        lib.soxr_quality_spec.argtypes = (ctypes.c_ulong, ctypes.c_ulong)
-        lib.soxr_create.restype = ctypes.c_void_p
-        lib.soxr_create.argtypes = (
-            ctypes.c_double,
-            ctypes.c_double,
-            ctypes.c_uint,
-            ctypes.POINTER(ctypes.c_char_p),
-            ctypes.POINTER(_IoSpec),
-            ctypes.POINTER(_QualitySpec),
-            ctypes.c_void_p,
-        )
-        lib.soxr_process.restype = ctypes.c_char_p
-        lib.soxr_process.argtypes = (
-            ctypes.c_void_p,
-            ctypes.c_char_p,
-            ctypes.c_size_t,
-            size_t_p,
-            ctypes.c_void_p,
-            ctypes.c_size_t,
-            size_t_p,
-        )
-        lib.soxr_clear.restype = ctypes.c_char_p
-        lib.soxr_clear.argtypes = (ctypes.c_void_p,)
-        lib.soxr_delete.restype = None
-        lib.soxr_delete.argtypes = (ctypes.c_void_p,)
-    except (OSError, AttributeError) as err:
-        _lib_error = str(err)
-        _LOGGER.info("%s not usable (%s): resampling through python-soxr", LIBSOXR, err)
-        return None
-    _lib = lib
-    return lib
+_LIBSOXR: Final = CLibrary(LIBSOXR, _declare, "resampling through python-soxr")
 
 
 def direct_available() -> bool:
     """True if :class:`DirectResampler` can run here (``libsoxr0`` installed)."""
-    return _libsoxr() is not None
+    return _LIBSOXR.load() is not None
 
 
 class DirectResampler:
@@ -138,9 +127,9 @@ class DirectResampler:
     """
 
     def __init__(self, in_rate: int, out_rate: int, sample: str, quality: str = "HQ") -> None:
-        lib = _libsoxr()
+        lib = _LIBSOXR.load()
         if lib is None:
-            raise AudioFormatError(f"{LIBSOXR} is not available: {_lib_error}")
+            raise AudioFormatError(f"{LIBSOXR} is not available: {_LIBSOXR.error}")
         itype, self._in_frame = _INPUT_TYPES[sample]
         io = lib.soxr_io_spec(itype, _SOXR_INT16_I)
         io.flags |= _SOXR_NO_DITHER  # like the float path, ffmpeg and `sox -D`

@@ -10,13 +10,13 @@ not too long) before anything is touched, and given a lead-in and fades.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from .clib import CLibrary
 from .errors import AnnounceError
 
 _SFM_READ = 0x10
@@ -33,28 +33,25 @@ class _SFInfo(ctypes.Structure):
     )
 
 
-_lib: ctypes.CDLL | None = None
+def _declare(lib: ctypes.CDLL) -> None:
+    """The prototypes (sndfile.h) of the libsndfile functions used here."""
+    lib.sf_open.restype = ctypes.c_void_p
+    lib.sf_open.argtypes = (ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(_SFInfo))
+    lib.sf_readf_float.restype = ctypes.c_int64
+    lib.sf_readf_float.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+    lib.sf_close.argtypes = (ctypes.c_void_p,)
+    lib.sf_strerror.restype = ctypes.c_char_p
+    lib.sf_strerror.argtypes = (ctypes.c_void_p,)
+
+
+_LIBSNDFILE = CLibrary("libsndfile.so.1", _declare, "announcements cannot be played")
 
 
 def _library() -> ctypes.CDLL:
-    global _lib
-    if _lib is None:
-        name = ctypes.util.find_library("sndfile") or "libsndfile.so.1"
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            raise AnnounceError(
-                "libsndfile is not installed (sudo apt-get install libsndfile1)"
-            ) from None
-        lib.sf_open.restype = ctypes.c_void_p
-        lib.sf_open.argtypes = (ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(_SFInfo))
-        lib.sf_readf_float.restype = ctypes.c_int64
-        lib.sf_readf_float.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
-        lib.sf_close.argtypes = (ctypes.c_void_p,)
-        lib.sf_strerror.restype = ctypes.c_char_p
-        lib.sf_strerror.argtypes = (ctypes.c_void_p,)
-        _lib = lib
-    return _lib
+    lib = _LIBSNDFILE.load()
+    if lib is None:
+        raise AnnounceError("libsndfile is not installed (sudo apt-get install libsndfile1)")
+    return lib
 
 
 @dataclass(frozen=True)
