@@ -67,6 +67,10 @@ from .process import ChildProcess
 
 _LOGGER = logging.getLogger(__name__)
 
+CHECK_INTERVAL = 1.0
+"""Seconds between two looks at the fifo and the sink's client: once a second,
+as :attr:`NativeStats.stalled_seconds` counts them."""
+
 
 def python_path_reason(config: Config) -> str:
     """Why this run needs the Python data path, or "" when the native one fits."""
@@ -203,7 +207,6 @@ class PipeSink(Resource):
         latency_ms: int = 100,
         pipe_bytes: int = 16384,
         start_timeout: float = 5.0,
-        check_interval: float = 1.0,
         reopen: Policy = PIPE_REOPEN,
         restart: Policy = SINK_RESTART,
     ) -> None:
@@ -216,7 +219,6 @@ class PipeSink(Resource):
         self._latency_ms = latency_ms
         self._pipe_bytes = pipe_bytes
         self._start_timeout = start_timeout
-        self._check_interval = check_interval
         self._reopen = reopen
         self._restart = Backoff(restart)
         self._host: _Host | None = None
@@ -261,7 +263,7 @@ class PipeSink(Resource):
     async def watch(self, on_renamed: Callable[[str], Awaitable[None]]) -> None:
         """Until cancelled: follow a replaced fifo, restart a child that died."""
         while True:
-            await asyncio.sleep(self._check_interval)
+            await asyncio.sleep(CHECK_INTERVAL)
             host = self._host
             if host is None:
                 continue
