@@ -120,7 +120,6 @@ class ControlScript:
         send: Callable[[dict[str, Any]], None],
         *,
         bus_address: str | None = None,
-        timeout: float = 2.0,
         stream: str | None = None,
         target_base: Path | None = None,
         target_poll_s: float = 1.0,
@@ -128,7 +127,6 @@ class ControlScript:
         self.match = match
         self.send = send
         self.bus_address = bus_address
-        self.timeout = timeout
         #: With no fixed match: follow broadcaster's target file for this stream.
         self.stream = stream if match is None else None
         self.target_base = target_base
@@ -158,9 +156,7 @@ class ControlScript:
         keep the followed app in step with broadcaster's target file."""
         backoff = Backoff(SESSION_BUS)
         while True:
-            follower = PlayerFollower(
-                self._target(), self._on_change, bus_address=self.bus_address, timeout=self.timeout
-            )
+            follower = PlayerFollower(self._target(), self._on_change, bus_address=self.bus_address)
             try:
                 await follower.start()
             except MprisError as err:
