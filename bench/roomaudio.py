@@ -25,7 +25,9 @@ import numpy as np
 RATE = 48000
 BYTES_PER_FRAME = 4  # S16LE stereo
 SHIFT_LIMIT = 0.2
-"""rad: a one-frame slip at 1013 Hz is 0.13 rad, two frames 0.27."""
+"""rad: the most a window's phase may jump, and a gap may move the tone's
+timeline, and still count as in place (a one-frame slip at 1013 Hz is
+0.13 rad, two frames 0.27)."""
 
 
 @dataclass
@@ -62,7 +64,6 @@ class ToneWatch:
         settle_s: float = 1.0,
         amplitude_tolerance: float = 0.2,
         residual_limit: float = 0.05,
-        phase_limit: float = SHIFT_LIMIT,
     ) -> None:
         self.freq = freq
         self.rate = rate
@@ -71,7 +72,6 @@ class ToneWatch:
         self._settle = int(settle_s * rate / window)
         self._amplitude_tolerance = amplitude_tolerance
         self._residual_limit = residual_limit
-        self._phase_limit = phase_limit
         t = np.arange(window) / rate
         self._basis = np.column_stack(
             [np.sin(2 * np.pi * freq * t), np.cos(2 * np.pi * freq * t), np.ones(window)]
@@ -158,7 +158,7 @@ class ToneWatch:
         bad = (
             abs(amplitude - self._reference) > self._amplitude_tolerance * self._reference
             or residual > self._residual_limit * self._reference
-            or jump > self._phase_limit
+            or jump > SHIFT_LIMIT
         )
         if not bad:
             self.good_windows += 1
