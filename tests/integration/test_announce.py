@@ -30,9 +30,9 @@ from tests.integration.test_pipeline import (
     wait_for_tone,
 )
 from tests.support.pipewire import PipeWireSession
-from tests.support.procs import Proc, cli_child, cli_env, free_ports, port_open, wait_until
+from tests.support.procs import Proc, cli_child, cli_env, port_open, wait_until
 from tests.support.signal import db, highband_peaks, s16_stereo_to_float, tone_amplitudes
-from tests.support.snapserver import SnapClient, SnapServer, snap_house
+from tests.support.snapserver import EmbeddedPorts, SnapClient, SnapServer, snap_house
 
 pytestmark = pytest.mark.integration
 _LOGGER = logging.getLogger(__name__)
@@ -488,24 +488,18 @@ def test_a_newcomers_run_announces_in_one_room_on_its_own_snapserver(
 ) -> None:
     """`broadcaster run APP` with nothing configured, then `announce --rooms`: no
     `source =` line to add, the other room undisturbed, the chosen one put back."""
-    stream_port, control_port, http_port = free_ports(3)
-    ports = {
-        "BROADCASTER_SNAPSERVER_BIND": "127.0.0.1",
-        "BROADCASTER_SNAPSERVER_STREAM_PORT": str(stream_port),
-        "BROADCASTER_SNAPSERVER_CONTROL_PORT": str(control_port),
-        "BROADCASTER_SNAPSERVER_HTTP_PORT": str(http_port),
-    }
+    ports = EmbeddedPorts.free()
     pw_session.play(make_tone(tmp_path / "music.wav", MUSIC_HZ, 48000), "MusicApp")
-    broadcaster = start_broadcaster(pw_session, "run", "MusicApp", extra_env=ports)
+    broadcaster = start_broadcaster(pw_session, "run", "MusicApp", extra_env=ports.env())
     rooms = [
-        SnapClient.for_port(stream_port, f"room{i}", tmp_path / f"room{i}.raw") for i in (1, 2)
+        SnapClient.for_port(ports.stream, f"room{i}", tmp_path / f"room{i}.raw") for i in (1, 2)
     ]
     # The test's own view of broadcaster's snapserver (not started by the harness).
     view = SnapServer(tmp_path / "view", [])
-    view.control_port = control_port
+    view.control_port = ports.control
     try:
         wait_until(
-            lambda: port_open(control_port) or not broadcaster.alive(), 20, "embedded snapserver"
+            lambda: port_open(ports.control) or not broadcaster.alive(), 20, "embedded snapserver"
         )
         assert broadcaster.alive(), broadcaster.log_tail()
         for room in rooms:
@@ -524,7 +518,7 @@ def test_a_newcomers_run_announces_in_one_room_on_its_own_snapserver(
 
         bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 44100, seconds=2)
         offsets = [room.size() for room in rooms]
-        result = run_cli(pw_session, "announce", str(bell), "--rooms", "room1", env=ports)
+        result = run_cli(pw_session, "announce", str(bell), "--rooms", "room1", env=ports.env())
         assert result.returncode == 0, result.stderr
         assert _grouping(view) == before
         ends = [room.size() for room in rooms]

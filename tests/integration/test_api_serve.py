@@ -23,7 +23,7 @@ from tests.integration.test_pipeline import (
 )
 from tests.support.pipewire import PipeWireSession
 from tests.support.procs import free_ports, port_open, wait_until
-from tests.support.snapserver import SnapClient
+from tests.support.snapserver import EmbeddedPorts, SnapClient
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,8 @@ def http(method: str, url: str, body: Any = None, token: str = TOKEN) -> tuple[i
 def test_serve_runs_its_snapserver_and_captures_on_request(
     tmp_path: Path, pw_session: PipeWireSession, snap_tools: None
 ) -> None:
-    web, stream, control, http_port = free_ports(4)
+    web, *snap = free_ports(4)
+    ports = EmbeddedPorts(*snap)
     pw_session.play_on_speakers(make_tone(tmp_path / "t.wav", 440, 48000), "TargetApp")
     serve = start_broadcaster(
         pw_session,
@@ -65,14 +66,11 @@ def test_serve_runs_its_snapserver_and_captures_on_request(
         "--no-publish",
         extra_env={
             "BROADCASTER_WEB_TOKEN": TOKEN,
-            "BROADCASTER_SNAPSERVER_BIND": "127.0.0.1",
-            "BROADCASTER_SNAPSERVER_STREAM_PORT": str(stream),
-            "BROADCASTER_SNAPSERVER_CONTROL_PORT": str(control),
-            "BROADCASTER_SNAPSERVER_HTTP_PORT": str(http_port),
+            **ports.env(),
             "BROADCASTER_SNAPSERVER_CODEC": "pcm",
         },
     )
-    room = SnapClient.for_port(stream, "room1", tmp_path / "room1.raw")
+    room = SnapClient.for_port(ports.stream, "room1", tmp_path / "room1.raw")
     base = f"http://127.0.0.1:{web}"
     try:
         wait_until(lambda: port_open(web) or not serve.alive(), 30, "serve to listen")
@@ -99,7 +97,7 @@ def test_serve_runs_its_snapserver_and_captures_on_request(
         code = stop_broadcaster(serve, 30)
     assert code == 0, serve.log_tail()
     wait_until(lambda: pw_session.stream_sinks("TargetApp") == ["speakers"], 15, "the app restored")
-    assert not port_open(control), "serve left its snapserver running"
+    assert not port_open(ports.control), "serve left its snapserver running"
 
 
 def _serve_once(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

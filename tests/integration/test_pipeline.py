@@ -22,7 +22,7 @@ import pytest
 from tests.support.pipewire import PipeWireSession
 from tests.support.procs import Proc, cli_env, free_ports, port_open, wait_until
 from tests.support.signal import band_energy, rms, s16_stereo_to_float
-from tests.support.snapserver import SnapClient, SnapServer, StreamSpec, snap_house
+from tests.support.snapserver import EmbeddedPorts, SnapClient, SnapServer, StreamSpec, snap_house
 
 pytestmark = pytest.mark.integration
 
@@ -210,7 +210,7 @@ def test_with_no_snapserver_anywhere_run_starts_its_own(
     tmp_path: Path, pw_session: PipeWireSession, snap_tools: None
 ) -> None:
     """The main job on a fresh machine: no server configured or answering."""
-    stream_port, control_port, http_port = free_ports(3)
+    ports = EmbeddedPorts.free()
     target_wav = make_tone(tmp_path / "target.wav", TARGET_HZ, 48000)
     pw_session.play(target_wav, "TargetApp")
     runtime = Path(pw_session.env["XDG_RUNTIME_DIR"])
@@ -218,17 +218,12 @@ def test_with_no_snapserver_anywhere_run_starts_its_own(
         pw_session,
         "run",
         "TargetApp",
-        extra_env={
-            "BROADCASTER_SNAPSERVER_BIND": "127.0.0.1",
-            "BROADCASTER_SNAPSERVER_STREAM_PORT": str(stream_port),
-            "BROADCASTER_SNAPSERVER_CONTROL_PORT": str(control_port),
-            "BROADCASTER_SNAPSERVER_HTTP_PORT": str(http_port),
-        },
+        extra_env=ports.env(),
     )
     room = None
     try:
         wait_until(
-            lambda: port_open(control_port) or not broadcaster.alive(), 20, "embedded snapserver"
+            lambda: port_open(ports.control) or not broadcaster.alive(), 20, "embedded snapserver"
         )
         assert broadcaster.alive(), broadcaster.log_tail()
         assert (runtime / "broadcaster" / "snapfifo").exists()
@@ -236,7 +231,7 @@ def test_with_no_snapserver_anywhere_run_starts_its_own(
         now_playing = runtime / "broadcaster" / "now-playing" / "broadcaster.json"
         wait_until(now_playing.exists, 10, "the now-playing target")
         assert json.loads(now_playing.read_text())["app"] == "TargetApp"
-        room = SnapClient.for_port(stream_port, "kitchen", tmp_path / "kitchen.raw")
+        room = SnapClient.for_port(ports.stream, "kitchen", tmp_path / "kitchen.raw")
         room.start()
         wait_for_tone(room, TARGET_HZ, timeout=30)
     finally:
@@ -244,7 +239,7 @@ def test_with_no_snapserver_anywhere_run_starts_its_own(
             room.stop()
         code = stop_broadcaster(broadcaster)
     assert code == 0, broadcaster.log_tail()
-    wait_until(lambda: not port_open(control_port), 10, "the embedded snapserver to stop")
+    wait_until(lambda: not port_open(ports.control), 10, "the embedded snapserver to stop")
     assert json.loads(now_playing.read_text()) == {}  # nothing captured any more
     assert "Traceback" not in broadcaster.log_path.read_text()
 

@@ -256,6 +256,28 @@ class SnapClient(Daemon):
             return handle.read()
 
 
+@dataclass(frozen=True)
+class EmbeddedPorts:
+    """Loopback ports for the snapserver broadcaster starts on its own, free when
+    picked; :meth:`env` is the settings that put it there."""
+
+    stream: int
+    control: int
+    http: int
+
+    @classmethod
+    def free(cls) -> EmbeddedPorts:
+        return cls(*free_ports(3))
+
+    def env(self) -> dict[str, str]:
+        return {
+            "BROADCASTER_SNAPSERVER_BIND": "127.0.0.1",
+            "BROADCASTER_SNAPSERVER_STREAM_PORT": str(self.stream),
+            "BROADCASTER_SNAPSERVER_CONTROL_PORT": str(self.control),
+            "BROADCASTER_SNAPSERVER_HTTP_PORT": str(self.http),
+        }
+
+
 def serve_against(server: SnapServer, port: int) -> list[str]:
     """``broadcaster serve`` arguments: the service on ``port`` (0: it picks one) using
     ``server``, never a snapserver of its own, and announcing nothing with mDNS."""
