@@ -206,7 +206,6 @@ class PipeSink(Resource):
         env: Mapping[str, str] | None = None,
         latency_ms: int = 100,
         pipe_bytes: int = 16384,
-        start_timeout: float = 5.0,
         reopen: Policy = PIPE_REOPEN,
         restart: Policy = SINK_RESTART,
     ) -> None:
@@ -218,7 +217,6 @@ class PipeSink(Resource):
         self._env = dict(env) if env is not None else None
         self._latency_ms = latency_ms
         self._pipe_bytes = pipe_bytes
-        self._start_timeout = start_timeout
         self._reopen = reopen
         self._restart = Backoff(restart)
         self._host: _Host | None = None
@@ -367,7 +365,7 @@ class PipeSink(Resource):
                     "setpriv or pipewire is not installed (sudo apt-get install util-linux "
                     "pipewire-bin)"
                 ) from None
-            await self._pw.wait_for_sink(name, child, self._start_timeout)
+            await self._pw.wait_for_sink(name, child)
         except BaseException:
             await child.stop()
             os.close(fd)

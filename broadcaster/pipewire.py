@@ -440,7 +440,7 @@ class PipeWire:
             die_with_parent=True,
         )
 
-    async def wait_for_sink(self, name: str, child: ChildProcess, timeout: float) -> None:
+    async def wait_for_sink(self, name: str, child: ChildProcess, timeout: float = 5.0) -> None:
         """Wait until the sink ``name`` that ``child`` holds is in the graph."""
         deadline = time.monotonic() + timeout
         while True:

@@ -47,13 +47,10 @@ class VirtualSink(Resource):
     the app falls back to its normal output.
     """
 
-    def __init__(
-        self, pipewire: PipeWire, name: str, description: str, *, start_timeout: float = 5.0
-    ) -> None:
+    def __init__(self, pipewire: PipeWire, name: str, description: str) -> None:
         self._pw = pipewire
         self.name = name
         self.description = description
-        self._start_timeout = start_timeout
         self._child: ChildProcess | None = None
 
     async def create(self) -> None:
@@ -68,7 +65,7 @@ class VirtualSink(Resource):
                 "pw-cli or setpriv is not installed (sudo apt-get install pipewire-bin util-linux)"
             ) from None
         try:
-            await self._pw.wait_for_sink(self.name, child, self._start_timeout)
+            await self._pw.wait_for_sink(self.name, child)
         except BaseException:
             await child.stop()
             raise
