@@ -18,11 +18,11 @@ def _escape(char: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def _unsafe(char: str) -> bool:
-    """Control characters (ESC, BEL, 8-bit CSI, ...) and bidi overrides."""
+def _unsafe(char: str, keep: str = "\n\t") -> bool:
+    """Control characters (ESC, BEL, 8-bit CSI, ...) but those in ``keep``, and bidi overrides."""
     import unicodedata
 
-    if char in "\n\t":
+    if char in keep:
         return False
     return (
         unicodedata.category(char) == "Cc"
@@ -42,6 +42,14 @@ def terminal_safe(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(_escape(c) if _unsafe(c) else c for c in text)
+
+
+def one_line(text: str) -> str:
+    """:func:`terminal_safe` for a table cell or a name in a line of output:
+    line breaks and tabs escaped too, so a name cannot forge a row or a line."""
+    if text.isprintable():
+        return text
+    return "".join(_escape(c) if _unsafe(c, keep="") else c for c in text)
 
 
 def safe_json(data: Any, indent: int | None = None) -> str:
@@ -68,7 +76,7 @@ def _width(text: str) -> int:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """Left-aligned columns separated by two spaces."""
-    cells = [[terminal_safe(str(c)) for c in row] for row in [headers, *rows]]
+    cells = [[one_line(str(c)) for c in row] for row in [headers, *rows]]
     widths = [max(_width(r[i]) for r in cells) for i in range(len(headers))]
     return "\n".join(
         "  ".join(c + " " * (w - _width(c)) for c, w in zip(row, widths, strict=True)).rstrip()
@@ -129,15 +137,15 @@ def format_status(status: ServerStatus) -> str:
 
 def room_line(room: Room) -> str:
     return (
-        f"{room.name}: volume {room.volume}{' (muted)' if room.muted else ''}, "
+        f"{one_line(room.name)}: volume {room.volume}{' (muted)' if room.muted else ''}, "
         f"latency {room.latency} ms"
     )
 
 
 def group_line(group: Group) -> str:
-    rooms = ", ".join(f"{r.name} {r.volume}" for r in group.rooms)
+    rooms = ", ".join(f"{one_line(r.name)} {r.volume}" for r in group.rooms)
     return (
-        f"{group.label}: stream {group.stream_id}, volume {group.volume}"
+        f"{one_line(group.label)}: stream {one_line(group.stream_id)}, volume {group.volume}"
         f"{' (muted)' if group.muted else ''}; rooms: {rooms}"
     )
 
@@ -155,4 +163,4 @@ def format_event(event: Event) -> str:
             bits.append(f"{key}={json.dumps(value, ensure_ascii=False)[:120]}")
         else:
             bits.append(f"{key}={value}")
-    return terminal_safe(f"{time.strftime('%H:%M:%S')} {event.method} {' '.join(bits)}".rstrip())
+    return one_line(f"{time.strftime('%H:%M:%S')} {event.method} {' '.join(bits)}".rstrip())

@@ -161,6 +161,22 @@ def test_unknown_and_ambiguous_names_list_candidates(house: SnapServer) -> None:
     assert "no stream 'Nope'" in unknown_stream.stderr
 
 
+def test_a_name_with_a_line_break_stays_on_its_line(house: SnapServer) -> None:
+    """Any client may name a room (Client.SetName takes any string): a line
+    break or tab in it is shown escaped, so a name cannot forge a row of the
+    table or a second line of a one-line answer."""
+    forged = "Evil\nroom9  host  room9  yes\tx"
+    renamed = ok(cli(house, "room", "rename", "room1", forged))
+    shown = r"Evil\x0aroom9  host  room9  yes\x09x"
+    assert renamed.splitlines() == [f"{shown}: volume 100, latency 0 ms"]
+    assert rooms(house)["room1"]["config"]["name"] == forged
+    table = ok(cli(house, "status")).splitlines()
+    assert not any(line.startswith("room9") for line in table), table
+    assert len([line for line in table if "room1" in line]) == 1
+    joined = ok(cli(house, "group", "join", "room1", "room2"))
+    assert len(joined.splitlines()) == 1, joined
+
+
 def test_group_commands_change_the_server(house: SnapServer) -> None:
     ok(cli(house, "group", "join", "room1", "room2", "room3"))
     group = group_of(house, "room1")

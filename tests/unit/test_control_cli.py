@@ -183,6 +183,9 @@ async def test_names_from_the_network_cannot_drive_the_terminal(
     _no_control_characters(out + err)
     event = Event("Client.OnNameChanged", {"id": "aa:01", "name": HOSTILE})
     _no_control_characters(formatting.format_event(event))
+    # `watch` prints one line per event, whatever the name holds.
+    event = Event("Client.OnNameChanged", {"id": "aa:01", "name": "a\nb\tc"})
+    assert formatting.format_event(event).endswith(r"name=a\x0ab\x09c")
 
 
 def test_unreachable_server_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
