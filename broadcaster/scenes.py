@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import BadNameError, ConfigError, NotFoundError
 from .files import write_atomic
 from .paths import scenes_file
+from .rooms import LATENCY_MAX_MS, LATENCY_MIN_MS
 
 if TYPE_CHECKING:
     from .control import SnapControl
@@ -105,14 +106,14 @@ class Scene:
                 SceneGroup(
                     name=str(g.get("name", "")),
                     stream_id=str(g["stream_id"]),
-                    muted=bool(g.get("muted")),
+                    muted=_bool(g.get("muted", False), "muted"),
                     rooms=tuple(
                         SceneRoom(
                             str(r["id"]),
                             str(r.get("name", "")),
-                            int(r["volume"]),
-                            bool(r.get("muted")),
-                            int(r.get("latency", 0)),
+                            _int(r["volume"], "volume", 0, 100),
+                            _bool(r.get("muted", False), "muted"),
+                            _int(r.get("latency", 0), "latency", LATENCY_MIN_MS, LATENCY_MAX_MS),
                         )
                         for r in g["rooms"]
                     ),
@@ -120,6 +121,20 @@ class Scene:
                 for g in data["groups"]
             ),
         )
+
+
+def _bool(value: Any, key: str) -> bool:
+    """A stored flag as it was saved: ``bool("false")`` would be true."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false, not {value!r}")
+    return value
+
+
+def _int(value: Any, key: str, low: int, high: int) -> int:
+    """A stored number in the range snapserver takes (it would clamp, not refuse)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{key} must be an integer from {low} to {high}, not {value!r}")
+    return value
 
 
 class SceneStore:

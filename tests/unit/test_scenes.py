@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -70,6 +71,33 @@ def test_a_corrupt_file_is_one_clear_error(tmp_path: Path) -> None:
     path.write_text("{not json", encoding="utf-8")
     with pytest.raises(ConfigError, match="is not a scenes file"):
         SceneStore(path).load()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("muted", "false", "muted must be true or false, not 'false'"),  # bool('false') is True
+        ("muted", None, "muted must be true or false, not None"),
+        ("volume", 500, "volume must be an integer from 0 to 100, not 500"),
+        ("volume", "40", "volume must be an integer from 0 to 100, not '40'"),
+        ("volume", 40.5, "volume must be an integer from 0 to 100, not 40.5"),
+        ("latency", True, "latency must be an integer from -10000 to 10000, not True"),
+        ("latency", 99999, "latency must be an integer from -10000 to 10000, not 99999"),
+    ],
+)
+def test_a_hand_edited_value_out_of_its_range_is_one_clear_error(
+    tmp_path: Path, field: str, value: object, says: str
+) -> None:
+    """A scene is put back as stored: a value the server would take otherwise
+    (a string 'false' muting, 500 clamped to 100) is refused when the file is read."""
+    store = SceneStore(tmp_path / "scenes.json")
+    store.save(Scene.capture("evening", ServerStatus.from_json(STATUS)))
+    data = json.loads(store.path.read_text(encoding="utf-8"))
+    data["scenes"]["evening"]["groups"][0]["rooms"][0][field] = value
+    store.path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ConfigError, match="is not a scenes file") as refused:
+        store.load()
+    assert says in str(refused.value)
 
 
 SAVER = """
