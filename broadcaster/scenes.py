@@ -6,7 +6,7 @@ one JSON file, ``$XDG_STATE_HOME/broadcaster/scenes.json``
 (``~/.local/state/...``), written atomically (temporary file, fsync,
 ``os.replace``), so a crash never leaves half a file.  Rooms are stored by id
 (snapclient's host id, stable across restarts); a room the server no longer
-knows is skipped on restore and reported.
+knows is skipped on restore and reported, as is a stream it no longer has.
 """
 
 from __future__ import annotations
@@ -209,9 +209,19 @@ class SceneStore:
             raise ConfigError(f"cannot write scenes to {self.path}: {err.strerror}") from None
 
 
-async def restore(snap: SnapControl, scene: Scene) -> list[str]:
-    """Put ``scene`` back on the server; returns the ids of rooms it no longer knows."""
+@dataclass(frozen=True)
+class Restored:
+    """What :func:`restore` could not put back: the ids of rooms and the streams
+    the server no longer knows (such a group keeps the stream it plays)."""
+
+    missing_rooms: tuple[str, ...] = ()
+    missing_streams: tuple[str, ...] = ()
+
+
+async def restore(snap: SnapControl, scene: Scene) -> Restored:
+    """Put ``scene`` back on the server, all but what it no longer knows."""
     missing: list[str] = []
+    gone: list[str] = []
     for saved in scene.groups:
         status = await snap.status()
         known = {r.id: r for r in status.rooms}
@@ -225,7 +235,10 @@ async def restore(snap: SnapControl, scene: Scene) -> list[str]:
             await snap.set_group_rooms(group.id, ids)
             group = (await snap.status()).group_of(known[present[0].id])
         if group.stream_id != saved.stream_id:
-            await snap.set_group_stream(group.id, saved.stream_id)
+            if any(s.id == saved.stream_id for s in status.streams):
+                await snap.set_group_stream(group.id, saved.stream_id)
+            elif saved.stream_id not in gone:
+                gone.append(saved.stream_id)
         if group.muted != saved.muted:
             await snap.set_group_mute(group.id, saved.muted)
         if saved.name and group.name != saved.name:
@@ -238,4 +251,6 @@ async def restore(snap: SnapControl, scene: Scene) -> list[str]:
                 await snap.set_room_latency(room.id, room.latency)
     if missing:
         _LOGGER.warning("scene %s: rooms no longer known: %s", scene.name, ", ".join(missing))
-    return missing
+    if gone:
+        _LOGGER.warning("scene %s: streams no longer known: %s", scene.name, ", ".join(gone))
+    return Restored(tuple(missing), tuple(gone))

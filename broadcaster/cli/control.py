@@ -310,11 +310,18 @@ async def _scene_restore(args: argparse.Namespace) -> int:
 
     scene = SceneStore().get(args.name)
     async with await lookup.control(args) as snap:
-        missing = await restore(snap, scene)
+        done = await restore(snap, scene)
     text = f"restored scene {scene.name!r}"
-    if missing:
-        text += f" (rooms no longer known: {', '.join(missing)})"
-    emit(args, {"restored": scene.name, "missing": missing}, text)
+    if done.missing_rooms:
+        text += f" (rooms no longer known: {', '.join(done.missing_rooms)})"
+    if done.missing_streams:
+        text += f" (streams no longer known: {', '.join(done.missing_streams)}; kept the current)"
+    data = {
+        "restored": scene.name,
+        "missing": list(done.missing_rooms),
+        "missing_streams": list(done.missing_streams),
+    }
+    emit(args, data, text)
     return 0
 
 

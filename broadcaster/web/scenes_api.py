@@ -63,9 +63,15 @@ async def restore_scene(request: web.Request) -> web.Response:
 
     scene = _scene(request)
     snap = request.app[SERVICE].snap
-    missing = await restore(snap.control, scene)
+    done = await restore(snap.control, scene)
     snap.refresh_soon()
-    return web.json_response({"restored": scene.name, "missing_rooms": missing})
+    return web.json_response(
+        {
+            "restored": scene.name,
+            "missing_rooms": list(done.missing_rooms),
+            "missing_streams": list(done.missing_streams),
+        }
+    )
 
 
 @routes.delete("/api/scenes/{scene}")

@@ -335,6 +335,7 @@ async def test_scenes_save_restore_delete(
         restored = await client.put("/api/scenes/evening/restore", headers=AUTH)
         assert restored.status == 200, await restored.text()
         assert (await restored.json())["missing_rooms"] == []
+        assert (await restored.json())["missing_streams"] == []
         assert server.clients()["room1"]["config"]["volume"]["percent"] == 61
 
         async def page_view_updated() -> bool:

@@ -253,6 +253,37 @@ def test_scene_save_and_restore(house: SnapServer, tmp_path: Path) -> None:
     assert "no scene 'nope'" in missing.stderr
 
 
+def test_a_scene_whose_stream_is_gone_restores_the_rest(house: SnapServer, tmp_path: Path) -> None:
+    """A scene saved on a stream the server no longer has (one added at run time
+    and removed, a changed configuration): the group keeps its stream, is named
+    in the output, and every other setting of the scene is still put back."""
+    state = tmp_path / "state"
+    ok(cli(house, "group", "join", "room1", "room2"))
+    ok(cli(house, "group", "stream", "room1", "Second"))
+    ok(cli(house, "room", "volume", "room1", "33"))
+    ok(cli(house, "room", "volume", "room3", "44"))
+    ok(cli(house, "scene", "save", "evening", state=state))
+    path = state / "broadcaster" / "scenes.json"
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    for group in saved["scenes"]["evening"]["groups"]:
+        if group["stream_id"] == "Second":
+            group["stream_id"] = "Gone"
+    path.write_text(json.dumps(saved), encoding="utf-8")
+
+    ok(cli(house, "party", "Main"))
+    ok(cli(house, "room", "volume", "room1", "90"))
+    ok(cli(house, "room", "volume", "room3", "90"))
+    restored = cli(house, "scene", "restore", "evening", "--json", state=state)
+    assert json.loads(ok(restored))["missing_streams"] == ["Gone"]
+    assert {c["id"] for c in group_of(house, "room1")["clients"]} == {"room1", "room2"}
+    assert group_of(house, "room1")["stream_id"] == "Main"  # kept: Gone is gone
+    assert [c["id"] for c in group_of(house, "room3")["clients"]] == ["room3"]
+    assert volumes(house)["room1"] == 33
+    assert volumes(house)["room3"] == 44
+    text = ok(cli(house, "scene", "restore", "evening", state=state))
+    assert "streams no longer known: Gone" in text
+
+
 async def test_server_errors_reach_the_caller(house: SnapServer) -> None:
     async with SnapControl("127.0.0.1", house.control_port, timeout=5) as snap:
         with pytest.raises(ServerReplyError, match=r"Client\.SetVolume"):

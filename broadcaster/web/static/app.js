@@ -264,9 +264,14 @@ async function loadScenes() {
     $(".meta", li).textContent = `${scene.rooms} room${scene.rooms === 1 ? "" : "s"}`;
     $(".scene-restore", li).addEventListener("click", () =>
       api("PUT", `/api/scenes/${enc(scene.name)}/restore`).then((reply) => {
+        const gone = [];
         if (reply.missing_rooms && reply.missing_rooms.length) {
-          showError(`Restored; rooms no longer known: ${reply.missing_rooms.join(", ")}`);
+          gone.push(`rooms no longer known: ${reply.missing_rooms.join(", ")}`);
         }
+        if (reply.missing_streams && reply.missing_streams.length) {
+          gone.push(`streams no longer known: ${reply.missing_streams.join(", ")}`);
+        }
+        if (gone.length) showError(`Restored; ${gone.join("; ")}`);
       }).catch(() => {}));
     $(".scene-delete", li).addEventListener("click", () => {
       if (confirm(`Delete scene "${scene.name}"?`)) {
