@@ -335,7 +335,7 @@ class Config:
         if not 0.1 <= self.timeout <= 300:
             raise ConfigError(f"timeout = {self.timeout} is out of range (0.1-300 seconds)")
         if self.server:
-            parse_address(self.server, DEFAULT_CONTROL_PORT)
+            parse_address(self.server, DEFAULT_CONTROL_PORT, "server")
         for section in (
             self.capture,
             self.delivery,

@@ -35,12 +35,15 @@ def check_port(value: int, key: str) -> None:
         raise ConfigError(f"{key} = {value} is not a TCP port (1-65535)")
 
 
-def parse_address(text: str, default_port: int) -> tuple[str, int]:
-    """Split ``HOST[:PORT]`` (``[v6]:PORT`` for IPv6) into host and port."""
+def parse_address(text: str, default_port: int, source: str = "") -> tuple[str, int]:
+    """Split ``HOST[:PORT]`` (``[v6]:PORT`` for IPv6) into host and port;
+    ``source`` (``--server``, ``$BROADCASTER_SERVER``) is named in the error."""
+    where = f"{source} " if source else ""
     match = re.fullmatch(r"\s*(?:\[([^\]]+)\]|([^:\s]+))(?::(\d+))?\s*", text)
     if not match:
-        raise ConfigError(f"{text!r} is not HOST or HOST:PORT")
+        raise ConfigError(f"{where}{text!r} is not HOST or HOST:PORT")
     host = match.group(1) or match.group(2)
     port = int(match.group(3)) if match.group(3) else default_port
-    check_port(port, text)
+    if not 0 < port < 65536:
+        raise ConfigError(f"{where}{text!r}: {port} is not a TCP port (1-65535)")
     return host, port

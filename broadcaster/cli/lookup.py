@@ -46,7 +46,7 @@ def control_settings(config: str | None, env: Mapping[str, str] | None = None) -
     if config is None and only_server and not os.path.exists(config_file_name(env)):
         server = env.get(ENV_PREFIX + "SERVER", "")
         if server:
-            parse_address(server, DEFAULT_CONTROL_PORT)
+            parse_address(server, DEFAULT_CONTROL_PORT, f"${ENV_PREFIX}SERVER")
         return server, DEFAULT_TIMEOUT
     from ..config import load
 
@@ -73,8 +73,9 @@ def _named_server(args: argparse.Namespace) -> tuple[tuple[str, int] | None, flo
         timeout = args.timeout
         if not 0 < timeout <= 300:
             raise ConfigError(f"--timeout {timeout:g}: it must be more than 0 and at most 300 s")
-    named = args.server or server
-    return (parse_address(named, DEFAULT_CONTROL_PORT) if named else None), timeout
+    if args.server:
+        return parse_address(args.server, DEFAULT_CONTROL_PORT, "--server"), timeout
+    return (parse_address(server, DEFAULT_CONTROL_PORT) if server else None), timeout
 
 
 async def _discovered(timeout: float) -> tuple[str, int, float]:

@@ -85,6 +85,32 @@ async def test_server_resolution_order(tmp_path: Path, monkeypatch: pytest.Monke
     assert not [c for c in calls if c > 2]
 
 
+@pytest.mark.parametrize(
+    ("env", "argv", "says"),
+    [
+        ("127.0.0.1:abc", [], "$BROADCASTER_SERVER '127.0.0.1:abc' is not HOST or HOST:PORT"),
+        ("h:99999", [], "$BROADCASTER_SERVER 'h:99999': 99999 is not a TCP port (1-65535)"),
+        ("", ["--server", "http://h:1705"], "--server 'http://h:1705' is not HOST or HOST:PORT"),
+        ("", ["--server", "h:0"], "--server 'h:0': 0 is not a TCP port (1-65535)"),
+    ],
+)
+def test_a_malformed_server_address_names_where_it_came_from(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env: str,
+    argv: list[str],
+    says: str,
+) -> None:
+    """A newcomer with a stale $BROADCASTER_SERVER in a shell profile is told
+    that the variable is what to fix."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+    monkeypatch.delenv("BROADCASTER_CONFIG", raising=False)
+    monkeypatch.setenv("BROADCASTER_SERVER", env)
+    assert main(["status", *argv]) == 1
+    assert capsys.readouterr().err == f"broadcaster: error: {says}\n"
+
+
 async def test_of_several_servers_found_the_first_that_answers_is_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
