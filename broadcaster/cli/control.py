@@ -116,16 +116,22 @@ def register(subparsers: Any) -> None:
     p.add_argument("name")
 
     p = add(subparsers, "watch", "print server notifications live, one line each", _watch)
-    p.add_argument("--count", type=int, metavar="N", help="exit after N notifications")
+    p.add_argument("--count", type=_count_arg, metavar="N", help="exit after N notifications")
 
 
 def _volume_arg(text: str) -> tuple[str, int]:
     """``40`` -> ("=", 40); ``+5`` -> ("+", 5); ``-5`` -> ("-", 5)."""
     sign = text[0] if text[:1] in ("+", "-") else "="
     digits = text[1:] if sign != "=" else text
-    if not digits.isdigit() or (sign == "=" and int(digits) > 100):
+    if not digits.isdecimal() or (sign == "=" and int(digits) > 100):
         raise argparse.ArgumentTypeError(f"{text!r} is not a volume (0-100, +N or -N)")
     return sign, int(digits)
+
+
+def _count_arg(text: str) -> int:
+    if not text.isdecimal() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of notifications (1 or more)")
+    return int(text)
 
 
 def apply_volume(current: int, change: tuple[str, int]) -> int:

@@ -29,12 +29,25 @@ def test_volume_arguments(text: str, current: int, expected: int) -> None:
     assert cli.apply_volume(current, cli._volume_arg(text)) == expected
 
 
-@pytest.mark.parametrize("text", ["101", "loud", "+", "4.5", ""])
+@pytest.mark.parametrize("text", ["101", "loud", "+", "4.5", "", "²", "+²"])
 def test_bad_volume_is_a_usage_error(text: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(["room", "volume", "x", text])
     assert exit_.value.code == 2
     assert "not a volume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("count", ["0", "-1"])
+def test_watch_count_must_be_a_positive_number(
+    count: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`watch --count 0` (or -1) exited at once with nothing printed and status 0."""
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["watch", "--count", count])
+    assert exit_.value.code == 2
+    assert f"argument --count: {count!r} is not a number of notifications (1 or more)" in (
+        capsys.readouterr().err
+    )
 
 
 async def _handle(args: argparse.Namespace) -> int:
