@@ -29,6 +29,7 @@ class TooLarge(BadRequest):
 
 
 def _rooms(value: Any) -> list[str]:
+    """The rooms named (``[]``: every room, when ``rooms`` is left out or null)."""
     if value is None:
         return []
     if isinstance(value, str):
@@ -37,6 +38,8 @@ def _rooms(value: Any) -> list[str]:
         isinstance(r, str) and 0 < len(r.strip()) <= 200 for r in value
     ):
         raise BadRequest("rooms must be a list of room names")
+    if not value:  # not every room: the caller chose rooms and named none
+        raise BadRequest("rooms names no room: name at least one, or leave it out for every room")
     if len(value) > 64:
         raise BadRequest("at most 64 rooms")
     return [r.strip() for r in value]

@@ -43,6 +43,10 @@ async def test_a_sound_over_the_size_limit_is_refused(client: TestClient[Any, An
     [
         (b'{"text": ""}', "application/json", "text must be a non-empty string"),
         (b'{"text": "hi", "rooms": 3}', "application/json", "rooms must be a list"),
+        (b'{"text": null}', "application/json", "text must be a non-empty string"),
+        # An empty list named no room: it played in every room.
+        (b'{"text": "hi", "rooms": []}', "application/json", "rooms names no room"),
+        (b'{"text": "hi", "rooms": " , "}', "application/json", "rooms names no room"),
         (b"hello", "text/plain", "send a sound file"),
         (b"", "audio/ogg", "the body is empty"),
     ],
