@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .errors import AmbiguousNameError, NotFoundError, OutOfRangeError
+from .errors import AmbiguousNameError, BadNameError, NotFoundError, OutOfRangeError
 
 T = TypeVar("T")
 
@@ -105,6 +105,27 @@ class StreamInfo:
 
     def to_json(self) -> dict[str, Any]:
         return _pick(self, "id name status scheme path codec format properties")
+
+
+NAME_MAX = 200
+"""The longest room or group name broadcaster sets (the API's, the CLI's)."""
+
+
+def new_name(text: str) -> str:
+    """``text`` as the name to give a room or group (``broadcaster room|group
+    rename``, ``PUT /api/rooms/{room}/name``): outer spaces dropped, 1 to
+    :data:`NAME_MAX` characters, no control characters (snapserver keeps any
+    string, and a NUL or a line break would reach every app that shows it);
+    else :class:`BadNameError`.  Any language and emoji are fine."""
+    import unicodedata
+
+    name = text.strip()
+    if not 0 < len(name) <= NAME_MAX or any(unicodedata.category(c) == "Cc" for c in name):
+        raise BadNameError(
+            f"a name is 1 to {NAME_MAX} characters without control characters, "
+            f"not {name[:NAME_MAX]!r}"
+        )
+    return name
 
 
 LATENCY_MIN_MS = -10000

@@ -216,13 +216,19 @@ async def _room_latency(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_name(args: argparse.Namespace) -> str:
+    """The name ``rename`` sets: checked as the API checks it; "" clears it."""
+    from ..rooms import new_name
+
+    return new_name(args.name) if args.name else ""
+
+
 async def _room_rename(args: argparse.Namespace) -> int:
+    name = _new_name(args)
     return await _room_change(
         args,
-        lambda r: dataclasses.replace(
-            r, name=args.name or r.host or r.id, configured_name=args.name
-        ),
-        lambda snap, r: snap.set_room_name(r.id, args.name),
+        lambda r: dataclasses.replace(r, name=name or r.host or r.id, configured_name=name),
+        lambda snap, r: snap.set_room_name(r.id, name),
     )
 
 
@@ -274,7 +280,8 @@ async def _group_mute(args: argparse.Namespace) -> int:
 
 
 async def _group_rename(args: argparse.Namespace) -> int:
-    return await _group_change(args, lambda snap, _s, g: snap.set_group_name(g.id, args.name))
+    name = _new_name(args)
+    return await _group_change(args, lambda snap, _s, g: snap.set_group_name(g.id, name))
 
 
 async def _group_volume(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import transport
-from ..rooms import LATENCY_MAX_MS, LATENCY_MIN_MS, Group, Room, StreamInfo
+from ..rooms import LATENCY_MAX_MS, LATENCY_MIN_MS, Group, Room, StreamInfo, new_name
 from ..service import Service
 from ..snapstate import SnapState
 from . import metrics
@@ -251,7 +251,7 @@ async def set_room_latency(request: web.Request) -> web.Response:
 @routes.put("/api/rooms/{room}/name")
 async def set_room_name(request: web.Request) -> web.Response:
     body = await json_body(request)
-    name = get_str(body, "name")
+    name = new_name(get_str(body, "name"))
     return await room_changed(request, lambda snap, room: snap.set_room_name(room, name))
 
 

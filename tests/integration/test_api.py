@@ -182,6 +182,8 @@ async def test_bad_input_gets_clear_4xx(client: TestClient[Any, Any]) -> None:
         ("PUT", "/api/rooms/room1/volume", {"percent": True}, 400, "percent"),
         ("PUT", "/api/rooms/room1/volume", {}, 400, "needs percent or muted"),
         ("PUT", "/api/rooms/room1/mute", {"muted": "yes"}, 400, "true or false"),
+        ("PUT", "/api/rooms/room1/name", {"name": "a\x00b"}, 400, "without control characters"),
+        ("PUT", "/api/rooms/room1/name", {"name": "a\nb"}, 400, "without control characters"),
         ("PUT", "/api/groups/nosuch/stream", {"stream": "Main"}, 404, "no group"),
         ("DELETE", "/api/captures/99", None, 404, "no capture '99'"),
         ("GET", "/api/captures/99", None, 404, "no capture"),

@@ -162,19 +162,37 @@ def test_unknown_and_ambiguous_names_list_candidates(house: SnapServer) -> None:
 
 
 def test_a_name_with_a_line_break_stays_on_its_line(house: SnapServer) -> None:
-    """Any client may name a room (Client.SetName takes any string): a line
-    break or tab in it is shown escaped, so a name cannot forge a row of the
-    table or a second line of a one-line answer."""
+    """Any client may name a room (Client.SetName takes any string, though
+    broadcaster's rename refuses it): a line break or tab in it is shown
+    escaped, so a name cannot forge a row of the table or a second line of a
+    one-line answer."""
     forged = "Evil\nroom9  host  room9  yes\tx"
-    renamed = ok(cli(house, "room", "rename", "room1", forged))
+    house.rpc("Client.SetName", {"id": "room1", "name": forged})
+    changed = ok(cli(house, "room", "volume", "room1", "100"))
     shown = r"Evil\x0aroom9  host  room9  yes\x09x"
-    assert renamed.splitlines() == [f"{shown}: volume 100, latency 0 ms"]
-    assert rooms(house)["room1"]["config"]["name"] == forged
+    assert changed.splitlines() == [f"{shown}: volume 100, latency 0 ms"]
     table = ok(cli(house, "status")).splitlines()
     assert not any(line.startswith("room9") for line in table), table
     assert len([line for line in table if "room1" in line]) == 1
     joined = ok(cli(house, "group", "join", "room1", "room2"))
     assert len(joined.splitlines()) == 1, joined
+
+
+@pytest.mark.parametrize("name", ["   ", "a\x1b[2Jb", "two\nlines", "x" * 201])
+def test_a_name_no_one_could_read_is_refused(house: SnapServer, name: str) -> None:
+    """The rules of the API's PUT /api/rooms/{room}/name (1 to 200 characters,
+    outer spaces dropped) and no control characters, for rooms and groups."""
+    for argv in (["room", "rename", "room1", name], ["group", "rename", "room1", name]):
+        refused = cli(house, *argv)
+        assert refused.returncode == 1, refused
+        assert "a name is 1 to 200 characters without control characters" in refused.stderr
+        assert len(refused.stderr.splitlines()) == 1
+    assert rooms(house)["room1"]["config"]["name"] == ""
+    assert group_of(house, "room1")["name"] == ""
+    ok(cli(house, "room", "rename", "room1", " Küche 🎵 "))
+    assert rooms(house)["room1"]["config"]["name"] == KITCHEN
+    ok(cli(house, "room", "rename", "room1", ""))  # back to the host name
+    assert rooms(house)["room1"]["config"]["name"] == ""
 
 
 def test_group_commands_change_the_server(house: SnapServer) -> None:
