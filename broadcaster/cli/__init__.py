@@ -68,8 +68,26 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     names = {args[0] for _call, args, _kwargs, _deferred in commands.calls}
     if argv and argv[0] in names:  # the command first, as argparse would read it
         return _assemble(commands, (argv[0],))
-    found, _rest = _assemble(commands, ()).parse_known_args(argv)
+    listing = _assemble(commands, ())
+    _misplaced_option(listing, argv, names)
+    found, _rest = listing.parse_known_args(argv)
     return _assemble(commands, (found.command,))
+
+
+COMMAND_OPTIONS = ("--server", "--timeout", "--json")
+"""Options of the commands (:func:`.lookup.common_options`), not of ``broadcaster``."""
+
+
+def _misplaced_option(
+    parser: argparse.ArgumentParser, argv: Sequence[str], names: set[str]
+) -> None:
+    """A usage error for ``broadcaster --server H status``, which argparse would
+    report as "invalid choice: 'H'" (the option's value read as the command)."""
+    command = next((a for a in argv if a in names), None)
+    for arg in argv[: argv.index(command)] if command else ():
+        option = arg.split("=", 1)[0]
+        if option in COMMAND_OPTIONS:
+            parser.error(f"{option} goes after the command: broadcaster {command} ... {option}")
 
 
 def _assemble(commands: Deferred, whole: Sequence[str] | None) -> argparse.ArgumentParser:

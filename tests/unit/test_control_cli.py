@@ -50,6 +50,29 @@ def test_watch_count_must_be_a_positive_number(
     )
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--server", "127.0.0.1:1705", "status"],
+        ["-v", "--server=h", "room", "volume", "k", "4"],
+        ["--json", "status"],
+        ["--timeout", "2", "watch"],
+    ],
+)
+def test_a_command_option_before_the_command_says_where_it_goes(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`broadcaster --server H status` said "invalid choice: 'H'" (H read as the command)."""
+    with pytest.raises(SystemExit) as exit_:
+        build_parser(argv)
+    assert exit_.value.code == 2
+    option = next(a for a in argv if a.startswith("--")).split("=")[0]
+    command = next(a for a in argv if a in ("status", "room", "watch"))
+    assert f"{option} goes after the command: broadcaster {command} ... {option}" in (
+        capsys.readouterr().err
+    )
+
+
 async def _handle(args: argparse.Namespace) -> int:
     """Run a parsed command's handler as main() does; a quick (blocking) one in a
     thread, off the loop the fake server answers on."""
