@@ -469,6 +469,9 @@ def _apply_env(config: Config, env: Mapping[str, str]) -> Config:
         var = ENV_PREFIX + (prefix + key).replace(".", "_").upper()
         if var in env and var != ENV_PREFIX + "CONFIG":
             overrides[prefix + key] = _parse_env_value(env[var], hint, f"${var}")
+            if var == ENV_PREFIX + "SERVER" and env[var]:
+                # Named as the quick path of the CLI names it (cli/lookup.py).
+                parse_address(env[var], DEFAULT_CONTROL_PORT, f"${var}")
     return apply_overrides(config, overrides, origin="environment") if overrides else config
 
 
