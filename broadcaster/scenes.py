@@ -137,6 +137,15 @@ def _int(value: Any, key: str, low: int, high: int) -> int:
     return value
 
 
+def _what_is_wrong(err: Exception) -> str:
+    """What a reader of the file can look for, not Python's words for it."""
+    if isinstance(err, KeyError):
+        return f"it has no {err.args[0]!r}"
+    if isinstance(err, (TypeError, AttributeError)):
+        return "a value of the wrong kind where scenes, groups or rooms should be"
+    return str(err)  # json's own (line and column) or a value out of range
+
+
 class SceneStore:
     """The scenes file."""
 
@@ -155,7 +164,8 @@ class SceneStore:
             return {name: Scene.from_json(s) for name, s in data["scenes"].items()}
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ConfigError(
-                f"{self.path} is not a scenes file ({err}); move it away to start afresh"
+                f"{self.path} is not a scenes file ({_what_is_wrong(err)}); "
+                "move it away to start afresh"
             ) from None
 
     def get(self, name: str) -> Scene:

@@ -74,6 +74,25 @@ def test_a_corrupt_file_is_one_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("{}", "it has no 'scenes'"),
+        ('{"scenes": null}', "a value of the wrong kind"),
+        ('{"scenes": {"a": {"name": "a", "groups": [{"rooms": []}]}}}', "it has no 'stream_id'"),
+        ('{"scenes": {"a": {"name": "a", "groups": null}}}', "a value of the wrong kind"),
+        ("[]", "a value of the wrong kind"),
+    ],
+)
+def test_a_file_of_the_wrong_shape_says_what_is_wrong(tmp_path: Path, text: str, says: str) -> None:
+    """Not the bare exception text ("('scenes')", "'NoneType' object is not subscriptable")."""
+    path = tmp_path / "scenes.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match="is not a scenes file") as refused:
+        SceneStore(path).load()
+    assert says in str(refused.value)
+
+
+@pytest.mark.parametrize(
     ("field", "value", "says"),
     [
         ("muted", "false", "muted must be true or false, not 'false'"),  # bool('false') is True
