@@ -5,7 +5,9 @@ tcp source or the control connection, restarting pw-record or snapserver,
 reaching the session bus) waits with a :class:`Backoff`: the first delay,
 doubling up to a cap, optionally with jitter, back to the first delay after a
 success or after a run that lasted long enough to count as healthy.  The
-policies are the constants below, in this one place.
+policies are the constants below, in this one place; each retrying class takes
+the whole :class:`Policy` it waits by (one of these by default), never a first
+delay and a cap that would drop the rest of a policy on the way.
 
 Sleep and clock are injectable, so tests need no real waiting.
 """

@@ -27,11 +27,11 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from .audio import AudioFormat
-from .backoff import CAPTURE_RESTART, Backoff
+from .backoff import CAPTURE_RESTART, Backoff, Policy
 from .errors import CaptureError
 from .pipewire import pw_cat_stdio_options
 from .process import ChildProcess
@@ -101,8 +101,7 @@ class Recorder:
         latency_ms: int = 100,
         env: Mapping[str, str] | None = None,
         block_bytes: int = 16384,
-        restart_first: float = CAPTURE_RESTART.first,
-        restart_cap: float = CAPTURE_RESTART.cap,
+        restart: Policy = CAPTURE_RESTART,
         idle_stop: float = 10.0,
     ) -> None:
         self.sink = sink
@@ -112,7 +111,7 @@ class Recorder:
         self._argv: list[str] | None = None  # made at the first run (asks pw-record)
         self._env = env
         self._block = block_bytes
-        self._backoff = Backoff(replace(CAPTURE_RESTART, first=restart_first, cap=restart_cap))
+        self._backoff = Backoff(restart)
         self._idle_stop = idle_stop
         self._child: ChildProcess | None = None
         self._restart_now = False

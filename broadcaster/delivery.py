@@ -416,12 +416,11 @@ class PipeDelivery(_Connection):
         *,
         audio_format: AudioFormat = SNAPCAST_FORMAT,
         buffer_ms: int = 100,
-        retry_first: float = PIPE_REOPEN.first,
-        retry_cap: float = PIPE_REOPEN.cap,
+        reopen: Policy = PIPE_REOPEN,
         check_interval: float = 1.0,
     ) -> None:
         limit = audio_format.bytes_in(buffer_ms)
-        super().__init__(limit, Policy(retry_first, retry_cap))
+        super().__init__(limit, reopen)
         self.path = path
         self._check_interval = check_interval
         self._pipe_size = pipe_capacity_for(limit)
@@ -477,11 +476,10 @@ class TcpDelivery(_Connection):
         audio_format: AudioFormat = SNAPCAST_FORMAT,
         buffer_ms: int = 100,
         connect_timeout: float = 5.0,
-        retry_first: float = TCP_SOURCE.first,
-        retry_cap: float = TCP_SOURCE.cap,
+        reconnect: Policy = TCP_SOURCE,
     ) -> None:
         limit = audio_format.bytes_in(buffer_ms)
-        super().__init__(limit, Policy(retry_first, retry_cap))
+        super().__init__(limit, reconnect)
         self.host, self.port = host, port
         self._sndbuf = limit
         self._sock: socket.socket | None = None

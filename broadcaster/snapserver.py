@@ -20,11 +20,11 @@ import shutil
 import string
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .backoff import SNAPSERVER_RESTART, Backoff
+from .backoff import SNAPSERVER_RESTART, Backoff, Policy
 from .config import SnapserverConfig, conf_value_problem
 from .errors import SnapserverError, UnsafePathError
 from .files import check_private, write_atomic
@@ -317,11 +317,10 @@ class EmbeddedSnapserver(Resource):
     async def supervise(
         self,
         *,
-        first_delay: float = SNAPSERVER_RESTART.first,
-        max_delay: float = SNAPSERVER_RESTART.cap,
+        restart: Policy = SNAPSERVER_RESTART,
     ) -> None:
-        """Restart snapserver whenever it exits, until cancelled."""
-        backoff = Backoff(replace(SNAPSERVER_RESTART, first=first_delay, cap=max_delay))
+        """Restart snapserver whenever it exits (waiting by ``restart``), until cancelled."""
+        backoff = Backoff(restart)
         while True:
             child = self._child
             if child is not None:

@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import sys
 import threading
+from dataclasses import replace
 
 import pytest
 
 from broadcaster.audio import SNAPCAST_FORMAT
+from broadcaster.backoff import CAPTURE_RESTART
 from broadcaster.capture import Recorder, record_command
 from broadcaster.errors import CaptureError
 from broadcaster.process import ChildProcess
@@ -26,9 +28,12 @@ WRITES_THEN_WAITS = [
     "import os, time; os.write(1, bytes(4096)); time.sleep(30)",
 ]
 
+SOON = replace(CAPTURE_RESTART, first=0.01)
+"""pw-record restarted within a test's patience."""
+
 
 def recorder() -> Recorder:
-    rec = Recorder("sink", SNAPCAST_FORMAT, idle_stop=0.05, restart_first=0.01)
+    rec = Recorder("sink", SNAPCAST_FORMAT, idle_stop=0.05, restart=SOON)
     rec._argv = WRITES_THEN_WAITS  # the stand-in for pw-record
     return rec
 

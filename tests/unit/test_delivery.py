@@ -6,17 +6,20 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from broadcaster.backoff import Policy
 from broadcaster.delivery import PipeDelivery, TcpDelivery, pipe_capacity_for
 from tests.support.procs import await_until, cancelled_on_exit
 
 CHUNK = 3840  # 20 ms of 48 kHz S16LE stereo
+SOON = Policy(0.02, 0.05)
+"""Retrying within a test's patience."""
 
 
 def chunk(n: int) -> bytes:
@@ -102,7 +105,7 @@ async def test_waits_for_a_missing_fifo_then_delivers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     fifo = tmp_path / "fifo"
-    delivery = PipeDelivery(str(fifo), retry_cap=0.05)
+    delivery = PipeDelivery(str(fifo), reopen=SOON)
     caplog.set_level(logging.INFO, "broadcaster.delivery")
     async with running(delivery):
         await await_until(
@@ -125,7 +128,7 @@ async def test_never_writes_into_a_regular_file(
 ) -> None:
     path = tmp_path / "snapfifo"
     path.write_bytes(b"precious")
-    delivery = PipeDelivery(str(path), retry_cap=0.05)
+    delivery = PipeDelivery(str(path), reopen=SOON)
     async with running(delivery):
         await await_until(lambda: _async("not a named pipe" in caplog.text), 5, "an error")
         delivery.write(chunk(1))
@@ -143,14 +146,14 @@ async def test_unwritable_fifo_is_reported_and_retried(
     if os.geteuid() == 0:
         # root ignores file modes; take write permission away with a directory instead.
         fifo = tmp_path / "missing-dir" / "fifo"
-        delivery = PipeDelivery(str(fifo), retry_cap=0.05)
+        delivery = PipeDelivery(str(fifo), reopen=SOON)
         async with running(delivery):
             await await_until(lambda: _async("waiting" in caplog.text), 5, "a wait message")
             assert not delivery.stats.connected
         return
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo, 0o400)
-    delivery = PipeDelivery(str(fifo), retry_cap=0.05)
+    delivery = PipeDelivery(str(fifo), reopen=SOON)
     async with running(delivery):
         await await_until(lambda: _async("no permission" in caplog.text), 5, "an error")
         fifo.chmod(0o600)
@@ -158,7 +161,7 @@ async def test_unwritable_fifo_is_reported_and_retried(
 
 
 async def test_a_replaced_fifo_is_reopened(tmp_path: Path) -> None:
-    async with open_fifo(tmp_path, check_interval=0.05, retry_cap=0.05) as (fifo, delivery):
+    async with open_fifo(tmp_path, check_interval=0.05, reopen=SOON) as (fifo, delivery):
         fifo.unlink()
         os.mkfifo(fifo)  # a restarted snapserver made a new one
         await await_until(lambda: _async(delivery.stats.reconnects == 1), 5, "a reopen")
@@ -182,7 +185,7 @@ async def test_tcp_delivery_reconnects_after_the_server_drops_it() -> None:
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    delivery = TcpDelivery("127.0.0.1", port, retry_first=0.02, retry_cap=0.05)
+    delivery = TcpDelivery("127.0.0.1", port, reconnect=SOON)
     try:
         async with running(delivery):
             await await_until(lambda: _async(delivery.stats.connected), 5, "a connection")
@@ -199,6 +202,23 @@ async def test_tcp_delivery_reconnects_after_the_server_drops_it() -> None:
         for writer in connections:
             writer.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda policy: PipeDelivery("/nonexistent/fifo", reopen=policy),
+        lambda policy: TcpDelivery("127.0.0.1", 9, reconnect=policy),
+    ],
+    ids=["pipe", "tcp"],
+)
+async def test_a_delivery_retries_by_the_whole_policy_it_is_given(
+    make: Callable[[Policy], PipeDelivery | TcpDelivery],
+) -> None:
+    # It used to take a first delay and a cap and build a Policy of its own
+    # from them: a policy's jitter and healthy_after were lost on the way.
+    policy = Policy(0.02, 0.05, jitter=0.5, healthy_after=3.0)
+    assert make(policy)._backoff.policy == policy
 
 
 async def test_tcp_delivery_drops_instead_of_buffering_without_bound() -> None:
@@ -237,7 +257,7 @@ async def test_never_follows_a_symbolic_link(
     os.mkfifo(elsewhere)
     link = tmp_path / "snapfifo"
     link.symlink_to(elsewhere)
-    delivery = PipeDelivery(str(link), retry_cap=0.05)
+    delivery = PipeDelivery(str(link), reopen=SOON)
     async with running(delivery):
         await await_until(lambda: _async("symbolic link" in caplog.text), 5, "an error")
         assert not delivery.stats.connected
