@@ -970,6 +970,24 @@ def rooms_to_calibrate(status: ServerStatus, stream: str) -> list[Room]:
     return [r for r in status.rooms if r.connected and r.stream_id == stream]
 
 
+NOT_CONNECTED = "not heard: not connected when the calibration started"
+
+
+def absent_results(status: ServerStatus, stream: str) -> list[RoomResult]:
+    """A result for each room of ``stream`` that is not connected: "not heard", with why.
+
+    Such a room gets no turn (it can play nothing), but it is reported, not left
+    out: a snapclient that is restarting (snapclient 0.26 was seen to abort in
+    libpulse when a muted room's idle player let go of PulseAudio) is a room the
+    user expects to see.
+    """
+    return [
+        RoomResult(r.id, r.name, False, None, 0.0, None, 0.0, 0, note=NOT_CONNECTED)
+        for r in status.rooms
+        if not r.connected and r.stream_id == stream
+    ]
+
+
 class Calibration:
     """Runs calibrations one at a time and keeps the last result, Apply and Undo.
 
@@ -1074,6 +1092,7 @@ class Calibration:
         samples, rate = await recording.finish()
         self._set(state=State.ANALYZING)
         results = await asyncio.to_thread(analyze, samples, rate, plan)
+        results += absent_results(status, stream)
         current = {r.id: r.latency for r in rooms}
         self._set(
             state=State.DONE,

@@ -288,7 +288,7 @@ class ScriptedControls:
                 "clients": [
                     {
                         "id": rid,
-                        "connected": True,
+                        "connected": room.get("connected", True),
                         "host": {"name": rid, "ip": ""},
                         "config": {
                             "name": rid.upper(),
@@ -443,6 +443,45 @@ async def test_a_run_silences_others_in_turn_restores_them_and_applies_and_undoe
     with pytest.raises(CalibrationError, match="-10000 to 10000"):
         await calibration.apply()
     assert len(controls.calls) == calls
+
+
+async def test_a_room_not_connected_is_reported_not_heard_not_left_out(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    drain = Drain(fifo)
+    controls = ScriptedControls()
+    controls.rooms["c"] = {
+        "volume": 50,
+        "muted": True,
+        "latency": 5,
+        "stream": "music",
+        "connected": False,
+    }
+    calibration = Calibration(lambda: controls, settings=FAST)
+    recording = PlanRecording({"a": 0.05, "b": 0.12})
+    real_build = Plan.build
+
+    def build(rooms: Any, settings: Settings) -> Plan:
+        plan = real_build(rooms, settings)
+        recording.plan = plan
+        return plan
+
+    try:
+        Plan.build = build  # type: ignore[method-assign]
+        progress = await calibration.run("music", str(fifo), recording)
+    finally:
+        Plan.build = real_build  # type: ignore[method-assign]
+        drain.close()
+    assert recording.plan is not None
+    assert [slot.room_id for slot in recording.plan.rooms] == ["a", "b"]  # no turn for c
+    results = {r.room_id: r for r in progress.results}
+    assert set(results) == {"a", "b", "c"}
+    assert not results["c"].heard
+    assert results["c"].delay_ms is None
+    assert results["c"].note.startswith("not heard")
+    assert "not connected" in results["c"].note
+    assert set(progress.proposed) == {"a", "b"}
+    assert not [c for c in controls.calls if c[1] == "c"]  # its settings untouched
 
 
 async def test_a_failed_run_still_restores_volume_and_mute(tmp_path: Path) -> None:
