@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { timeline } from "../../broadcaster/web/static/calibrate.js";
+import { moved, timeline } from "../../broadcaster/web/static/calibrate.js";
 
 const RATE = 48000;
 const BATCH = 4096;
@@ -40,4 +40,11 @@ test("lost batches are filled with silence, so later samples keep their time", (
   // Batch 30 sits where it was recorded.
   assert.equal(pcm[30 * BATCH], Math.round((31 / 1000) * 32767));
   assert.equal(pcm[20 * BATCH + 5], 0);
+});
+
+test("a room heard but moved is measured again; a room not heard is not", () => {
+  const room = (heard, delay) => ({ heard, delay_ms: delay });
+  assert.equal(moved({ state: "done", results: [room(true, 0), room(true, null)] }), true);
+  assert.equal(moved({ state: "done", results: [room(true, 0), room(false, null)] }), false);
+  assert.equal(moved({ state: "failed", results: [] }), false);
 });
