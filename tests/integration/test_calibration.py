@@ -450,6 +450,16 @@ def truth_during(chunks: list[bytes], reference: str) -> dict[str, list[float]]:
     return result
 
 
+async def reaches_every_room(loop: Loop) -> bool:
+    """Whether the captured app's clicks reach every looped room's air channel."""
+    async with air(loop) as chunks:
+        await asyncio.sleep(2.5 * CLICK_GAP_S)
+    return all(
+        np.abs(audio).max() > 1000 and len(click_peaks(audio)) >= 2
+        for audio in channels(chunks).values()
+    )
+
+
 async def settled_truth(loop: Loop, timeout: float = 40) -> dict[str, float]:
     """:func:`truth`, once the rooms hold still for a measurement (after a stream starts,
     snapclients through pulse resync for a while)."""
@@ -554,6 +564,11 @@ async def test_calibration_page_flow_apply_undo(loop: Loop, tmp_path: Path) -> N
     mute as before; then the same through ``broadcaster calibrate --source``.
     (Accuracy is measured in test_calibration_accuracy.)"""
     before = loop.settings()
+    # "Playing" is the capture's state: snapserver was seen not to read the stream for
+    # 3 s more under load, and then every room resyncs (by ~140 ms); a calibration
+    # started meanwhile finds rooms that moved.  It starts once the app reaches every
+    # looped room, as a user's music does.
+    await await_until(lambda: reaches_every_room(loop), 30, "the app to reach every room")
     async with page(loop, tmp_path) as tools:
         await tap(tools, "#calibrate-start")
         await calibration_state(loop, ("playing", "waiting"), 30)
@@ -561,16 +576,18 @@ async def test_calibration_page_flow_apply_undo(loop: Loop, tmp_path: Path) -> N
         status, body = await asyncio.to_thread(loop.api, "POST", "/api/calibration", {})
         assert (status, body) == (409, {"error": "a calibration is already running"})
         try:
-            result = await calibration_state(loop, ("done", "failed"), 90)
+            # The page measures a second time when a room moved in the first.
+            await await_until(
+                lambda: tools.evaluate("!document.querySelector('#calibrate-start').disabled"),
+                200,
+                "the page to finish",
+            )
         except AssertionError as err:
             status = await tools.evaluate("document.querySelector('#calibrate-status').textContent")
             raise AssertionError(f"{err}; the page says {status!r}") from None
+        result = await calibration_state(loop, ("done", "failed"), 10)
         assert result["state"] == "done", result
-        await await_until(
-            lambda: tools.evaluate("!document.querySelector('#calibrate-results').hidden"),
-            10,
-            "the page to show the results",
-        )
+        assert await tools.evaluate("!document.querySelector('#calibrate-results').hidden")
         shown = await tools.evaluate(
             "[...document.querySelectorAll('#calibrate-results tbody tr')]"
             ".map(r => [r.dataset.room, r.dataset.heard, r.cells[1].textContent])"
@@ -579,10 +596,14 @@ async def test_calibration_page_flow_apply_undo(loop: Loop, tmp_path: Path) -> N
         by_id = {r["room_id"]: r for r in result["results"]}
         for room in LOOPED:
             assert by_id[room]["heard"], by_id[room]
-        # The silent room is reported as not heard, not guessed.
+        # The silent room is reported as not heard, not guessed (nor left out: its
+        # snapclient, muted and so sent nothing, sometimes aborts when it lets go of
+        # PulseAudio, and is then reported as not connected).
         assert not by_id[SILENT]["heard"], by_id[SILENT]
         assert by_id[SILENT]["delay_ms"] is None
-        assert [SILENT, "false", "not heard"] in shown, shown
+        assert by_id[SILENT]["note"].startswith("not heard"), by_id[SILENT]
+        silent_row = [row for row in shown if row[0] == SILENT]
+        assert silent_row == [[SILENT, "false", by_id[SILENT]["note"]]], shown
         assert loop.settings() == before, "calibration changed a room's volume or mute"
         proposed = result["latency_proposed"]
         assert SILENT not in proposed
@@ -609,7 +630,7 @@ async def test_calibration_page_flow_apply_undo(loop: Loop, tmp_path: Path) -> N
     by_id = {r["room_id"]: r for r in by_cli["results"]}
     for room in LOOPED:
         assert by_id[room]["heard"], by_id[room]
-    assert by_id[SILENT]["note"] == "not heard"
+    assert by_id[SILENT]["note"].startswith("not heard"), by_id[SILENT]
     assert loop.settings() == before
 
 
