@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { moved, timeline } from "../../broadcaster/web/static/calibrate.js";
+import { measureAgain, timeline } from "../../broadcaster/web/static/calibrate.js";
 
 const RATE = 48000;
 const BATCH = 4096;
@@ -42,9 +42,12 @@ test("lost batches are filled with silence, so later samples keep their time", (
   assert.equal(pcm[20 * BATCH + 5], 0);
 });
 
-test("a room heard but moved is measured again; a room not heard is not", () => {
+test("a room heard but moved, or the first not heard, is measured again; a room not heard is not", () => {
   const room = (heard, delay) => ({ heard, delay_ms: delay });
-  assert.equal(moved({ state: "done", results: [room(true, 0), room(true, null)] }), true);
-  assert.equal(moved({ state: "done", results: [room(true, 0), room(false, null)] }), false);
-  assert.equal(moved({ state: "failed", results: [] }), false);
+  const done = (...results) => ({ state: "done", results });
+  assert.equal(measureAgain(done(room(true, 0), room(true, null))), true);
+  assert.equal(measureAgain(done(room(true, 0), room(false, null))), false);
+  assert.equal(measureAgain(done(room(false, null), room(true, 0))), true);
+  assert.equal(measureAgain(done(room(false, null), room(false, null))), false);
+  assert.equal(measureAgain({ state: "failed", results: [] }), false);
 });

@@ -580,3 +580,18 @@ async def test_the_signal_goes_to_pw_play_as_raw_pcm_on_every_pipewire(
     assert argv[-1] == "-"
     assert argv[-1 - len(expected) : -1] == expected
     assert ("--raw" in argv) == bool(expected)
+
+
+def test_the_command_line_measures_again_when_a_heard_room_moved_or_the_first_was_not_heard() -> (
+    None
+):
+    from broadcaster.cli.calibrate import measure_again
+
+    def done(*rooms: tuple[bool, float | None]) -> dict[str, Any]:
+        return {"state": "done", "results": [{"heard": h, "delay_ms": d} for h, d in rooms]}
+
+    assert measure_again(done((True, 0.0), (True, None)))
+    assert not measure_again(done((True, 0.0), (False, None)))
+    assert measure_again(done((False, None), (True, 0.0)))
+    assert not measure_again(done((False, None), (False, None)))
+    assert not measure_again({"state": "failed", "results": []})

@@ -214,12 +214,17 @@ function describe(progress) {
 let busy = false;
 
 // Under load a snapclient resyncs now and then, and a room that moved while it
-// was measured gets no number: the page then measures once more by itself (a
-// user would press the button again anyway).  The last run is what Apply sets.
-const ATTEMPTS = 2;
+// was measured gets no number; the first room (the reference) was also seen
+// not heard at all while later ones were.  The page then measures again by
+// itself (a user would press the button again anyway), up to three runs in
+// all.  The last run is what Apply sets.  A room not heard is no reason.
+const ATTEMPTS = 3;
 
-export function moved(progress) {
-  return progress.state === "done" && progress.results.some((r) => r.heard && r.delay_ms === null);
+export function measureAgain(progress) {
+  const results = progress.results;
+  if (progress.state !== "done" || !results.length) return false;
+  if (results.some((r) => r.heard && r.delay_ms === null)) return true;
+  return !results[0].heard && results.slice(1).some((r) => r.heard);
 }
 
 async function measure(mic, live) {
@@ -252,8 +257,8 @@ async function calibrate() {
     live = new Progress((progress) => { view.status(describe(progress)); });
     await live.open;
     let progress = await measure(mic, live);
-    for (let attempt = 1; attempt < ATTEMPTS && moved(progress); attempt++) {
-      view.status("A room moved while it was measured: measuring again…");
+    for (let attempt = 1; attempt < ATTEMPTS && measureAgain(progress); attempt++) {
+      view.status("A room moved while it was measured, or the first was not heard: measuring again…");
       mic = new MicRecorder();
       await mic.start();
       progress = await measure(mic, live);
