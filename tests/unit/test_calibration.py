@@ -17,6 +17,7 @@ from broadcaster.calibration import (
     Calibration,
     FifoWriter,
     Plan,
+    Progress,
     RoomResult,
     Settings,
     State,
@@ -361,6 +362,24 @@ FAST = Settings(
 )
 
 
+async def run_heard(
+    calibration: Calibration, fifo: Path, drain: Drain, recording: PlanRecording
+) -> Progress:
+    """``calibration.run`` of the stream "music", ``recording`` hearing the plan it builds."""
+    real_build = Plan.build
+
+    def build(rooms: Any, settings: Settings) -> Plan:
+        recording.plan = real_build(rooms, settings)
+        return recording.plan
+
+    try:
+        Plan.build = build  # type: ignore[method-assign]
+        return await calibration.run("music", str(fifo), recording)
+    finally:
+        Plan.build = real_build  # type: ignore[method-assign]
+        drain.close()
+
+
 async def test_a_run_silences_others_in_turn_restores_them_and_applies_and_undoes(
     tmp_path: Path,
 ) -> None:
@@ -386,19 +405,7 @@ async def test_a_run_silences_others_in_turn_restores_them_and_applies_and_undoe
         lambda: controls, on_change=lambda: changes.append("x"), hold=Hold, settings=FAST
     )
     recording = PlanRecording({"a": 0.05, "b": 0.12})
-    real_build = Plan.build
-
-    def build(rooms: Any, settings: Settings) -> Plan:
-        plan = real_build(rooms, settings)
-        recording.plan = plan
-        return plan
-
-    try:
-        Plan.build = build  # type: ignore[method-assign]
-        progress = await calibration.run("music", str(fifo), recording)
-    finally:
-        Plan.build = real_build  # type: ignore[method-assign]
-        drain.close()
+    progress = await run_heard(calibration, fifo, drain, recording)
     assert recording.plan is not None
     assert progress.state is State.DONE
     assert held == ["hold music", "release music"]
@@ -459,19 +466,7 @@ async def test_a_room_not_connected_is_reported_not_heard_not_left_out(tmp_path:
     }
     calibration = Calibration(lambda: controls, settings=FAST)
     recording = PlanRecording({"a": 0.05, "b": 0.12})
-    real_build = Plan.build
-
-    def build(rooms: Any, settings: Settings) -> Plan:
-        plan = real_build(rooms, settings)
-        recording.plan = plan
-        return plan
-
-    try:
-        Plan.build = build  # type: ignore[method-assign]
-        progress = await calibration.run("music", str(fifo), recording)
-    finally:
-        Plan.build = real_build  # type: ignore[method-assign]
-        drain.close()
+    progress = await run_heard(calibration, fifo, drain, recording)
     assert recording.plan is not None
     assert [slot.room_id for slot in recording.plan.rooms] == ["a", "b"]  # no turn for c
     results = {r.room_id: r for r in progress.results}
