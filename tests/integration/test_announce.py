@@ -22,7 +22,6 @@ import pytest
 from tests.integration.test_pipeline import (
     SECOND,
     fresh_audio,
-    house,  # noqa: F401 (fixture)
     make_tone,
     start_broadcaster,
     stop_broadcaster,
@@ -32,7 +31,7 @@ from tests.integration.test_pipeline import (
 from tests.support.pipewire import PipeWireSession
 from tests.support.procs import Proc, cli_child, cli_env, port_open, wait_until
 from tests.support.signal import db, highband_peaks, s16_stereo_to_float, tone_amplitudes
-from tests.support.snapserver import EmbeddedPorts, SnapClient, SnapServer, snap_house
+from tests.support.snapserver import EmbeddedPorts, House, SnapClient, SnapServer, snap_house
 
 pytestmark = pytest.mark.integration
 _LOGGER = logging.getLogger(__name__)
@@ -201,12 +200,11 @@ class MusicInRoom:
 def music_in_room1(
     tmp_path: Path,
     pw_session: PipeWireSession,
-    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+    house: House,
 ) -> Iterator[MusicInRoom]:
     """The music playing in room1."""
-    server, rooms = house
-    with music_playing(tmp_path, pw_session, server, heard_in=rooms[0]) as broadcaster:
-        yield MusicInRoom(broadcaster, rooms[0], pw_session, tmp_path)
+    with music_playing(tmp_path, pw_session, house.server, heard_in=house.room) as broadcaster:
+        yield MusicInRoom(broadcaster, house.room, pw_session, tmp_path)
 
 
 def music_db(audio: bytes) -> float:
@@ -227,30 +225,29 @@ def audio_since(room: SnapClient, offset: int, seconds_after: float, before: int
 def test_an_announcement_ducks_the_music_in_every_room_and_it_comes_back(
     tmp_path: Path,
     pw_session: PipeWireSession,
-    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+    house: House,
     path: str,
 ) -> None:
-    server, rooms = house
     bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 48000, seconds=2)
-    with music_playing(tmp_path, pw_session, server, path=path) as broadcaster:
+    with music_playing(tmp_path, pw_session, house.server, path=path) as broadcaster:
         wait_until(
             lambda: f"data path: {path}" in broadcaster.log_path.read_text().lower(),
             15,
             "the data path",
         )
-        for room in rooms:
+        for room in house.rooms:
             wait_for_tone(room, MUSIC_HZ)
             fresh_audio(room, 1.2)
         # A second of music before the command, to measure the music's level L on.
-        offsets = [room.size() - SECOND for room in rooms]
+        offsets = [room.size() - SECOND for room in house.rooms]
         result = run_cli(pw_session, "-v", "announce", str(bell))
         assert result.returncode == 0, result.stderr
-        ends = [room.size() for room in rooms]
+        ends = [room.size() for room in house.rooms]
         audio = [
             audio_since(room, offset, 2.5, end)
-            for room, offset, end in zip(rooms, offsets, ends, strict=True)
+            for room, offset, end in zip(house.rooms, offsets, ends, strict=True)
         ]
-        for room, heard_there in zip(rooms, audio, strict=True):
+        for room, heard_there in zip(house.rooms, audio, strict=True):
             (tmp_path / f"heard-{room.host_id}.raw").write_bytes(heard_there)  # for a failure
         heard = [analyse(a) for a in audio]
         _LOGGER.info("announce figures: %s", heard)
@@ -281,20 +278,20 @@ def faded_tone(path: Path, freq: float, seconds: float) -> Path:
 def test_an_announcer_app_ducks_the_music_each_time_it_plays(
     tmp_path: Path,
     pw_session: PipeWireSession,
-    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+    house: House,
 ) -> None:
-    server, rooms = house
-    room = rooms[0]
     bell = faded_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 2.0)
-    with music_playing(tmp_path, pw_session, server, "--announcer", "DoorBell", heard_in=room):
-        fresh_audio(room, 1.2)  # a second of steady music to measure L on
+    with music_playing(
+        tmp_path, pw_session, house.server, "--announcer", "DoorBell", heard_in=house.room
+    ):
+        fresh_audio(house.room, 1.2)  # a second of steady music to measure L on
         heard = []
         for _ in range(2):
-            offset = room.size() - SECOND
+            offset = house.room.size() - SECOND
             ring = pw_session.play(bell, "DoorBell")
             assert ring.popen.wait(20) == 0
-            end = room.size()
-            heard.append(analyse(audio_since(room, offset, 2.5, end)))
+            end = house.room.size()
+            heard.append(analyse(audio_since(house.room, offset, 2.5, end)))
         _LOGGER.info("announcer figures: %s", heard)
         for h in heard:
             assert h.announcement == pytest.approx(db(AMPLITUDE), abs=1)
@@ -308,9 +305,7 @@ def test_an_announcer_app_ducks_the_music_each_time_it_plays(
 
 
 @pytest.fixture
-def two_streams(
-    tmp_path: Path, pw_session: PipeWireSession, snap_tools: None
-) -> Iterator[tuple[SnapServer, list[SnapClient]]]:
+def two_streams(tmp_path: Path, pw_session: PipeWireSession, snap_tools: None) -> Iterator[House]:
     """A snapserver with the music's stream and the announcement stream, and two rooms."""
     with snap_house(tmp_path, "Main", "broadcaster-announce") as both:
         yield both
@@ -351,19 +346,23 @@ def _grouping(server: SnapServer) -> list[tuple[str, str, bool, tuple[tuple[str,
 def test_an_announcement_in_one_room_leaves_the_other_undisturbed(
     tmp_path: Path,
     pw_session: PipeWireSession,
-    two_streams: tuple[SnapServer, list[SnapClient]],
+    two_streams: House,
 ) -> None:
-    server, (room1, room2) = two_streams
+    room1, room2 = two_streams.rooms
     # Both rooms in one named group on the music's stream, with volumes of their own.
-    group = next(g for g in server.status()["groups"] if "room1" in str(g["clients"]))
-    server.rpc("Group.SetClients", {"id": group["id"], "clients": ["room1", "room2"]})
-    server.rpc("Group.SetName", {"id": group["id"], "name": "downstairs"})
-    server.rpc("Client.SetVolume", {"id": "room1", "volume": {"percent": 40, "muted": False}})
-    server.rpc("Client.SetVolume", {"id": "room2", "volume": {"percent": 100, "muted": False}})
-    before = _grouping(server)
+    group = next(g for g in two_streams.server.status()["groups"] if "room1" in str(g["clients"]))
+    two_streams.server.rpc("Group.SetClients", {"id": group["id"], "clients": ["room1", "room2"]})
+    two_streams.server.rpc("Group.SetName", {"id": group["id"], "name": "downstairs"})
+    two_streams.server.rpc(
+        "Client.SetVolume", {"id": "room1", "volume": {"percent": 40, "muted": False}}
+    )
+    two_streams.server.rpc(
+        "Client.SetVolume", {"id": "room2", "volume": {"percent": 100, "muted": False}}
+    )
+    before = _grouping(two_streams.server)
 
     bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 44100, seconds=2)
-    with music_playing(tmp_path, pw_session, server) as broadcaster:
+    with music_playing(tmp_path, pw_session, two_streams.server) as broadcaster:
         for room in (room1, room2):
             wait_for_tone(room, MUSIC_HZ)
         offsets = [room1.size(), room2.size()]
@@ -375,11 +374,11 @@ def test_an_announcement_in_one_room_leaves_the_other_undisturbed(
             "--rooms",
             "room1",
             "--server",
-            f"127.0.0.1:{server.control_port}",
+            f"127.0.0.1:{two_streams.server.control_port}",
         )
         assert result.returncode == 0, result.stderr
         # The chosen room is back in its group, on its stream, at its volume and mute.
-        assert _grouping(server) == before
+        assert _grouping(two_streams.server) == before
         ends = [room1.size(), room2.size()]
         chosen = audio_since(room1, offsets[0], 1.0, ends[0])
         other = audio_since(room2, offsets[1], 1.0, ends[1])
@@ -396,19 +395,18 @@ def test_an_announcement_in_one_room_leaves_the_other_undisturbed(
 def test_a_snapserver_that_vanishes_mid_announcement_is_told_in_one_line(
     tmp_path: Path,
     pw_session: PipeWireSession,
-    two_streams: tuple[SnapServer, list[SnapClient]],
+    two_streams: House,
 ) -> None:
-    server, _ = two_streams
-    before = _grouping(server)
+    before = _grouping(two_streams.server)
     bell = make_tone(tmp_path / "bell.wav", ANNOUNCE_HZ, 48000, seconds=10)
     with cli_child(
         pw_session.env,
         *("announce", str(bell), "--rooms", "room1"),
-        *("--server", f"127.0.0.1:{server.control_port}"),
+        *("--server", f"127.0.0.1:{two_streams.server.control_port}"),
         stdout=subprocess.PIPE,
     ) as command:
-        wait_until(lambda: _grouping(server) != before, 20, "room1 to leave its group")
-        server.kill()
+        wait_until(lambda: _grouping(two_streams.server) != before, 20, "room1 to leave its group")
+        two_streams.server.kill()
         _, err = command.communicate(timeout=30)
     assert command.returncode == 1
     lines = err.strip().splitlines()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +23,11 @@ from broadcaster.config import Config, SnapserverConfig, WebConfig
 from broadcaster.service import Service
 from broadcaster.web.app import make_app
 from tests.support.procs import await_until
-from tests.support.snapserver import SnapClient, SnapServer, snap_house
+from tests.support.snapserver import House, SnapServer
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "s3cret-token"
-
-
-@pytest.fixture
-def house(tmp_path: Path, snap_tools: None) -> Iterator[tuple[SnapServer, list[SnapClient]]]:
-    with snap_house(tmp_path, "Main", "Second") as house:
-        yield house
 
 
 def service_config(server: SnapServer, token: str = "") -> Config:
@@ -47,10 +41,9 @@ def service_config(server: SnapServer, token: str = "") -> Config:
 
 @pytest.fixture
 async def client(
-    house: tuple[SnapServer, list[SnapClient]],
+    two_stream_house: House,
 ) -> AsyncIterator[TestClient[Any, Any]]:
-    server, _ = house
-    service = Service(service_config(server, TOKEN))
+    service = Service(service_config(two_stream_house.server, TOKEN))
     async with TestClient(TestServer(make_app(service, publish=False))) as test_client:
         await await_until(_connected(service), 20, "the service to reach snapserver")
         yield test_client
@@ -74,15 +67,14 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 async def test_lists_rooms_groups_streams(
-    client: TestClient[Any, Any], house: tuple[SnapServer, list[SnapClient]]
+    client: TestClient[Any, Any], two_stream_house: House
 ) -> None:
-    server, _ = house
     rooms = await (await client.get("/api/rooms", headers=AUTH)).json()
     assert sorted(r["id"] for r in rooms) == ["room1", "room2"]
     streams = await (await client.get("/api/streams", headers=AUTH)).json()
     assert [s["id"] for s in streams] == ["Main", "Second"]
     groups = await (await client.get("/api/groups", headers=AUTH)).json()
-    truth = server.status()["groups"]
+    truth = two_stream_house.server.status()["groups"]
     assert sorted(g["id"] for g in groups) == sorted(g["id"] for g in truth)
     state = await (await client.get("/api/state", headers=AUTH)).json()
     assert state["connected"] is True
@@ -93,68 +85,73 @@ async def test_lists_rooms_groups_streams(
 
 
 async def test_volume_mute_and_name_reach_snapserver(
-    client: TestClient[Any, Any], house: tuple[SnapServer, list[SnapClient]]
+    client: TestClient[Any, Any], two_stream_house: House
 ) -> None:
-    server, _ = house
     room = await ok(client, "PUT", "/api/rooms/room1/volume", {"percent": 37})
     assert room["volume"] == 37
-    assert server.clients()["room1"]["config"]["volume"]["percent"] == 37
+    assert two_stream_house.server.clients()["room1"]["config"]["volume"]["percent"] == 37
 
     await ok(client, "PUT", "/api/rooms/room2/mute", {"muted": True})
-    assert server.clients()["room2"]["config"]["volume"]["muted"] is True
+    assert two_stream_house.server.clients()["room2"]["config"]["volume"]["muted"] is True
 
     await ok(client, "PUT", "/api/rooms/room2/name", {"name": "Kitchen"})
-    assert server.clients()["room2"]["config"]["name"] == "Kitchen"
+    assert two_stream_house.server.clients()["room2"]["config"]["name"] == "Kitchen"
     # ...and the room can now be named by its name.
     reply = await client.get("/api/rooms/Kitchen", headers=AUTH)
     assert (await reply.json())["id"] == "room2"
 
 
 async def test_group_stream_and_members_reach_snapserver(
-    client: TestClient[Any, Any], house: tuple[SnapServer, list[SnapClient]]
+    client: TestClient[Any, Any], two_stream_house: House
 ) -> None:
-    server, _ = house
-    group = server.clients()["room1"]
+    group = two_stream_house.server.clients()["room1"]
     group_id = next(
-        g["id"] for g in server.status()["groups"] if any(c["id"] == "room1" for c in g["clients"])
+        g["id"]
+        for g in two_stream_house.server.status()["groups"]
+        if any(c["id"] == "room1" for c in g["clients"])
     )
     await ok(client, "PUT", f"/api/groups/{group_id}/stream", {"stream": "Second"})
     assert (
-        next(g for g in server.status()["groups"] if g["id"] == group_id)["stream_id"] == "Second"
+        next(g for g in two_stream_house.server.status()["groups"] if g["id"] == group_id)[
+            "stream_id"
+        ]
+        == "Second"
     )
 
     await ok(client, "PUT", f"/api/groups/{group_id}/rooms", {"rooms": ["room1", "room2"]})
     members = {
-        c["id"] for g in server.status()["groups"] if g["id"] == group_id for c in g["clients"]
+        c["id"]
+        for g in two_stream_house.server.status()["groups"]
+        if g["id"] == group_id
+        for c in g["clients"]
     }
     assert members == {"room1", "room2"}
     assert group["id"] == "room1"
 
 
 async def test_latency_group_volume_and_party_reach_snapserver(
-    client: TestClient[Any, Any], house: tuple[SnapServer, list[SnapClient]]
+    client: TestClient[Any, Any], two_stream_house: House
 ) -> None:
-    server, _ = house
     await ok(client, "PUT", "/api/rooms/room1/latency", {"latency_ms": 120})
-    assert server.clients()["room1"]["config"]["latency"] == 120
+    assert two_stream_house.server.clients()["room1"]["config"]["latency"] == 120
     # A room behind the others plays earlier: a negative latency, as calibration sets.
     room = await ok(client, "PUT", "/api/rooms/room1/latency", {"latency_ms": -250})
     assert room["latency"] == -250
-    assert server.clients()["room1"]["config"]["latency"] == -250
+    assert two_stream_house.server.clients()["room1"]["config"]["latency"] == -250
     # Beyond the stream buffer (400 ms here) snapserver keeps its buffer: the reply says so.
     room = await ok(client, "PUT", "/api/rooms/room1/latency", {"latency_ms": 900})
-    assert room["latency"] == server.clients()["room1"]["config"]["latency"] == 400
+    assert room["latency"] == two_stream_house.server.clients()["room1"]["config"]["latency"] == 400
     reply = await client.put("/api/rooms/room1/latency", json={"latency_ms": -10001}, headers=AUTH)
     assert reply.status == 400
     assert "-10000 to 10000" in (await reply.json())["error"]
-    assert server.clients()["room1"]["config"]["latency"] == 400
+    assert two_stream_house.server.clients()["room1"]["config"]["latency"] == 400
     reply = await client.put("/api/rooms/room1/latency", json={"latency_ms": None}, headers=AUTH)
     assert reply.status == 400
     assert (await reply.json())["error"] == "the body needs latency_ms"
 
     # Party: both rooms in one group on "Second".
     await ok(client, "POST", "/api/party", {"stream": "Second"})
-    groups = [g for g in server.status()["groups"] if g["clients"]]
+    groups = [g for g in two_stream_house.server.status()["groups"] if g["clients"]]
     assert len(groups) == 1
     assert {c["id"] for c in groups[0]["clients"]} == {"room1", "room2"}
     assert groups[0]["stream_id"] == "Second"
@@ -164,7 +161,7 @@ async def test_latency_group_volume_and_party_reach_snapserver(
     for room, percent in (("room1", 80), ("room2", 40)):
         await ok(client, "PUT", f"/api/rooms/{room}/volume", {"percent": percent})
     await ok(client, "PUT", f"/api/groups/{group_id}/volume", {"percent": 30})
-    clients = server.clients()
+    clients = two_stream_house.server.clients()
     assert clients["room1"]["config"]["volume"]["percent"] == 40
     assert clients["room2"]["config"]["volume"]["percent"] == 20
 
@@ -209,15 +206,14 @@ async def test_bad_input_gets_clear_4xx(client: TestClient[Any, Any]) -> None:
 
 
 async def test_token_is_required_for_changes_and_events(
-    client: TestClient[Any, Any], house: tuple[SnapServer, list[SnapClient]]
+    client: TestClient[Any, Any], two_stream_house: House
 ) -> None:
-    server, _ = house
-    before = server.clients()["room1"]["config"]["volume"]["percent"]
+    before = two_stream_house.server.clients()["room1"]["config"]["volume"]["percent"]
     for headers in ({}, {"Authorization": "Bearer wrong-token"}):
         reply = await client.put("/api/rooms/room1/volume", json={"percent": 3}, headers=headers)
         assert reply.status == 401
         assert "token" in (await reply.json())["error"]
-    assert server.clients()["room1"]["config"]["volume"]["percent"] == before
+    assert two_stream_house.server.clients()["room1"]["config"]["volume"]["percent"] == before
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await client.ws_connect("/api/events")
     assert refused.value.status == 401
@@ -231,16 +227,15 @@ async def test_token_is_required_for_changes_and_events(
 
 
 async def test_changes_on_snapserver_reach_the_events_socket(
-    client: TestClient[Any, Any], house: tuple[SnapServer, list[SnapClient]]
+    client: TestClient[Any, Any], two_stream_house: House
 ) -> None:
-    server, _ = house
     ws = await client.ws_connect(f"/api/events?token={TOKEN}")
     try:
         first = await ws.receive_json(timeout=10)
         assert {r["id"] for r in first["rooms"]} == {"room1", "room2"}
         # Someone else (the snapcast app, the CLI) changes a volume on snapserver.
         await asyncio.to_thread(
-            server.rpc,
+            two_stream_house.server.rpc,
             "Client.SetVolume",
             {"id": "room2", "volume": {"percent": 23, "muted": False}},
         )
@@ -267,10 +262,9 @@ async def test_metrics_are_prometheus_text(client: TestClient[Any, Any]) -> None
 
 
 async def test_snapserver_restart_and_hang_are_survived(
-    house: tuple[SnapServer, list[SnapClient]],
+    two_stream_house: House,
 ) -> None:
-    server, _ = house
-    config = dataclasses.replace(service_config(server, TOKEN), timeout=1.0)
+    config = dataclasses.replace(service_config(two_stream_house.server, TOKEN), timeout=1.0)
     service = Service(config)
     async with TestClient(TestServer(make_app(service, publish=False))) as client:
         await await_until(_connected(service), 20, "the service to reach snapserver")
@@ -279,7 +273,7 @@ async def test_snapserver_restart_and_hang_are_survived(
             assert (await ws.receive_json(timeout=10))["connected"] is True
 
             # A hung snapserver: requests fail with 504 after the deadline, not hang.
-            await asyncio.to_thread(server.pause)
+            await asyncio.to_thread(two_stream_house.server.pause)
             try:
                 started = asyncio.get_running_loop().time()
                 reply = await client.put(
@@ -289,20 +283,20 @@ async def test_snapserver_restart_and_hang_are_survived(
                 assert "did not answer" in (await reply.json())["error"]
                 assert asyncio.get_running_loop().time() - started < 5
             finally:
-                await asyncio.to_thread(server.resume)
+                await asyncio.to_thread(two_stream_house.server.resume)
 
             # A restarted snapserver: the page hears it go and come back.
-            await asyncio.to_thread(server.stop)
+            await asyncio.to_thread(two_stream_house.server.stop)
             await _wait_connected(ws, False)
             down = await client.put("/api/rooms/room1/volume", json={"percent": 5}, headers=AUTH)
             assert down.status == 503
-            await asyncio.to_thread(server.start)
+            await asyncio.to_thread(two_stream_house.server.start)
             await _wait_connected(ws, True)
         finally:
             await ws.close()
         await await_until(_connected(service), 30, "the rooms to come back")
         await ok(client, "PUT", "/api/rooms/room1/volume", {"percent": 44})
-        assert server.clients()["room1"]["config"]["volume"]["percent"] == 44
+        assert two_stream_house.server.clients()["room1"]["config"]["volume"]["percent"] == 44
 
 
 async def _wait_connected(ws: aiohttp.ClientWebSocketResponse, connected: bool) -> None:
@@ -313,14 +307,11 @@ async def _wait_connected(ws: aiohttp.ClientWebSocketResponse, connected: bool) 
                 return
 
 
-async def test_scenes_save_restore_delete(
-    tmp_path: Path, house: tuple[SnapServer, list[SnapClient]]
-) -> None:
+async def test_scenes_save_restore_delete(tmp_path: Path, two_stream_house: House) -> None:
     from broadcaster.scenes import SceneStore
     from broadcaster.web import scenes_api
 
-    server, _ = house
-    service = Service(service_config(server, TOKEN))
+    service = Service(service_config(two_stream_house.server, TOKEN))
     app = make_app(service, publish=False)
     app[scenes_api.STORE] = SceneStore(tmp_path / "scenes.json")
     async with TestClient(TestServer(app)) as client:
@@ -333,12 +324,12 @@ async def test_scenes_save_restore_delete(
         assert [s["name"] for s in listed] == ["evening"]
 
         await client.put("/api/rooms/room1/volume", json={"percent": 5}, headers=AUTH)
-        assert server.clients()["room1"]["config"]["volume"]["percent"] == 5
+        assert two_stream_house.server.clients()["room1"]["config"]["volume"]["percent"] == 5
         restored = await client.put("/api/scenes/evening/restore", headers=AUTH)
         assert restored.status == 200, await restored.text()
         assert (await restored.json())["missing_rooms"] == []
         assert (await restored.json())["missing_streams"] == []
-        assert server.clients()["room1"]["config"]["volume"]["percent"] == 61
+        assert two_stream_house.server.clients()["room1"]["config"]["volume"]["percent"] == 61
 
         async def page_view_updated() -> bool:
             return service.snap.room("room1").volume == 61

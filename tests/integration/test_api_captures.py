@@ -18,11 +18,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from broadcaster.nowplaying import PlayerMatch, read_target
 from broadcaster.service import Service
 from broadcaster.web.app import make_app
-from tests.integration.test_api import house, service_config  # noqa: F401 (fixture)
+from tests.integration.test_api import service_config
 from tests.integration.test_pipeline import make_tone, wait_for_tone
 from tests.support.pipewire import PipeWireSession
 from tests.support.procs import await_until, wait_until
-from tests.support.snapserver import SnapClient, SnapServer
+from tests.support.snapserver import House, SnapServer
 
 pytestmark = pytest.mark.integration
 
@@ -47,9 +47,8 @@ async def test_two_apps_into_two_streams_then_stop_restores(
     tmp_path: Path,
     runtime: Path,
     pw_session: PipeWireSession,
-    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+    two_stream_house: House,
 ) -> None:
-    server, rooms = house
     pw_session.play(make_tone(tmp_path / "a.wav", 440, 48000), "AppA")
     pw_session.play(make_tone(tmp_path / "b.wav", 1000, 48000), "AppB")
     wait_until(
@@ -57,7 +56,7 @@ async def test_two_apps_into_two_streams_then_stop_restores(
         15,
         "both apps playing on the speakers",
     )
-    config = service_config(server)
+    config = service_config(two_stream_house.server)
     config = dataclasses.replace(config, timeout=10.0)
     service = Service(config, env=pw_session.env)
     async with TestClient(TestServer(make_app(service, publish=False))) as client:
@@ -86,8 +85,8 @@ async def test_two_apps_into_two_streams_then_stop_restores(
         again = await client.post("/api/captures", json={"app": "AppA"})
         assert again.status == 409
 
-        await asyncio.to_thread(wait_for_tone, rooms[0], 440, 40)
-        await asyncio.to_thread(wait_for_tone, rooms[1], 1000, 40)
+        await asyncio.to_thread(wait_for_tone, two_stream_house.room, 440, 40)
+        await asyncio.to_thread(wait_for_tone, two_stream_house.rooms[1], 1000, 40)
 
         described = await (await client.get(f"/api/captures/{first['id']}")).json()
         assert described["state"] == "playing"
@@ -123,12 +122,11 @@ def _stream_ids(server: SnapServer) -> list[str]:
 async def test_a_capture_beyond_the_slots_gets_a_stream_of_its_own_where_the_server_allows(
     tmp_path: Path,
     pw_session: PipeWireSession,
-    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+    two_stream_house: House,
 ) -> None:
     """snapserver 0.31 adds streams at run time (Stream.AddStream): a third
     capture into a two-slot server gets a stream of its own, which a room can
     listen to and which goes away with the capture.  0.26 cannot: 409."""
-    server, rooms = house
     for app, freq in (("AppA", 440), ("AppB", 1000), ("AppC", 1500)):
         pw_session.play(make_tone(tmp_path / f"{app}.wav", freq, 48000), app)
     wait_until(
@@ -136,14 +134,17 @@ async def test_a_capture_beyond_the_slots_gets_a_stream_of_its_own_where_the_ser
         15,
         "the three apps playing",
     )
-    service = Service(dataclasses.replace(service_config(server), timeout=10.0), env=pw_session.env)
+    service = Service(
+        dataclasses.replace(service_config(two_stream_house.server), timeout=10.0),
+        env=pw_session.env,
+    )
     async with TestClient(TestServer(make_app(service, publish=False))) as client:
         await await_until(_rooms(service), 20, "the service to see both rooms")
         for app in ("AppA", "AppB"):
             reply = await client.post("/api/captures", json={"app": app})
             assert reply.status == 201, await reply.text()
         third = await client.post("/api/captures", json={"app": "AppC"})
-        if server.version_info() < (0, 31):
+        if two_stream_house.server.version_info() < (0, 31):
             assert third.status == 409, await third.text()
             assert "in use" in (await third.json())["error"]
             assert service.can_add_streams is False
@@ -152,16 +153,19 @@ async def test_a_capture_beyond_the_slots_gets_a_stream_of_its_own_where_the_ser
         capture = await third.json()
         extra = capture["stream"]
         assert extra not in ("Main", "Second")
-        assert extra in _stream_ids(server)
+        assert extra in _stream_ids(two_stream_house.server)
         group = service.snap.room("room1").group_id
         reply = await client.put(f"/api/groups/{group}/stream", json={"stream": extra})
         assert reply.status == 200, await reply.text()
-        await asyncio.to_thread(wait_for_tone, rooms[0], 1500, 40)
+        await asyncio.to_thread(wait_for_tone, two_stream_house.room, 1500, 40)
 
         gone = await client.delete(f"/api/captures/{capture['id']}")
         assert gone.status == 200
         await asyncio.to_thread(
-            wait_until, lambda: extra not in _stream_ids(server), 10, f"{extra} removed"
+            wait_until,
+            lambda: extra not in _stream_ids(two_stream_house.server),
+            10,
+            f"{extra} removed",
         )
 
 

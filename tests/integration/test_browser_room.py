@@ -35,7 +35,7 @@ from tests.integration.test_web_page import TOKEN, serving
 from tests.support import browser
 from tests.support.browser import DevTools
 from tests.support.procs import await_until, wait_until
-from tests.support.snapserver import SnapClient, SnapServer, StreamSpec
+from tests.support.snapserver import House, SnapClient, SnapServer, StreamSpec
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +115,7 @@ async def page_server(server: SnapServer) -> AsyncIterator[int]:
 
 
 @pytest.fixture
-def house(tmp_path: Path, snap_tools: None) -> Iterator[tuple[SnapServer, SnapClient]]:
+def room_on_tone(tmp_path: Path, snap_tools: None) -> Iterator[House]:
     """snapserver with two pcm pipe streams and one snapclient room playing 'tone'.
 
     'other' (listed first, so a new client's group plays it) runs at 44.1 kHz.
@@ -135,7 +135,7 @@ def house(tmp_path: Path, snap_tools: None) -> Iterator[tuple[SnapServer, SnapCl
         wait_until(lambda: "room1" in server.clients(), 20, "room1 to connect")
         group = group_of(server, "room1")
         server.rpc("Group.SetStream", {"id": group["id"], "stream_id": "tone"})
-        yield server, room
+        yield House(server, (room,))
     finally:
         room.stop()
         server.stop()
@@ -218,16 +218,15 @@ async def open_demo(page: DevTools, port: int, server: SnapServer, **extra: str)
 
 
 async def test_browser_room_plays_joins_obeys_volume_and_survives_restart(
-    tmp_path: Path, house: tuple[SnapServer, SnapClient]
+    tmp_path: Path, room_on_tone: House
 ) -> None:
     require_tools(browser.missing_tools())
-    server, _room = house
     async with (
         feed(tmp_path / "tone.fifo", tone_chunk),
-        page_server(server) as port,
+        page_server(room_on_tone.server) as port,
         browser.chromium(tmp_path) as page,
     ):
-        await open_demo(page, port, server)
+        await open_demo(page, port, room_on_tone.server)
         heard = await until(page, lambda: hears_tone(page), 60, "the page to render the tone")
         assert heard is not None
         client_id = heard["id"]
@@ -235,7 +234,7 @@ async def test_browser_room_plays_joins_obeys_volume_and_survives_restart(
 
         # A room like any other: in the 'tone' group, beside room1, with its name.
         def joined() -> bool:
-            group = group_of(server, client_id)
+            group = group_of(room_on_tone.server, client_id)
             names = {c["id"]: c["config"]["name"] for c in group.get("clients", [])}
             return (
                 group.get("stream_id") == "tone"
@@ -247,13 +246,13 @@ async def test_browser_room_plays_joins_obeys_volume_and_survives_restart(
 
         # Volume 0 on the server silences it; 100 brings the tone back.
         await asyncio.to_thread(
-            server.rpc,
+            room_on_tone.server.rpc,
             "Client.SetVolume",
             {"id": client_id, "volume": {"percent": 0, "muted": False}},
         )
         await until(page, lambda: silent(page), 20, "silence at volume 0")
         await asyncio.to_thread(
-            server.rpc,
+            room_on_tone.server.rpc,
             "Client.SetVolume",
             {"id": client_id, "volume": {"percent": 100, "muted": False}},
         )
@@ -261,22 +260,26 @@ async def test_browser_room_plays_joins_obeys_volume_and_survives_restart(
 
         # Muted: snapserver sends no chunks at all; unmuted, playback resumes.
         await asyncio.to_thread(
-            server.rpc, "Client.SetVolume", {"id": client_id, "volume": {"muted": True}}
+            room_on_tone.server.rpc,
+            "Client.SetVolume",
+            {"id": client_id, "volume": {"muted": True}},
         )
         await until(page, lambda: silent(page), 20, "silence while muted")
         await asyncio.to_thread(
-            server.rpc, "Client.SetVolume", {"id": client_id, "volume": {"muted": False}}
+            room_on_tone.server.rpc,
+            "Client.SetVolume",
+            {"id": client_id, "volume": {"muted": False}},
         )
         await until(page, lambda: hears_tone(page), 20, "the tone back after unmuting")
 
         # snapserver killed and restarted: the page reconnects by itself.
         connects = (await analysis(page))["stats"]["connects"]
-        await asyncio.to_thread(server.kill)
+        await asyncio.to_thread(room_on_tone.server.kill)
         await await_until(
             lambda: _state_is(page, "reconnecting"), 20, "the page to notice snapserver is gone"
         )
         await until(page, lambda: silent(page), 20, "silence while snapserver is down")
-        await asyncio.to_thread(server.start)
+        await asyncio.to_thread(room_on_tone.server.start)
 
         async def reconnected() -> dict[str, Any] | None:
             heard = await hears_tone(page)
@@ -288,7 +291,7 @@ async def test_browser_room_plays_joins_obeys_volume_and_survives_restart(
         # the browser's own group is checked.)
         await asyncio.to_thread(
             wait_until,
-            lambda: group_of(server, client_id).get("stream_id") == "tone",
+            lambda: group_of(room_on_tone.server, client_id).get("stream_id") == "tone",
             30,
             "the browser back in a group playing 'tone'",
         )
@@ -302,24 +305,23 @@ async def _state_is(page: DevTools, state: str) -> bool:
 
 
 async def test_stream_change_at_another_rate_and_phone_lock(
-    tmp_path: Path, house: tuple[SnapServer, SnapClient]
+    tmp_path: Path, room_on_tone: House
 ) -> None:
     """The group's stream changes to 44.1 kHz: a new CodecHeader, another tone.
     The context suspended (a locked phone) and the page visible again: it resumes."""
     require_tools(browser.missing_tools())
-    server, _room = house
     async with (
         feed(tmp_path / "tone.fifo", tone_chunk),
         feed(tmp_path / "other.fifo", tone(440.0, 44100), rate=44100),
-        page_server(server) as port,
+        page_server(room_on_tone.server) as port,
         browser.chromium(tmp_path) as page,
     ):
-        await open_demo(page, port, server)
+        await open_demo(page, port, room_on_tone.server)
         heard = await until(page, lambda: hears_tone(page), 60, "the page to render the tone")
         assert heard is not None
-        group = await asyncio.to_thread(group_of, server, heard["id"])
+        group = await asyncio.to_thread(group_of, room_on_tone.server, heard["id"])
         await asyncio.to_thread(
-            server.rpc, "Group.SetStream", {"id": group["id"], "stream_id": "other"}
+            room_on_tone.server.rpc, "Group.SetStream", {"id": group["id"], "stream_id": "other"}
         )
 
         async def hears_440() -> dict[str, Any] | None:
@@ -349,14 +351,14 @@ async def _context_is(page: DevTools, state: str) -> bool:
 
 
 @pytest.fixture
-def serve(tmp_path: Path, house: tuple[SnapServer, SnapClient]) -> Iterator[int]:
+def serve(tmp_path: Path, room_on_tone: House) -> Iterator[int]:
     """``broadcaster serve`` (the real CLI) on a free port, with a token, over the house."""
-    with serving(tmp_path, house[0], os.environ) as port:
+    with serving(tmp_path, room_on_tone.server, os.environ) as port:
         yield port
 
 
 async def test_served_by_broadcaster_serve_one_origin(
-    tmp_path: Path, house: tuple[SnapServer, SnapClient], serve: int
+    tmp_path: Path, room_on_tone: House, serve: int
 ) -> None:
     """The page, the stream socket (proxied) and the group join (the API) on one origin."""
     require_tools(browser.missing_tools())
@@ -569,19 +571,16 @@ def snapclient_clicks(room: SnapClient, watch: FileWatch) -> list[float]:
 
 
 @pytest.mark.measure
-async def test_offset_to_a_snapclient_room_is_measured(
-    tmp_path: Path, house: tuple[SnapServer, SnapClient]
-) -> None:
+async def test_offset_to_a_snapclient_room_is_measured(tmp_path: Path, room_on_tone: House) -> None:
     """A figure, not a timed assertion: written to offset.json in the test's tmp dir."""
     require_tools(browser.missing_tools())
-    server, room = house
     enabled = asyncio.Event()
     async with (
         feed(tmp_path / "tone.fifo", click_train(enabled)),
-        page_server(server) as port,
+        page_server(room_on_tone.server) as port,
         browser.chromium(tmp_path) as page,
     ):
-        await open_demo(page, port, server)
+        await open_demo(page, port, room_on_tone.server)
         await until(page, lambda: _state_is(page, "playing"), 60, "the page to play")
         at = await page.evaluate(PROBE)
         await until(
@@ -590,7 +589,7 @@ async def test_offset_to_a_snapclient_room_is_measured(
         bias = (await page.evaluate("window.probe.clicks[0]")) - at
         await page.evaluate("window.probe.clicks = []")
 
-        watch = FileWatch(room.out)
+        watch = FileWatch(room_on_tone.room.out)
         watcher = asyncio.create_task(asyncio.to_thread(watch.run))
         try:
             enabled.set()
@@ -610,7 +609,7 @@ async def test_offset_to_a_snapclient_room_is_measured(
         browser_times = [t / 1000 - bias - clock_skew for t in await page.evaluate(OUTPUT_TIMES)]
         stats = (await analysis(page))["stats"]
 
-    room_times = snapclient_clicks(room, watch)
+    room_times = snapclient_clicks(room_on_tone.room, watch)
     pairs = []
     for b in browser_times:
         nearest = min(room_times, key=lambda r: abs(r - b), default=None)

@@ -15,7 +15,7 @@ import pytest
 
 from broadcaster import mpris, nowplaying
 from tests.conftest import require_tools
-from tests.support import mpris_player, snapserver
+from tests.support import snapserver
 from tests.support.mpris_player import SessionBus, TestPlayer
 from tests.support.procs import catches, children, command_line, running, wait_until
 from tests.support.snapserver import SnapServer, StreamSpec
@@ -25,15 +25,6 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 APP = "testapp"
 DEADLINE = 20.0
-
-
-@pytest.fixture
-def session_bus(tmp_path: Path) -> Iterator[SessionBus]:
-    require_tools(mpris_player.missing_tools())
-    bus = SessionBus(tmp_path / "dbus")
-    bus.start()
-    yield bus
-    bus.stop()
 
 
 @pytest.fixture

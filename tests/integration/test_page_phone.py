@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 from tests.conftest import require_tools
-from tests.integration.test_controlscript import session_bus  # noqa: F401 (fixture)
 from tests.integration.test_transport import DEADLINE, png, remote
 from tests.support import browser
 from tests.support.browser import DevTools
@@ -60,7 +59,7 @@ def room_sel(room: str, inner: str) -> str:
 
 async def test_a_phone_changes_latency_name_and_restores_a_scene(
     tmp_path: Path,
-    session_bus: SessionBus,  # noqa: F811
+    session_bus: SessionBus,
     phone: DevTools,
 ) -> None:
     cover = tmp_path / "cover.png"

@@ -22,7 +22,7 @@ import pytest
 from tests.support.pipewire import PipeWireSession
 from tests.support.procs import Proc, cli_env, free_ports, port_open, wait_until
 from tests.support.signal import band_energy, rms, s16_stereo_to_float
-from tests.support.snapserver import EmbeddedPorts, SnapClient, SnapServer, StreamSpec, snap_house
+from tests.support.snapserver import EmbeddedPorts, House, SnapClient, SnapServer, StreamSpec
 
 pytestmark = pytest.mark.integration
 
@@ -84,14 +84,6 @@ def wait_for_tone(room: SnapClient, freq: float, timeout: float = 20) -> bytes:
     return heard[-1]
 
 
-@pytest.fixture
-def house(
-    tmp_path: Path, pw_session: PipeWireSession, snap_tools: None
-) -> Iterator[tuple[SnapServer, list[SnapClient]]]:
-    with snap_house(tmp_path) as house:
-        yield house
-
-
 def start_broadcaster(
     session: PipeWireSession, *args: str, extra_env: dict[str, str] | None = None
 ) -> Proc:
@@ -136,9 +128,8 @@ def stops_cleanly(broadcaster: Proc) -> Iterator[Proc]:
 def test_one_app_plays_in_every_room_and_everything_is_restored(
     tmp_path: Path,
     pw_session: PipeWireSession,
-    house: tuple[SnapServer, list[SnapClient]],
+    house: House,
 ) -> None:
-    server, rooms = house
     target_wav = make_tone(tmp_path / "target.wav", TARGET_HZ, 44100)
     other_wav = make_tone(tmp_path / "other.wav", OTHER_HZ, 48000)
     pw_session.play(other_wav, "OtherApp")
@@ -146,7 +137,7 @@ def test_one_app_plays_in_every_room_and_everything_is_restored(
     wait_until(lambda: pw_session.stream_sinks("OtherApp") == ["speakers"], 10, "other playing")
 
     broadcaster = start_broadcaster(
-        pw_session, "run", "TargetApp", "--server", f"127.0.0.1:{server.control_port}"
+        pw_session, "run", "TargetApp", "--server", f"127.0.0.1:{house.server.control_port}"
     )
     with stops_cleanly(broadcaster):
         wait_until(
@@ -155,7 +146,7 @@ def test_one_app_plays_in_every_room_and_everything_is_restored(
             "the target to be moved to the capture sink",
         )
         # Both rooms play the target's tone, not the other app's.
-        for room in rooms:
+        for room in house.rooms:
             audio = wait_for_tone(room, TARGET_HZ)
             assert band_energy(s16_stereo_to_float(audio)[:, 0], 48000, OTHER_HZ) < 0.01
         # The other app still plays where it was.
@@ -168,20 +159,20 @@ def test_one_app_plays_in_every_room_and_everything_is_restored(
         # The app restarts (a new stream): it is followed and capture resumes.
         target.stop()
         wait_until(lambda: pw_session.stream_sinks("TargetApp") == [], 10, "the target to stop")
-        wait_until(lambda: not tone_in(fresh_audio(rooms[0]), TARGET_HZ), 10, "rooms to go quiet")
+        wait_until(lambda: not tone_in(fresh_audio(house.room), TARGET_HZ), 10, "rooms to go quiet")
         pw_session.play(target_wav, "TargetApp")
         wait_until(
             lambda: pw_session.stream_sinks("TargetApp") == ["broadcaster.targetapp"],
             15,
             "the restarted target to be moved",
         )
-        for room in rooms:
+        for room in house.rooms:
             wait_for_tone(room, TARGET_HZ)
 
         # snapserver is killed and restarted: audio comes back, broadcaster untouched.
-        server.kill()
-        server.start()
-        for room in rooms:
+        house.server.kill()
+        house.server.start()
+        for room in house.rooms:
             wait_for_tone(room, TARGET_HZ, timeout=30)
         assert broadcaster.alive(), broadcaster.log_tail()
         # SIGUSR1 logs what every task and thread does, and stops nothing.

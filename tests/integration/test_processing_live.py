@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from tests.integration.test_pipeline import (
-    house,
     make_tone,
     start_broadcaster,
     stops_cleanly,
@@ -23,23 +22,20 @@ from tests.integration.test_pipeline_faults import run_against
 from tests.support.pipewire import PipeWireSession
 from tests.support.procs import wait_until
 from tests.support.signal import rms, s16_stereo_to_float
-from tests.support.snapserver import SnapClient, SnapServer
+from tests.support.snapserver import House
 
 pytestmark = pytest.mark.integration
-
-__all__ = ["house"]  # the fixture, shared with test_pipeline
 
 
 def test_speed_and_gain_on_the_live_path(
     tmp_path: Path,
     pw_session: PipeWireSession,
-    house: tuple[SnapServer, list[SnapClient]],
+    house: House,
 ) -> None:
-    server, rooms = house
     pw_session.play_on_speakers(make_tone(tmp_path / "t.wav", 400.0, 48000), "TargetApp")
     broadcaster = start_broadcaster(
         pw_session,
-        *run_against(pw_session, server),
+        *run_against(pw_session, house.server),
         "--speed",
         "1.25",
         "--prebuffer",
@@ -48,7 +44,7 @@ def test_speed_and_gain_on_the_live_path(
         "-6dB",
     )
     with stops_cleanly(broadcaster):
-        audio = wait_for_tone(rooms[0], 500.0, timeout=40)
+        audio = wait_for_tone(house.room, 500.0, timeout=40)
         # make_tone plays at 0.5 (rms 0.354); -6 dB halves it.  The speed policy
         # plays planned gaps of silence: measure the level of the sounding blocks.
         left = s16_stereo_to_float(audio)[:, 0]

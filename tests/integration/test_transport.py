@@ -27,7 +27,7 @@ from aiohttp import web
 
 from tests.conftest import require_tools
 from tests.integration.test_control import cli
-from tests.integration.test_controlscript import session_bus, wrapper  # noqa: F401 (fixture)
+from tests.integration.test_controlscript import wrapper
 from tests.integration.test_pipeline import make_tone
 from tests.integration.test_web_page import TOKEN, serving
 from tests.support import snapserver
@@ -179,7 +179,7 @@ async def reaches(player: TestPlayer, name: str, count: int) -> None:
 
 async def test_pause_play_and_skip_from_api_cli_and_page(
     tmp_path: Path,
-    session_bus: SessionBus,  # noqa: F811
+    session_bus: SessionBus,
     page: DevTools,
 ) -> None:
     player = TestPlayer(session_bus, "testapp", tmp_path, art_url=cover_file(tmp_path))
@@ -263,7 +263,7 @@ async def test_pause_play_and_skip_from_api_cli_and_page(
 async def test_the_position_moves_on_while_a_capture_plays(
     tmp_path: Path,
     pw_session: PipeWireSession,
-    session_bus: SessionBus,  # noqa: F811
+    session_bus: SessionBus,
     page: DevTools,
 ) -> None:
     """The newcomer's case: the app is captured into the stream and its player
@@ -310,7 +310,7 @@ async def test_the_position_moves_on_while_a_capture_plays(
 
 async def test_a_player_that_cannot_seek(
     tmp_path: Path,
-    session_bus: SessionBus,  # noqa: F811
+    session_bus: SessionBus,
     page: DevTools,
 ) -> None:
     art = cover_file(tmp_path)
@@ -329,7 +329,7 @@ async def test_a_player_that_cannot_seek(
 
 async def test_cover_art_from_a_local_file_is_served_and_nothing_else(
     tmp_path: Path,
-    session_bus: SessionBus,  # noqa: F811
+    session_bus: SessionBus,
     page: DevTools,
 ) -> None:
     cover = tmp_path / "covers" / "cover art.png"
@@ -368,7 +368,7 @@ async def test_cover_art_from_a_local_file_is_served_and_nothing_else(
 
 async def _check_covers(
     tmp_path: Path,
-    session_bus: SessionBus,  # noqa: F811
+    session_bus: SessionBus,
     page: DevTools,
     players: dict[str, TestPlayer],
     cover: Path,
@@ -454,7 +454,7 @@ MEDIA_SESSION = """(() => { const s = navigator.mediaSession, m = s.metadata;
 
 async def test_browser_room_media_session_drives_the_stream(
     tmp_path: Path,
-    session_bus: SessionBus,  # noqa: F811
+    session_bus: SessionBus,
     page: DevTools,
 ) -> None:
     """This browser as the first room: the lock screen's metadata and buttons
@@ -506,7 +506,7 @@ async def test_browser_room_media_session_drives_the_stream(
 
 async def test_a_real_player_mpv_paused_and_played_with_its_cover(
     tmp_path: Path,
-    session_bus: SessionBus,  # noqa: F811
+    session_bus: SessionBus,
     page: DevTools,
 ) -> None:
     """mpv with mpv-mpris (Debian's packages) instead of the test player: its own

@@ -20,7 +20,6 @@ import pytest
 
 from tests.conftest import require_tools
 from tests.integration.test_control import cli
-from tests.integration.test_controlscript import session_bus  # noqa: F401 (fixture)
 from tests.integration.test_pipeline import make_tone
 from tests.integration.test_transport import AUTH, DEADLINE, _props, reaches
 from tests.integration.test_web_page import serving
@@ -54,7 +53,7 @@ def controlscript(tmp_path: Path, bus: SessionBus, env: dict[str, str]) -> Path:
 async def test_the_first_capture_gives_its_stream_the_apps_player(
     tmp_path: Path,
     pw_session: PipeWireSession,
-    session_bus: SessionBus,  # noqa: F811
+    session_bus: SessionBus,
 ) -> None:
     require_tools(snapserver.missing_tools())
     player = TestPlayer(session_bus, "radio", tmp_path)

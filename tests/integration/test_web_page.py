@@ -28,12 +28,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.integration.test_api import house  # noqa: F401 (fixture)
 from tests.integration.test_pipeline import make_tone, wait_for_tone
 from tests.support.browser import DevTools
 from tests.support.pipewire import PipeWireSession
 from tests.support.procs import Proc, await_until, port_open, wait_until
-from tests.support.snapserver import SnapClient, SnapServer, serve_against
+from tests.support.snapserver import House, SnapServer, serve_against
 
 pytestmark = pytest.mark.integration
 
@@ -81,9 +80,9 @@ def serving(tmp_path: Path, server: SnapServer, base_env: Mapping[str, str]) -> 
 @pytest.fixture
 def serve(
     tmp_path: Path,
-    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+    two_stream_house: House,
 ) -> Iterator[int]:
-    with serving(tmp_path, house[0], os.environ) as port:
+    with serving(tmp_path, two_stream_house.server, os.environ) as port:
         yield port
 
 
@@ -99,16 +98,19 @@ async def _open(page: DevTools, port: int) -> None:
 
 async def test_slider_changes_snapserver_and_outside_changes_show_live(
     tmp_path: Path,
-    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+    two_stream_house: House,
     serve: int,
     page: DevTools,
 ) -> None:
-    server, _ = house
     await asyncio.to_thread(
-        server.rpc, "Client.SetVolume", {"id": "room1", "volume": {"percent": 90, "muted": False}}
+        two_stream_house.server.rpc,
+        "Client.SetVolume",
+        {"id": "room1", "volume": {"percent": 90, "muted": False}},
     )
     for room, name in (("room1", "Living room"), ("room2", "Kitchen")):
-        await asyncio.to_thread(server.rpc, "Client.SetName", {"id": room, "name": name})
+        await asyncio.to_thread(
+            two_stream_house.server.rpc, "Client.SetName", {"id": room, "name": name}
+        )
     await _open(page, serve)
 
     # A click at 25% of room1's slider sets room1's volume on snapserver to about 25.
@@ -120,7 +122,7 @@ async def test_slider_changes_snapserver_and_outside_changes_show_live(
     await page.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] / 2)
 
     def room1_volume() -> int:
-        return int(server.clients()["room1"]["config"]["volume"]["percent"])
+        return int(two_stream_house.server.clients()["room1"]["config"]["volume"]["percent"])
 
     volume = await asyncio.to_thread(
         wait_until,
@@ -132,7 +134,7 @@ async def test_slider_changes_snapserver_and_outside_changes_show_live(
 
     # Someone else changes room2 with the CLI: the page follows without a reload.
     marker = await page.evaluate("window.__marker = 'same page'")
-    address = f"127.0.0.1:{server.control_port}"
+    address = f"127.0.0.1:{two_stream_house.server.control_port}"
     for argv in (["room", "volume", "room2", "7"], ["room", "mute", "room2"]):
         done = await asyncio.to_thread(
             subprocess.run,
@@ -160,7 +162,7 @@ async def test_slider_changes_snapserver_and_outside_changes_show_live(
         return str(
             next(
                 g["id"]
-                for g in server.status()["groups"]
+                for g in two_stream_house.server.status()["groups"]
                 if any(c["id"] == room for c in g["clients"])
             )
         )
@@ -201,7 +203,7 @@ def _update_docs_screenshot(path: Path) -> None:
 
 
 async def test_play_here_joins_the_tapped_group_on_the_default_stream(
-    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+    two_stream_house: House,
     serve: int,
     page: DevTools,
 ) -> None:
@@ -209,9 +211,10 @@ async def test_play_here_joins_the_tapped_group_on_the_default_stream(
     snapserver's default stream, like the new browser room's own group."""
     if not (REPO / "broadcaster" / "web" / "static" / "player" / "player.js").exists():
         pytest.skip("the browser room (static/player/) is not installed")
-    server, _ = house
-    group = await asyncio.to_thread(_group_of, server, "room1")
-    assert {g["stream_id"] for g in (await asyncio.to_thread(server.status))["groups"]} == {"Main"}
+    group = await asyncio.to_thread(_group_of, two_stream_house.server, "room1")
+    assert {
+        g["stream_id"] for g in (await asyncio.to_thread(two_stream_house.server.status))["groups"]
+    } == {"Main"}
     await _open(page, serve)
 
     await page.wait_for(
@@ -223,7 +226,12 @@ async def test_play_here_joins_the_tapped_group_on_the_default_stream(
     await page.click_selector('.group:has(.room[data-room="room1"]) .play-here')
 
     def browser_in_group() -> str:
-        members = [c for g in server.status()["groups"] if g["id"] == group for c in g["clients"]]
+        members = [
+            c
+            for g in two_stream_house.server.status()["groups"]
+            if g["id"] == group
+            for c in g["clients"]
+        ]
         found = [c["id"] for c in members if c["id"].startswith("browser-") and c["connected"]]
         return found[0] if found else ""
 
@@ -252,7 +260,7 @@ async def test_play_here_joins_the_tapped_group_on_the_default_stream(
         assert reply.status == 200, await reply.text()
 
     def browser_volume() -> int:
-        return int(server.clients()[browser_id]["config"]["volume"]["percent"])
+        return int(two_stream_house.server.clients()[browser_id]["config"]["volume"]["percent"])
 
     await asyncio.to_thread(
         wait_until, lambda: browser_volume() == 30, 20, "the group volume on the browser room"
@@ -276,16 +284,17 @@ def _group_of(server: SnapServer, room: str) -> str:
 async def test_broadcast_an_app_from_the_page(
     tmp_path: Path,
     pw_session: PipeWireSession,
-    house: tuple[SnapServer, list[SnapClient]],  # noqa: F811
+    two_stream_house: House,
     page: DevTools,
 ) -> None:
     """Type an app's name, tap Broadcast: the capture plays, its meter moves, a room hears it."""
-    server, rooms = house
     for room, name in (("room1", "Living room"), ("room2", "Kitchen")):
-        await asyncio.to_thread(server.rpc, "Client.SetName", {"id": room, "name": name})
+        await asyncio.to_thread(
+            two_stream_house.server.rpc, "Client.SetName", {"id": room, "name": name}
+        )
     tone = make_tone(tmp_path / "tone.wav", 440, 48000)
     await asyncio.to_thread(pw_session.play_on_speakers, tone, "Radio")
-    with serving(tmp_path, server, pw_session.env) as port:
+    with serving(tmp_path, two_stream_house.server, pw_session.env) as port:
         await _open(page, port)
         await page.evaluate(
             "document.querySelector('#capture-app').value = 'Radio'; "
@@ -304,7 +313,7 @@ async def test_broadcast_an_app_from_the_page(
             return state == "playing" and float(width.rstrip("%") or 0) > 20
 
         await await_until(capture_playing, 40, "the capture playing with a moving meter")
-        await asyncio.to_thread(wait_for_tone, rooms[0], 440, 40)
+        await asyncio.to_thread(wait_for_tone, two_stream_house.room, 440, 40)
 
         async def now_playing() -> bool:
             text = await page.evaluate("document.querySelector('#now').textContent")

@@ -287,10 +287,23 @@ def serve_against(server: SnapServer, port: int) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class House:
+    """A running snapserver and its rooms (snapclients), all connected."""
+
+    server: SnapServer
+    rooms: tuple[SnapClient, ...]
+
+    @property
+    def room(self) -> SnapClient:
+        """The first room: the one a newcomer meets."""
+        return self.rooms[0]
+
+
 @contextlib.contextmanager
 def snap_house(
     tmp_path: Path, *streams: str, rooms: int = 2, timeout: float = 20
-) -> Iterator[tuple[SnapServer, list[SnapClient]]]:
+) -> Iterator[House]:
     """A snapserver with a pipe stream per name in ``streams`` (default one, ``Main``;
     fifos ``tmp_path/snap/fifo-NAME``) and ``rooms`` rooms ``room1``, ``room2``, ...
     (snapclients writing ``tmp_path/roomN.raw``), all connected; all stopped on exit."""
@@ -310,7 +323,7 @@ def snap_house(
             timeout,
             f"{rooms} room(s) to connect",
         )
-        yield server, clients
+        yield House(server, tuple(clients))
     finally:
         for client in clients:
             client.stop()
