@@ -375,8 +375,13 @@ def soak_native(seconds: float, every: float, base: Path, wav: Path) -> list[Nat
     return samples
 
 
+def memory(name: str, mib: list[float]) -> dict[str, float]:
+    """A process's memory over the soak: first, last and highest sample (MiB)."""
+    return {f"{name}_first_mib": mib[0], f"{name}_last_mib": mib[-1], f"{name}_max_mib": max(mib)}
+
+
 def native_summary(samples: list[NativeSample]) -> dict[str, float]:
-    first, last = samples[0], samples[-1]
+    last = samples[-1]
     return {
         "seconds": last.elapsed_s,
         "room_s": last.room_s,
@@ -384,12 +389,8 @@ def native_summary(samples: list[NativeSample]) -> dict[str, float]:
         "gaps": last.gaps,
         "gaps_at_sink": last.at_sink,
         "gaps_after_sink": last.unexplained,
-        "rss_first_mib": first.rss_mib,
-        "rss_last_mib": last.rss_mib,
-        "rss_max_mib": max(s.rss_mib for s in samples),
-        "sink_rss_first_mib": first.sink_rss_mib,
-        "sink_rss_last_mib": last.sink_rss_mib,
-        "sink_rss_max_mib": max(s.sink_rss_mib for s in samples),
+        **memory("rss", [s.rss_mib for s in samples]),
+        **memory("sink_rss", [s.sink_rss_mib for s in samples]),
         "cpu_ms_per_s": last.cpu_ms_per_s,
         "sink_cpu_ms_per_s": last.sink_cpu_ms_per_s,
         "pipewire_cpu_ms_per_s": last.pipewire_cpu_ms_per_s,
@@ -426,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def python_summary(samples: list[Sample]) -> dict[str, float]:
-    first, last = samples[0], samples[-1]
+    last = samples[-1]
     return {
         "seconds": last.elapsed_s,
         "audio_captured_s": last.captured_s,
@@ -436,9 +437,7 @@ def python_summary(samples: list[Sample]) -> dict[str, float]:
         "chunks_discarded": last.discarded,
         "pipe_reopens": last.reconnects,
         "recorder_restarts": last.recorder_restarts,
-        "rss_first_mib": first.rss_mib,
-        "rss_last_mib": last.rss_mib,
-        "rss_max_mib": max(s.rss_mib for s in samples),
+        **memory("rss", [s.rss_mib for s in samples]),
         "cpu_ms_per_s": last.cpu_ms_per_s,
     }
 
