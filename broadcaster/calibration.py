@@ -67,12 +67,14 @@ STREAM_RATE = 48000
 
 _BAND = (1200.0, 6000.0)
 _RESYNC_S = 0.04
+"""Each repeat is looked for this far from where the pattern puts it: a snapclient
+that resyncs mid-measurement jumps by 5-30 ms (seen here under load)."""
 _PAIR_APART_MS = 25
 """In a pair turn, the room's copy is the one nearer where its own turn heard it
 when the two are this much apart in that respect (more than the loop shifts in a
 few seconds but for a rare xrun); otherwise levels must tell them apart."""
-"""Each repeat is looked for this far from where the pattern puts it: a snapclient
-that resyncs mid-measurement jumps by 5-30 ms (seen here under load)."""
+_CHIRPS = 8
+"""Distinct chirps (:func:`code_signal`): codes ``c`` and ``c + 8`` play the same one."""
 
 
 @dataclass(frozen=True)
@@ -348,7 +350,7 @@ def analyze(recording: FloatArray, rate: int, plan: Plan) -> list[RoomResult]:
     block = max(1, rate // 1000)  # the pattern search works in 1 ms blocks
     reach = round(_RESYNC_S * 1000)
     spread = round(settings.max_spread_s * 1000)
-    codes = [slot.code for slot in plan.turns]
+    chirps = [slot.code % _CHIRPS for slot in plan.turns]
     correlations = []
     anchors = []
     for slot in plan.rooms:
@@ -364,7 +366,7 @@ def analyze(recording: FloatArray, rate: int, plan: Plan) -> list[RoomResult]:
         floor = (float(np.median(env)) + 1e-4 * energy) * len(offsets)
         correlations.append((corr, env, offsets, energy))
         # Only a chirp no other turn plays can anchor the timeline.
-        unique = codes.count(slot.code) == 1
+        unique = chirps.count(slot.code % _CHIRPS) == 1
         anchors.append(
             (score / floor if unique else 0.0, start * block - slot.positions[0] * scale)
         )
@@ -376,7 +378,7 @@ def analyze(recording: FloatArray, rate: int, plan: Plan) -> list[RoomResult]:
         expected = round((origin + slot.positions[0] * scale) / block)
         start, _ = _pattern(env, offsets, expected - spread, expected + spread + 1)
         noise = _noise(corr, expected, offsets[-1], spread, block, energy)
-        heard = _Heard([], [], [], noise)
+        heard = _Heard([], [], [])
         for offset, position in zip(offsets, slot.positions, strict=True):
             where, value = _peak(corr, (start + offset) * block, (reach + 2) * block)
             snr = 20 * math.log10(max(value, 1e-30) / noise)
@@ -470,7 +472,6 @@ class _Heard:
     levels: list[float]
     """Their amplitudes (correlation peak over the chirp's energy)."""
     snrs: list[float]
-    noise: float
     agreeing: list[float] = field(default_factory=list)
 
 
@@ -512,8 +513,7 @@ def _pair(
     template = code_signal(slot.code, rate)
     corr = _correlate(recording, template)
     energy = float(np.sum(template * template))
-    usable = corr.size // block * block
-    coarse = np.abs(corr[:usable]).reshape(-1, block).max(axis=1)
+    coarse = _envelope(corr, block, 0)
     centres = [round((p / STREAM_RATE + offset) * rate / block) for p in slot.positions]
     if centres[0] - span < 0 or centres[-1] + span >= coarse.size:
         return []

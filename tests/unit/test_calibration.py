@@ -120,6 +120,20 @@ def test_delays_found_to_a_fraction_of_a_millisecond(rate: int) -> None:
         assert result.spread_ms < 0.1
 
 
+@pytest.mark.parametrize("first", [0.02, 0.3])
+@pytest.mark.parametrize("count", [5, 6])
+def test_more_rooms_than_chirps_for_their_turns(count: int, first: float) -> None:
+    """Five rooms take nine turns: the last pair turns replay the first turns'
+    chirps (code 8 is code 0's), which must not anchor the timeline."""
+    rooms = [(room_id, room_id.upper()) for room_id in "abcdef"[:count]]
+    plan = Plan.build(rooms, Settings())
+    delays = {room_id: first + 0.013 * i for i, (room_id, _) in enumerate(rooms)}
+    results = by_id(analyze(record(plan, delays), STREAM_RATE, plan))
+    for i, (room_id, _) in enumerate(rooms):
+        assert results[room_id].heard, room_id
+        assert results[room_id].delay_ms == pytest.approx(13.0 * i, abs=0.2), room_id
+
+
 def test_the_earliest_room_need_not_be_the_first() -> None:
     plan = Plan.build(ROOMS, Settings())
     results = by_id(analyze(record(plan, {"a": 0.2, "b": 0.05, "c": 0.12}), STREAM_RATE, plan))
