@@ -282,11 +282,8 @@ class PipeSink(Resource):
                 continue
             self.check_pipe(host)
 
-    def check_pipe(self, host: _Host | None = None) -> None:
+    def check_pipe(self, host: _Host) -> None:
         """Update :attr:`stats` from the fifo's fill level; say when snapserver stops reading."""
-        host = host or self._host
-        if host is None:
-            return
         changed = self.stats.observe(pipe_fill(host.fd), host.capacity)
         if changed is False and self.stats.sink_state == "running":
             _LOGGER.warning(
