@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterator, Mapping
 
 from .errors import BusyError
+from .files import private_dir
 from .paths import private_runtime_dir, runtime_dir
 
 
@@ -48,8 +49,7 @@ def claim(key: str, taken: str, env: Mapping[str, str] | None = None) -> Iterato
     ``taken`` is the refusal, completed with the holder's pid (``'spotify'
     is already captured``  -> ``... by pid 4242; stop that broadcaster first``).
     """
-    folder = private_runtime_dir(env) / "claims"
-    folder.mkdir(mode=0o700, exist_ok=True)
+    folder = private_dir(private_runtime_dir(env) / "claims")
     fd = os.open(folder / _file_name(key), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         try:
