@@ -308,11 +308,12 @@ async def _party(args: argparse.Namespace) -> int:
 
 
 def _scene_save(args: argparse.Namespace) -> int:
-    from ..scenes import Scene, SceneStore
+    from ..scenes import Scene, SceneStore, scene_name
 
+    name = scene_name(args.name)  # before the server is asked: a bad name is not its fault
     status = lookup.read_status(args)
     store = SceneStore()
-    scene = Scene.capture(args.name, status)
+    scene = Scene.capture(name, status)
     store.save(scene)
     emit(args, scene.to_json(), f"saved scene {scene.name!r} to {store.path}")
     return 0

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..scenes import SCENE_NAME_MAX, Scene, SceneStore
+from ..scenes import SCENE_NAME_MAX, Scene, SceneStore, scene_name
 from .api import SERVICE, get_str, json_body
 
 routes = web.RouteTableDef()
@@ -49,7 +49,7 @@ async def get_scene(request: web.Request) -> web.Response:
 @routes.post("/api/scenes")
 async def save_scene(request: web.Request) -> web.Response:
     body = await json_body(request)
-    name = get_str(body, "name", limit=SCENE_NAME_MAX)
+    name = scene_name(get_str(body, "name", limit=SCENE_NAME_MAX))
     # Read snapserver now: the service's view follows its notifications a
     # moment late, and a change made just before saving belongs in the scene.
     scene = Scene.capture(name, await request.app[SERVICE].snap.control.status())

@@ -156,6 +156,18 @@ async def test_status_command_against_faults_is_one_line_and_exit_1(
             assert err.count("\n") == 1
 
 
+def test_a_bad_scene_name_is_refused_before_the_server_is_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing listening the name is still what is wrong, not 'cannot reach'."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    argv = ["scene", "save", "a/b", "--server", f"127.0.0.1:{free_port()}"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "printable characters without '/'" in err, err
+    assert "cannot reach" not in err
+
+
 @pytest.mark.parametrize(
     "env",
     [
